@@ -1,0 +1,1 @@
+"""The ``tcscodec`` command line (installed as ``tcscodec.cli``)."""

@@ -1,0 +1,1 @@
+"""Imports every built-in decoder module so each registers itself."""

@@ -1,0 +1,85 @@
+"""The decoder interface and registry.
+
+A decoder turns a batch of measurement tiles and their masks back into
+frames.  Decoders are registered by name (as CompressAI registers
+architectures) and built with :func:`get_decoder`; learned decoders load
+their weights from :mod:`tcscodec.weights`, kept apart from the
+architectures.
+
+Contract of :meth:`Decoder.decode` (torch tensors, on the decoder's device):
+
+* ``y``: ``(N, h, w)`` float32 measurement tiles, in the input's units
+  (``Y = sum_b C_b * X_b``, already dequantised);
+* ``masks``: ``(N, n, h, w)`` float32 0/1 masks of the ``n`` frames the
+  measurement holds (``n <= B``; a short last group has fewer);
+* returns ``(N, n, h, w)`` float32 frames in the input's units.
+
+A decoder must be purely a function of its inputs (no state between
+calls), so tiles can be batched and blended in any order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import TcsDecoderError
+
+__all__ = ["Decoder", "register_decoder", "get_decoder", "available_decoders"]
+
+_REGISTRY: dict[str, Callable[..., "Decoder"]] = {}
+
+
+class Decoder:
+    """Base class of decoders: subclasses implement :meth:`decode`."""
+
+    #: registry name, set by :func:`register_decoder`
+    name: str = ""
+    #: pixels of context a tile needs on each side for a seamless result;
+    #: the tiling engine uses at least this overlap
+    receptive_margin: int = 16
+
+    def __init__(self, device: str = "cpu", **options):
+        self.device = device
+        self.options = options
+
+    def decode(self, y, masks):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.device!r})"
+
+
+def register_decoder(name: str):
+    """Class decorator registering a :class:`Decoder` under ``name``."""
+
+    def wrap(cls):
+        if name in _REGISTRY:
+            raise ValueError(f"decoder {name!r} is already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_decoder(name: str, device: str = "cpu", **options) -> Decoder:
+    """Build the decoder registered as ``name`` on ``device``."""
+    _load_builtin_decoders()
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise TcsDecoderError(f"unknown decoder {name!r}; available: {known}") from None
+    return cls(device=device, **options)
+
+
+def available_decoders() -> list[str]:
+    """Names of the registered decoders."""
+    _load_builtin_decoders()
+    return sorted(_REGISTRY)
+
+
+def _load_builtin_decoders() -> None:
+    # Importing the modules registers them; done lazily so that importing
+    # tcscodec never imports torch.
+    from . import _builtin  # noqa: F401

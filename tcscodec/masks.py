@@ -1,0 +1,132 @@
+"""The spec's pseudo-random binary masks (generator id 1, ``splitmix64-v1``).
+
+A mask bit is a pure function of ``(seed, b, y, x)``, so any tile, region or
+frame of the masks can be computed on its own, in any language, on the CPU
+or the GPU, bit for bit (``spec/tcs-format.md``, section "Masks")::
+
+    GOLDEN = 0x9E3779B97F4A7C15
+    mix64(z) = SplitMix64 finaliser (shifts 30, 27, 31)
+    key      = mix64(seed + GOLDEN)
+    counter  = (b << 48) | (y << 24) | (x >> 6)
+    word     = mix64(key + (counter + 1) * GOLDEN)      # all mod 2**64
+    C_b[y, x] = (word >> (x & 63)) & 1
+
+One 64-bit word holds the bits of 64 neighbouring pixels of a row, which
+makes the bit-packed form (used by the CUDA encoder) the natural one.
+P(bit = 1) = 1/2.  The same B masks serve every group of a movie.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+__all__ = [
+    "GENERATOR_ID",
+    "GENERATOR_NAME",
+    "MAX_HEIGHT",
+    "MAX_WIDTH",
+    "mix64",
+    "random_seed",
+    "mask_words",
+    "packed_masks",
+    "unpack_words",
+    "masks",
+    "mask_frame",
+]
+
+GENERATOR_ID = 1
+GENERATOR_NAME = "splitmix64-v1"
+MAX_HEIGHT = 1 << 24
+MAX_WIDTH = 1 << 30
+
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_MUL1 = 0xBF58476D1CE4E5B9
+_MUL2 = 0x94D049BB133111EB
+
+
+def mix64(z):
+    """SplitMix64 finaliser of a Python int or a uint64 array (mod 2**64)."""
+    if isinstance(z, (int, np.integer)):
+        z = int(z) & _M64
+        z = ((z ^ (z >> 30)) * _MUL1) & _M64
+        z = ((z ^ (z >> 27)) * _MUL2) & _M64
+        return z ^ (z >> 31)
+    z = np.asarray(z, dtype=np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MUL1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MUL2)
+    return z ^ (z >> np.uint64(31))
+
+
+def random_seed() -> int:
+    """A fresh 64-bit mask seed from the operating system's entropy."""
+    return secrets.randbits(64)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"mask seed must be an integer, not {type(seed).__name__}")
+    seed = int(seed)
+    if not 0 <= seed <= _M64:
+        raise ValueError(f"mask seed must be in 0..2**64-1, got {seed}")
+    return seed
+
+
+def mask_words(seed: int, frames, rows, words) -> np.ndarray:
+    """The 64-bit mask words for frame indices ``frames``, rows ``rows`` and
+    word columns ``words`` (each a range or 1-D integer sequence).
+
+    Returns a uint64 array of shape ``(len(frames), len(rows), len(words))``;
+    bit ``x & 63`` of word ``[b, y, x >> 6]`` is mask ``C_b[y, x]``.
+    """
+    key = np.uint64(mix64(_check_seed(seed) + _GOLDEN))
+    b = np.asarray(frames, dtype=np.uint64)[:, None, None]
+    y = np.asarray(rows, dtype=np.uint64)[None, :, None]
+    w = np.asarray(words, dtype=np.uint64)[None, None, :]
+    counter = (b << np.uint64(48)) | (y << np.uint64(24)) | w
+    with np.errstate(over="ignore"):
+        return mix64(key + (counter + np.uint64(1)) * np.uint64(_GOLDEN))
+
+
+def packed_masks(seed: int, B: int, height: int, width: int) -> np.ndarray:
+    """All B masks of an ``height x width`` frame, bit-packed.
+
+    Returns uint64 ``(B, height, ceil(width / 64))``; padding bits beyond
+    ``width`` are whatever the generator gives (they are never used).
+    """
+    return mask_words(seed, range(B), range(height), range((width + 63) // 64))
+
+
+def unpack_words(words: np.ndarray, x0: int, x1: int, word0: int = 0) -> np.ndarray:
+    """Unpack uint64 mask words (last axis) to 0/1 uint8 for columns x0:x1.
+
+    ``word0`` is the word-column index of ``words[..., 0]``.
+    """
+    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+    bits = np.unpackbits(raw, axis=-1, bitorder="little")
+    start = x0 - 64 * word0
+    return bits[..., start : start + (x1 - x0)]
+
+
+def masks(seed: int, B: int, height: int, width: int, region=None) -> np.ndarray:
+    """The B masks as a 0/1 uint8 array ``(B, h, w)``.
+
+    ``region`` is ``(y0, y1, x0, x1)`` to compute only that window of the
+    ``height x width`` frame (default: all of it).
+    """
+    y0, y1, x0, x1 = (0, height, 0, width) if region is None else region
+    if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
+        raise ValueError(f"region {region} is outside the {height}x{width} frame")
+    if height > MAX_HEIGHT or width > MAX_WIDTH:
+        raise ValueError(f"frame {height}x{width} exceeds the mask generator's range")
+    w0, w1 = x0 // 64, (x1 + 63) // 64
+    words = mask_words(seed, range(B), range(y0, y1), range(w0, max(w1, w0)))
+    return unpack_words(words, x0, x1, w0)
+
+
+def mask_frame(seed: int, b: int, height: int, width: int) -> np.ndarray:
+    """Mask ``C_b`` of one frame as a 0/1 uint8 array ``(height, width)``."""
+    words = mask_words(seed, [b], range(height), range((width + 63) // 64))
+    return unpack_words(words, 0, width)[0]
