@@ -1,1 +1,68 @@
+"""tcscodec: temporal compressive sensing for electron-microscopy movies.
+
+Each group of B frames X_b is encoded into one measurement
+Y = sum_b C_b * X_b with the spec's pseudo-random binary masks C_b, stored in
+a ``.tcs`` container, and decoded (reconstructed and denoised) later::
+
+    import tcscodec
+    tcscodec.write("movie.tcs", frames, B=30)
+    with tcscodec.open("movie.tcs") as r:
+        decoded = r.read()
+
+Importing tcscodec registers its imageio v3 plugin (``imageio.v3.imread``
+of ``.tcs`` files) when imageio is installed; torch and CuPy are imported
+only when decoding or encoding on the GPU.
+"""
+
 from ._version import __version__
+from .api import open, write
+from .errors import (
+    TcsChecksumError,
+    TcsDecoderError,
+    TcsDeviceError,
+    TcsError,
+    TcsFormatError,
+    TcsInputError,
+    TcsTruncatedError,
+    TcsValueError,
+    TcsVersionError,
+)
+from .format import TcsHeader, TcsRecoveryWarning
+from .reader import TcsReader
+from .writer import TcsWriter
+
+
+def reconstruct(measurement, masks, decoder=None, device="cpu", **options):
+    """Decode an H x W measurement with B x H x W 0/1 masks (any masks).
+
+    See :func:`tcscodec.reconstruct.reconstruct`; imported lazily because it
+    needs torch.
+    """
+    from .reconstruct import reconstruct as _reconstruct
+
+    return _reconstruct(measurement, masks, decoder=decoder, device=device, **options)
+
+
+__all__ = [
+    "__version__",
+    "open",
+    "write",
+    "reconstruct",
+    "TcsReader",
+    "TcsWriter",
+    "TcsHeader",
+    "TcsRecoveryWarning",
+    "TcsError",
+    "TcsFormatError",
+    "TcsVersionError",
+    "TcsChecksumError",
+    "TcsTruncatedError",
+    "TcsValueError",
+    "TcsInputError",
+    "TcsDecoderError",
+    "TcsDeviceError",
+]
+
+from . import imageio_plugin as _imageio_plugin  # noqa: E402
+
+_imageio_plugin.register()

@@ -181,3 +181,15 @@ def encode_group(frames, seed: int, B: int | None = None) -> np.ndarray:
     for b in range(n):
         y += np.where(C[b] == 1, frames[b], 0).astype(mdtype)
     return y
+
+
+def make_encoder(device: str, seed: int, B: int, shape, dtype):
+    """The streaming encoder for ``device`` ("cpu" or "cuda")."""
+    if device == "cpu":
+        return CpuEncoder(seed, B, shape, dtype)
+    if device == "cuda" or str(device).startswith("cuda:"):
+        from .cuda_encoder import CudaEncoder
+
+        device_id = int(str(device).partition(":")[2] or 0)
+        return CudaEncoder(seed, B, shape, dtype, device_id=device_id)
+    raise TcsValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")

@@ -1,0 +1,22 @@
+"""The ``.tcs`` container format (``spec/tcs-format.md``): pure Python + numpy.
+
+This layer knows bytes, headers, records and checksums; it knows nothing of
+masks, encoders or decoders.
+"""
+
+from .container import ContainerReader, ContainerWriter, TcsRecoveryWarning
+from .header import CODECS, DTYPE_CODES, MAGIC, VERSION, TcsHeader
+from .records import decode_payload, encode_payload
+
+__all__ = [
+    "CODECS",
+    "DTYPE_CODES",
+    "MAGIC",
+    "VERSION",
+    "TcsHeader",
+    "ContainerReader",
+    "ContainerWriter",
+    "TcsRecoveryWarning",
+    "encode_payload",
+    "decode_payload",
+]

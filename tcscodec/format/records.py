@@ -1,0 +1,178 @@
+"""Records, index and footer of the ``.tcs`` container (spec sections 3-5).
+
+Every (group, tile) measurement is one self-describing record::
+
+    offset size field
+         0    4 magic        "TCSR"
+         4    4 group        uint32
+         8    2 tile_row     uint16
+        10    2 tile_col     uint16
+        12    2 n_frames     frames summed in this group (1..B)
+        14    1 codec        1 = zstd, 2 = shuffle+zstd (same as header)
+        15    1 reserved     0
+        16    4 payload_size P
+        20    4 crc          CRC-32 of bytes [0, 20) followed by the payload
+        24    P payload      zstd frame of the tile's stored measurement
+
+The index, written once at close, lists every record::
+
+    "TCSI", uint64 count, count x (uint64 offset, uint32 group,
+    uint16 tile_row, uint16 tile_col), uint32 CRC-32 of all before it
+
+and the file ends with a fixed 32-byte footer::
+
+    uint64 index_offset, uint64 n_frames, uint32 crc (of the 16 bytes
+    before it), uint32 reserved (0), 8-byte magic "\\x89TCSEND\\n"
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import zstandard
+
+from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
+
+__all__ = [
+    "RECORD_MAGIC",
+    "INDEX_MAGIC",
+    "FOOTER_MAGIC",
+    "RECORD_HEADER_SIZE",
+    "FOOTER_SIZE",
+    "RecordInfo",
+    "encode_payload",
+    "decode_payload",
+    "pack_record",
+    "unpack_record_header",
+    "pack_index",
+    "unpack_index",
+    "pack_footer",
+    "unpack_footer",
+]
+
+RECORD_MAGIC = b"TCSR"
+INDEX_MAGIC = b"TCSI"
+FOOTER_MAGIC = b"\x89TCSEND\n"
+
+_RECORD = struct.Struct("<4sIHHHBBII")
+RECORD_HEADER_SIZE = _RECORD.size  # 24
+_ENTRY = struct.Struct("<QIHH")
+_FOOTER = struct.Struct("<QQII8s")
+FOOTER_SIZE = _FOOTER.size  # 32
+_CODEC_IDS = {"zstd": 1, "shuffle-zstd": 2}
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """Where one record lies and what it holds (from the index or a scan)."""
+
+    offset: int
+    group: int
+    tile_row: int
+    tile_col: int
+    n_frames: int = 0
+    payload_size: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.group, self.tile_row, self.tile_col)
+
+
+# -- payload ----------------------------------------------------------------
+def encode_payload(tile: np.ndarray, codec: str, level: int = 3) -> bytes:
+    """Compress a tile (stored dtype, C order, little-endian) into a zstd frame.
+
+    ``shuffle-zstd`` first groups byte k of every element together (the
+    blosc/HDF5 shuffle filter): the high bytes of a measurement are nearly
+    constant, which zstd then codes in few bits.
+    """
+    raw = np.ascontiguousarray(tile, dtype=tile.dtype.newbyteorder("<"))
+    if codec == "shuffle-zstd" and raw.dtype.itemsize > 1:
+        raw = raw.view(np.uint8).reshape(-1, raw.dtype.itemsize).T.copy()
+    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    return cctx.compress(raw.tobytes())
+
+
+def decode_payload(payload: bytes, codec: str, dtype, shape) -> np.ndarray:
+    """Inverse of :func:`encode_payload`; raises on a size mismatch."""
+    dtype = np.dtype(dtype).newbyteorder("<")
+    n = int(np.prod(shape)) * dtype.itemsize
+    raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=n)
+    if len(raw) != n:
+        raise TcsFormatError(f"payload holds {len(raw)} bytes, expected {n}")
+    arr = np.frombuffer(raw, np.uint8)
+    if codec == "shuffle-zstd" and dtype.itemsize > 1:
+        arr = arr.reshape(dtype.itemsize, -1).T.copy()
+    return arr.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+# -- records ------------------------------------------------------------------
+def pack_record(group: int, tile_row: int, tile_col: int, n_frames: int, codec: str, payload: bytes) -> bytes:
+    head = _RECORD.pack(RECORD_MAGIC, group, tile_row, tile_col, n_frames,
+                        _CODEC_IDS[codec], 0, len(payload), 0)[:20]
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + struct.pack("<I", crc) + payload
+
+
+def unpack_record_header(buf: bytes) -> tuple[int, int, int, int, int, int, int]:
+    """``(group, tile_row, tile_col, n_frames, codec_id, payload_size, crc)``."""
+    if len(buf) < RECORD_HEADER_SIZE:
+        raise TcsTruncatedError("file ends inside a record header")
+    magic, group, row, col, n, codec, _r, size, crc = _RECORD.unpack(buf[:RECORD_HEADER_SIZE])
+    if magic != RECORD_MAGIC:
+        raise TcsFormatError(f"bad record magic {magic!r}")
+    return group, row, col, n, codec, size, crc
+
+
+def record_crc(head20: bytes, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(head20))
+
+
+def check_record_crc(buf24: bytes, payload: bytes, where: str) -> None:
+    (crc,) = struct.unpack("<I", buf24[20:24])
+    if record_crc(buf24[:20], payload) != crc:
+        raise TcsChecksumError(f"{where}: record checksum mismatch (corrupted data)")
+
+
+# -- index and footer ---------------------------------------------------------
+def pack_index(entries) -> bytes:
+    body = INDEX_MAGIC + struct.pack("<Q", len(entries)) + b"".join(
+        _ENTRY.pack(e.offset, e.group, e.tile_row, e.tile_col) for e in entries
+    )
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def unpack_index(buf: bytes) -> list[RecordInfo]:
+    if len(buf) < 16 or buf[:4] != INDEX_MAGIC:
+        raise TcsFormatError("bad index magic")
+    (count,) = struct.unpack("<Q", buf[4:12])
+    end = 12 + count * _ENTRY.size
+    if len(buf) < end + 4:
+        raise TcsTruncatedError("file ends inside the index")
+    (crc,) = struct.unpack("<I", buf[end : end + 4])
+    if zlib.crc32(buf[:end]) != crc:
+        raise TcsChecksumError("index checksum mismatch")
+    return [RecordInfo(*_ENTRY.unpack_from(buf, 12 + i * _ENTRY.size)) for i in range(count)]
+
+
+def index_size(count: int) -> int:
+    return 12 + count * _ENTRY.size + 4
+
+
+def pack_footer(index_offset: int, n_frames: int) -> bytes:
+    head = struct.pack("<QQ", index_offset, n_frames)
+    return head + struct.pack("<II", zlib.crc32(head), 0) + FOOTER_MAGIC
+
+
+def unpack_footer(buf: bytes) -> tuple[int, int] | None:
+    """``(index_offset, n_frames)``, or None when ``buf`` is no valid footer
+    (a writer that was killed before it finished leaves none)."""
+    if len(buf) != FOOTER_SIZE:
+        return None
+    index_offset, n_frames, crc, _r, magic = _FOOTER.unpack(buf)
+    if magic != FOOTER_MAGIC or zlib.crc32(buf[:16]) != crc:
+        return None
+    return index_offset, n_frames

@@ -1,0 +1,244 @@
+"""Reading ``.tcs`` files: :class:`TcsReader`.
+
+The reader gives two views of a file:
+
+* the exact data: :meth:`TcsReader.measurements` (the stored Y of a group)
+  and :meth:`TcsReader.masks` (the spec's masks, recomputed from the seed);
+* decoded frames: :meth:`TcsReader.read` and :meth:`TcsReader.iter`, which run
+  a decoder (:mod:`tcscodec.decoders`) tile by tile over the needed groups.
+
+Reading one group or a region touches only the records it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import TcsInputError, TcsValueError
+from .format import ContainerReader
+from .masks import GENERATOR_NAME, masks as spec_masks
+from .quantize import dequantize
+
+__all__ = ["TcsReader", "TcsProperties"]
+
+
+@dataclass(frozen=True)
+class TcsProperties:
+    """Shape and dtype of what :meth:`TcsReader.read` returns (imageio v3 style)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    n_images: int | None = None
+    is_batch: bool = False
+    spacing: tuple | None = None
+
+
+def _region(region, H, W):
+    if region is None:
+        return (0, H, 0, W)
+    y0, y1, x0, x1 = (int(v) for v in region)
+    if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
+        raise TcsValueError(f"region {tuple(region)} is empty or outside the {H}x{W} frame")
+    return (y0, y1, x0, x1)
+
+
+class TcsReader:
+    """Reader of a ``.tcs`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.  A file whose writer was killed (``*.partial``) opens too:
+        its complete groups are recovered, with a
+        :class:`~tcscodec.format.TcsRecoveryWarning`.
+    decoder : str, optional
+        Decoder used by :meth:`read` and :meth:`iter` (default: the best
+        available, :func:`tcscodec.decoders.default_decoder`).
+    device : str
+        "cpu" or "cuda" for decoding.
+    **decode_options
+        Passed to the decoder and the tiling engine (``tile``, ``overlap``,
+        ``batch``, decoder options such as ``iterations``).
+    """
+
+    def __init__(self, path, *, decoder: str | None = None, device: str = "cpu", **decode_options):
+        self.path = Path(path)
+        try:
+            self._container = ContainerReader(self.path)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            raise TcsInputError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+        self.header = self._container.header
+        self.decoder = decoder
+        self.device = device
+        self.decode_options = decode_options
+        self._cache: tuple[Any, np.ndarray] | None = None
+
+    # -- basic facts -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(frames available, H, W)."""
+        return (self._container.n_frames, self.header.height, self.header.width)
+
+    @property
+    def n_frames(self) -> int:
+        return self._container.n_frames
+
+    @property
+    def n_groups(self) -> int:
+        return self._container.n_groups
+
+    @property
+    def B(self) -> int:
+        return self.header.B
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the frames that were encoded."""
+        return np.dtype(self.header.dtype)
+
+    @property
+    def complete(self) -> bool:
+        """False when the file had no valid index (killed writer, truncated)."""
+        return self._container.indexed
+
+    def group_frames(self, group: int) -> int:
+        """Number of frames in ``group`` (B except for a short last group)."""
+        return self._container.group_frames(group)
+
+    def properties(self, index=None) -> TcsProperties:
+        """Shape and dtype of ``read(index)``: decoded frames are float32."""
+        H, W = self.header.height, self.header.width
+        if index is None:
+            return TcsProperties((self.n_frames, H, W), np.dtype(np.float32), self.n_frames, True)
+        return TcsProperties((H, W), np.dtype(np.float32), self.n_frames, False)
+
+    def metadata(self, index=None) -> dict[str, Any]:
+        """The header's fields and, under ``"user"``, the user metadata."""
+        h = self.header
+        return {
+            "shape": self.shape,
+            "B": h.B,
+            "dtype": h.dtype,
+            "stored_dtype": h.stored_dtype,
+            "mask_seed": h.mask_seed,
+            "mask_generator": GENERATOR_NAME,
+            "tile": h.tile,
+            "quant_step": h.quant_step,
+            "codec": h.codec,
+            "version": "%d.%d" % h.version,
+            "complete": self.complete,
+            "user": dict(h.metadata),
+        }
+
+    # -- exact data ------------------------------------------------------------------------
+    def measurements(self, group: int, region=None) -> np.ndarray:
+        """The measurement Y of ``group`` (H x W, or the ``region``
+        (y0, y1, x0, x1)): exact, in the stored integer dtype for lossless
+        files; float64 ``q * quant_step`` for quantised ones."""
+        group = self._group_index(group)
+        region = _region(region, self.header.height, self.header.width)
+        return dequantize(self._container.read_measurement(group, region), self.header.quant_step)
+
+    def masks(self, group: int | None = None, region=None) -> np.ndarray:
+        """The masks C_b as 0/1 uint8, shape (B, H, W) (or the region's).
+
+        The same B masks serve every group; with ``group`` given, only the
+        masks of that group's frames are returned (fewer for a short last group).
+        """
+        n = self.B if group is None else self.group_frames(self._group_index(group))
+        H, W = self.header.height, self.header.width
+        return spec_masks(self.header.mask_seed, n, H, W, _region(region, H, W))
+
+    def _group_index(self, group) -> int:
+        g = int(group)
+        if g < 0:
+            g += self.n_groups
+        self._container.group_frames(g)  # range and truncation check
+        return g
+
+    # -- decoding --------------------------------------------------------------------------------
+    def decode_group(self, group: int, *, region=None, decoder=None, device=None,
+                     out=None, progress=None, **options) -> np.ndarray:
+        """Decode one group into ``(n, h, w)`` float32 frames in the input's units.
+
+        Only the records overlapping ``region`` (plus the decoder's context
+        margin) are read.
+        """
+        from .decoders import decode_tiled, default_decoder
+
+        group = self._group_index(group)
+        H, W = self.header.height, self.header.width
+        y0, y1, x0, x1 = _region(region, H, W)
+        opts = {**self.decode_options, **options}
+        name = decoder or self.decoder or default_decoder()
+        margin = int(opts.get("overlap", 32)) * 2
+        # Read the region plus a context margin, in full-frame coordinates.
+        cy0, cy1, cx0, cx1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
+        y = self.measurements(group, (cy0, cy1, cx0, cx1)).astype(np.float32)
+        n = self.group_frames(group)
+        seed = self.header.mask_seed
+
+        def mask_fn(a0, a1, b0, b1):
+            return spec_masks(seed, n, H, W, (a0 + cy0, a1 + cy0, b0 + cx0, b1 + cx0))
+
+        return decode_tiled(
+            y, mask_fn, n, decoder=name, device=device or self.device, out=out,
+            progress=progress, region=(y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0), **opts,
+        )
+
+    def _group_frames_cached(self, group: int, region, **options) -> np.ndarray:
+        key = (group, region, tuple(sorted(options.items())))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.decode_group(group, region=region, **options))
+        return self._cache[1]
+
+    def read(self, index=None, *, region=None, **options) -> np.ndarray:
+        """Decoded frames as float32 in the input's units.
+
+        ``index`` None gives all frames (T x H x W); an int gives one frame
+        (H x W), decoding only its group; a slice gives those frames.
+        """
+        if index is None:
+            index = slice(None)
+        if isinstance(index, slice):
+            frames = range(*index.indices(self.n_frames))
+            return np.stack([f for f in self._frames(frames, region, **options)]) if frames else \
+                np.empty((0, *self.properties().shape[1:]), np.float32)
+        i = int(index)
+        if i < 0:
+            i += self.n_frames
+        if not 0 <= i < self.n_frames:
+            raise IndexError(f"{self.path}: frame {index} out of range 0..{self.n_frames - 1}")
+        return self._group_frames_cached(i // self.B, region, **options)[i % self.B].copy()
+
+    def iter(self, *, region=None, **options) -> Iterator[np.ndarray]:
+        """Yield decoded frames (H x W float32) one by one, group by group."""
+        yield from self._frames(range(self.n_frames), region, **options)
+
+    def _frames(self, frames, region, **options):
+        for i in frames:
+            yield self._group_frames_cached(i // self.B, region, **options)[i % self.B]
+
+    def iter_groups(self, *, region=None, **options) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(group, frames)`` for every group, decoded."""
+        for g in range(self.n_groups):
+            yield g, self.decode_group(g, region=region, **options)
+
+    # -- lifetime -------------------------------------------------------------------------
+    def close(self) -> None:
+        self._container.close()
+        self._cache = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self) -> str:
+        T, H, W = self.shape
+        return f"<TcsReader {str(self.path)!r} {T}x{H}x{W} {self.header.dtype} B={self.B}>"

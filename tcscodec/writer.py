@@ -1,0 +1,241 @@
+"""Writing ``.tcs`` files: :class:`TcsWriter` (streaming) and :func:`write`.
+
+The writer encodes frames as they arrive (one frame at a time is enough, as
+from a detector), cuts each finished group's measurement into tiles and
+compresses the tiles with zstd in a thread pool (zstd releases the GIL), so
+encoding of the next group overlaps the compression of the last.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .encoder import INPUT_DTYPES, Measurement, check_B, make_encoder, measurement_dtype
+from .errors import TcsValueError
+from .format import ContainerWriter, TcsHeader, encode_payload
+from .masks import random_seed
+from .quantize import quantize, stored_dtype
+
+__all__ = ["TcsWriter", "write", "DEFAULT_TILE"]
+
+DEFAULT_TILE = (512, 512)
+#: groups whose tiles may be compressing at once (bounds memory)
+_MAX_PENDING = 2
+
+
+def _as_tile(tile) -> tuple[int, int]:
+    if isinstance(tile, (int, np.integer)):
+        tile = (tile, tile)
+    tile = tuple(int(t) for t in tile)
+    if len(tile) != 2 or min(tile) < 1 or max(tile) > 65535:
+        raise TcsValueError(f"tile must be one or two sizes in 1..65535, got {tile}")
+    return tile
+
+
+class TcsWriter:
+    """Streaming writer of a ``.tcs`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file.  Written under a temporary ``*.partial`` name and renamed
+        on :meth:`close`; an existing file of that name is replaced only then.
+    B : int
+        Frames per measurement, 2..64.
+    seed : int, optional
+        64-bit mask seed; random when None (recorded in the header).
+    tile : int or (int, int)
+        Tile size of the stored measurements (random-access unit).
+    metadata : dict, optional
+        JSON-serialisable user metadata (pixel size, frame rate, ...).
+    quant_step : float
+        Measurement quantisation step; 1 is lossless.
+    device : {"cpu", "cuda"}
+        Where the encoder runs.
+    level : int
+        zstd level (1..22).
+    threads : int, optional
+        Compression threads (default: number of CPUs, at most 8).
+    shape, dtype : optional
+        Frame shape (H, W) and dtype; otherwise taken from the first frame.
+
+    Frames are passed to :meth:`write` one at a time (H x W) or as a stack
+    (T x H x W).  A frame of the wrong shape or dtype, or with NaN/inf,
+    raises :class:`~tcscodec.TcsValueError` before anything is changed, so
+    the writer stays usable.  Used as a context manager the file is finished
+    on normal exit and discarded (destination untouched) on an exception.
+    """
+
+    def __init__(self, path, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
+                 quant_step: float = 1.0, device: str = "cpu", level: int = 3,
+                 codec: str = "shuffle-zstd", threads: int | None = None,
+                 shape=None, dtype=None):
+        self.path = Path(path)
+        self.B = check_B(B)
+        self.seed = random_seed() if seed is None else int(seed)
+        if not 0 <= self.seed < 2**64:
+            raise TcsValueError(f"seed must be in 0..2**64-1, got {seed}")
+        self.tile = _as_tile(tile)
+        self.metadata = dict(metadata or {})
+        self.quant_step = float(quant_step)
+        if not (np.isfinite(self.quant_step) and self.quant_step > 0):
+            raise TcsValueError(f"quant_step must be a finite number > 0, got {quant_step}")
+        self.device = device
+        self.level = int(level)
+        self.codec = codec
+        self._threads = threads or min(8, os.cpu_count() or 1)
+        self._encoder = None
+        self._container: ContainerWriter | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: collections.deque = collections.deque()
+        self.frames_written = 0
+        self.closed = False
+        if shape is not None or dtype is not None:
+            if shape is None or dtype is None:
+                raise TcsValueError("give both shape and dtype, or neither")
+            self._start(tuple(shape), np.dtype(dtype))
+
+    # -- set-up on the first frame ------------------------------------------------
+    def _start(self, shape, dtype) -> None:
+        if len(shape) != 2 or min(shape) < 1:
+            raise TcsValueError(f"frames must be 2-D and non-empty, got shape {shape}")
+        mdtype = measurement_dtype(dtype)
+        import json
+
+        try:
+            json.dumps(self.metadata)
+        except (TypeError, ValueError) as exc:
+            raise TcsValueError(f"metadata is not JSON-serialisable: {exc}") from None
+        self.header = TcsHeader(
+            height=shape[0], width=shape[1], B=self.B, dtype=dtype.name,
+            stored_dtype=stored_dtype(mdtype, self.quant_step).name, mask_seed=self.seed,
+            tile=self.tile, quant_step=self.quant_step, codec=self.codec, metadata=self.metadata,
+        )
+        self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype)
+        self._container = ContainerWriter(self.path, self.header)
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tcs-zstd")
+
+    @property
+    def shape(self):
+        """(frames written, H, W), or None before the first frame."""
+        return None if self._encoder is None else (self.frames_written, *self._encoder.shape)
+
+    # -- writing -----------------------------------------------------------------------
+    def write(self, frames) -> None:
+        """Append one frame (H x W) or a stack of frames (T x H x W)."""
+        if self.closed:
+            raise TcsValueError(f"{self.path}: writer is closed")
+        if not hasattr(frames, "ndim"):
+            frames = np.asarray(frames)
+        if frames.ndim == 2:
+            frames = frames[None]
+        elif frames.ndim != 3:
+            raise TcsValueError(f"expected a frame (H x W) or a stack (T x H x W), got {frames.ndim}-D")
+        if self._encoder is None:
+            dtype = np.dtype(str(frames.dtype).replace("torch.", ""))
+            if dtype not in INPUT_DTYPES:
+                measurement_dtype(dtype)  # raises the error listing the dtypes
+            self._start(tuple(frames.shape[1:]), dtype)
+        for frame in frames:
+            m = self._encoder.push(frame)
+            self.frames_written += 1
+            if m is not None:
+                self._submit(m)
+
+    def _submit(self, m: Measurement) -> None:
+        stored = quantize(m.data, self.quant_step, np.dtype(self.header.stored_dtype))
+        rows, cols = self.header.grid
+        jobs = []
+        for r in range(rows):
+            for c in range(cols):
+                y0, y1, x0, x1 = self.header.tile_bounds(r, c)
+                tile = stored[y0:y1, x0:x1]
+                jobs.append((r, c, self._pool.submit(encode_payload, tile, self.codec, self.level)))
+        self._pending.append((m.group, m.n_frames, jobs))
+        while len(self._pending) > _MAX_PENDING:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        group, n, jobs = self._pending.popleft()
+        for r, c, fut in jobs:
+            self._container.write_record(group, r, c, n, fut.result())
+
+    # -- finishing ---------------------------------------------------------------------
+    def close(self) -> Path | None:
+        """Encode the short last group, write index and footer, rename into place."""
+        if self.closed:
+            return self.path
+        try:
+            if self._encoder is None:
+                raise TcsValueError(f"{self.path}: no frames were written")
+            tail = self._encoder.flush()
+            for m in tail if isinstance(tail, list) else [tail] if tail is not None else []:
+                self._submit(m)
+            while self._pending:
+                self._write_oldest()
+            self._container.finish(self.frames_written)
+        except BaseException:
+            self.abort()
+            raise
+        self._shutdown()
+        self.closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written; the destination file is not touched."""
+        if self._container is not None:
+            self._container.abort()
+        self._pending.clear()
+        self._shutdown()
+        self.closed = True
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        close = getattr(self._encoder, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        # A writer dropped without close(): keep the .partial file (recoverable).
+        pass
+
+
+def write(path, frames, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
+          quant_step: float = 1.0, device: str = "cpu", level: int = 3,
+          progress: bool = False, **kwargs) -> Path:
+    """Encode ``frames`` (T x H x W array, or an iterable of H x W frames) into
+    a ``.tcs`` file at ``path`` and return the path.
+
+    See :class:`TcsWriter` for the parameters.  Nothing is left at ``path`` if
+    encoding fails.
+    """
+    it = frames
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = len(frames) if hasattr(frames, "__len__") else None
+        it = tqdm(frames, total=total, unit="frame", desc="encode")
+    with TcsWriter(path, B, seed=seed, tile=tile, metadata=metadata, quant_step=quant_step,
+                   device=device, level=level, **kwargs) as w:
+        if not progress and hasattr(frames, "ndim"):
+            w.write(frames)
+        else:
+            for frame in it:
+                w.write(frame)
+    return Path(path)
