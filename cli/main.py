@@ -1,5 +1,286 @@
-import click
+"""The ``tcscodec`` command line.
 
-@click.group()
+Commands: ``encode``, ``info``, ``decode``, ``verify``, ``recover``, ``demo``
+(and those the decoders add).  Every command has ``--help``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from tcscodec import TcsError, __version__
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc))
+
+
+class _TcsGroup(click.Group):
+    """Turns tcscodec's own errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (TcsError, FileNotFoundError) as exc:
+            _fail(exc)
+
+
+@click.group(cls=_TcsGroup, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="tcscodec")
 def main():
-    """tcscodec."""
+    """Temporal compressive sensing codec for electron-microscopy movies.
+
+    \b
+    tcscodec encode movie.tif -B 30 -o movie.tcs
+    tcscodec info movie.tcs
+    tcscodec decode movie.tcs -o decoded.tif
+    tcscodec demo              # all of it on a built-in simulated movie
+    """
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; use --force to replace it")
+
+
+def _parse_meta(items) -> dict:
+    meta = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    return meta
+
+
+# -- encode ------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-B", "B", type=click.IntRange(2, 64), default=10, show_default=True,
+              help="Frames per measurement (compression factor before zstd).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .tcs file [INPUT with .tcs].")
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), help="Mask seed [random, recorded in the file].")
+@click.option("--tile", type=click.IntRange(16, 65535), default=512, show_default=True,
+              help="Tile size of the stored measurements (random-access unit).")
+@click.option("--quantize", "quantize", default="1", show_default=True,
+              help="Measurement quantisation step in the input's units: 1 = lossless.")
+@click.option("--device", default="cpu", show_default=True, help="Encoder device: cpu or cuda.")
+@click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True, help="zstd level.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="User metadata (repeatable), e.g. pixel_size_A=0.5.")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def encode(input, B, output, seed, tile, quantize, device, level, meta, force, quiet):
+    """Encode a movie (multi-page TIFF, .npy, MRC, or a folder of TIFFs) into a .tcs file."""
+    from tqdm import tqdm
+
+    import tcscodec
+    from tcscodec.movies import open_movie
+
+    output = output or input.with_suffix(".tcs")
+    _check_output(output, force)
+    with open_movie(input) as movie:
+        step = _quant_step(quantize)
+        metadata = {**movie.metadata, "source": input.name, **_parse_meta(meta)}
+        t0 = time.perf_counter()
+        with tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
+                           quant_step=step, device=device, level=level) as w:
+            for frame in tqdm(movie, total=len(movie), unit="frame", desc="encode", disable=quiet):
+                w.write(frame)
+        dt = time.perf_counter() - t0
+    raw = int(np.prod(movie.shape)) * movie.dtype.itemsize
+    size = output.stat().st_size
+    click.echo(f"{output}: {movie.shape[0]} frames {movie.shape[1]}x{movie.shape[2]} {movie.dtype.name}, "
+               f"B={B}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
+
+
+def _quant_step(value: str) -> float:
+    try:
+        step = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number", param_hint="--quantize") from None
+    if not step > 0:
+        raise click.BadParameter("must be > 0", param_hint="--quantize")
+    return step
+
+
+# -- info -----------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def info(file, as_json):
+    """Show a .tcs file's header, metadata and real compression ratio."""
+    import tcscodec
+
+    with tcscodec.open(file) as r:
+        m = r.metadata()
+        T, H, W = r.shape
+        size = file.stat().st_size
+        raw = T * H * W * r.dtype.itemsize
+        rows, cols = r.header.grid
+        m.update(file=str(file), file_bytes=size, raw_bytes=raw, groups=r.n_groups,
+                 tile_grid=[rows, cols], ratio=raw / size if size else 0.0,
+                 bits_per_pixel=8 * size / (T * H * W) if T else 0.0)
+    if as_json:
+        click.echo(json.dumps(m, indent=2, default=list))
+        return
+    click.echo(f"file        {file}  ({size:,} bytes, format {m['version']}"
+               f"{'' if m['complete'] else ', INCOMPLETE: recovered groups only'})")
+    click.echo(f"movie       {T} frames x {H} x {W}  {m['dtype']}  ({raw:,} bytes raw)")
+    click.echo(f"encoding    B={m['B']}  {r.n_groups} groups  measurement {m['stored_dtype']}"
+               f"  quant_step {m['quant_step']:g}  codec {m['codec']}")
+    click.echo(f"masks       {m['mask_generator']}  seed {m['mask_seed']}")
+    click.echo(f"tiles       {m['tile'][0]}x{m['tile'][1]}  grid {rows}x{cols}")
+    click.echo(f"ratio       {m['ratio']:.2f}x real (raw bytes / file bytes), {m['bits_per_pixel']:.3f} bits/pixel")
+    for k, v in m["user"].items():
+        click.echo(f"metadata    {k} = {v}")
+
+
+# -- decode ---------------------------------------------------------------------------------------------
+def _parse_frames(spec: str | None, n: int) -> list[int]:
+    if not spec:
+        return list(range(n))
+    out = []
+    for part in spec.split(","):
+        if ":" in part:
+            out.extend(range(*slice(*(int(p) if p else None for p in part.split(":"))).indices(n)))
+        else:
+            i = int(part)
+            if not -n <= i < n:
+                raise click.BadParameter(f"frame {i} is out of range 0..{n - 1}", param_hint="--frames")
+            out.append(i % n)
+    return out
+
+
+def _parse_region(spec: str | None):
+    if not spec:
+        return None
+    try:
+        (y0, y1), (x0, x1) = (tuple(int(v) for v in p.split(":")) for p in spec.split(","))
+    except ValueError:
+        raise click.BadParameter("use Y0:Y1,X0:X1, e.g. 0:512,1024:1536", param_hint="--region") from None
+    return (y0, y1, x0, x1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .tif or .npy.")
+@click.option("--decoder", help="Decoder name [best available]; see 'tcscodec decoders'.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--frames", help="Frames to decode: 'A:B', 'A:B:STEP' or 'I,J,K' [all].")
+@click.option("--region", help="Window to decode: 'Y0:Y1,X0:X1' [whole frame].")
+@click.option("--dtype", type=click.Choice(["float32", "input"]), default="float32", show_default=True,
+              help="Output dtype: float32, or the input's dtype (rounded and clipped).")
+@click.option("--tile", type=int, help="Decoder tile size [decoder default].")
+@click.option("--overlap", type=int, help="Tile overlap [decoder default].")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, force, quiet):
+    """Decode a .tcs file into a TIFF stack or .npy movie."""
+    from tqdm import tqdm
+
+    import tcscodec
+    from tcscodec.decoders import default_decoder
+    from tcscodec.movies import write_movie
+
+    _check_output(output, force)
+    opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
+    with tcscodec.open(file, decoder=decoder, device=device, **opts) as r:
+        wanted = _parse_frames(frames, r.n_frames)
+        if not wanted:
+            raise click.ClickException("no frames selected")
+        reg = _parse_region(region)
+        y0, y1, x0, x1 = reg or (0, r.shape[1], 0, r.shape[2])
+        out_dtype = np.dtype(np.float32) if dtype == "float32" else r.dtype
+        bar = tqdm(total=len(wanted), unit="frame", desc=f"decode ({decoder or default_decoder()})", disable=quiet)
+
+        def produce():
+            for i in wanted:
+                f = r.read(i, region=reg)
+                if out_dtype.kind in "ui":
+                    info = np.iinfo(out_dtype)
+                    f = np.clip(np.rint(f), info.min, info.max).astype(out_dtype)
+                bar.update(1)
+                yield f.astype(out_dtype, copy=False)
+
+        write_movie(output, produce(), (len(wanted), y1 - y0, x1 - x0), out_dtype,
+                    metadata=None)
+        bar.close()
+    click.echo(f"{output}: {len(wanted)} frames {y1 - y0}x{x1 - x0} {out_dtype.name}")
+
+
+@main.command(context_settings=CONTEXT)
+def decoders():
+    """List the available decoders (the default first)."""
+    from tcscodec.decoders import available_decoders, default_decoder
+
+    default = default_decoder()
+    for name in sorted(available_decoders(), key=lambda n: n != default):
+        click.echo(f"{name}{'  (default)' if name == default else ''}")
+
+
+# -- verify / recover --------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(path_type=Path))
+def verify(file):
+    """Check every record's checksum; exit status 1 on the first damaged one."""
+    import tcscodec
+
+    with tcscodec.open(file) as r:
+        c = r._container
+        rows, cols = r.header.grid
+        for g in range(r.n_groups):
+            for row in range(rows):
+                for col in range(cols):
+                    c.read_tile(g, row, col)
+        click.echo(f"{file}: OK, {r.n_groups} groups x {rows * cols} tiles, {r.n_frames} frames"
+                   f"{'' if r.complete else ' (recovered without index)'}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Repaired .tcs file.")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
+def recover(file, output, force):
+    """Rewrite the complete groups of an unfinished (*.partial) or truncated
+    file into a valid .tcs file with an index. Records are copied, not re-encoded."""
+    import warnings
+
+    from tcscodec.format import ContainerReader, ContainerWriter, TcsRecoveryWarning
+
+    _check_output(output, force)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TcsRecoveryWarning)
+        src = ContainerReader(file)
+    with src:
+        header = src.header.with_frames(src.n_frames)
+        dst = ContainerWriter(output, header)
+        try:
+            rows, cols = header.grid
+            for g in range(src.n_groups):
+                for row in range(rows):
+                    for col in range(cols):
+                        dst.write_record(g, row, col, src.group_frames(g), src.read_payload(g, row, col))
+            dst.finish(src.n_frames)
+        except BaseException:
+            dst.abort()
+            raise
+    for w in caught:
+        click.echo(str(w.message), err=True)
+    click.echo(f"{output}: {src.n_frames} frames in {src.n_groups} complete groups")
+
+
+from . import demo as _demo  # noqa: E402,F401  (registers 'demo')
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

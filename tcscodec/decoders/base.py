@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..errors import TcsDecoderError
 
-__all__ = ["Decoder", "register_decoder", "get_decoder", "available_decoders"]
+__all__ = ["Decoder", "register_decoder", "get_decoder", "available_decoders", "default_decoder"]
 
 _REGISTRY: dict[str, Callable[..., "Decoder"]] = {}
 
@@ -83,3 +83,17 @@ def _load_builtin_decoders() -> None:
     # Importing the modules registers them; done lazily so that importing
     # tcscodec never imports torch.
     from . import _builtin  # noqa: F401
+
+
+#: decoders in order of preference for :func:`default_decoder`
+PREFERENCE = ("tcs-unfold", "gap-tv")
+
+
+def default_decoder() -> str:
+    """The best decoder available: the learned one when its weights ship
+    with the package, else GAP-TV."""
+    names = available_decoders()
+    for name in PREFERENCE:
+        if name in names:
+            return name
+    return names[0]

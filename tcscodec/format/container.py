@@ -213,8 +213,8 @@ class ContainerReader:
                 )
             raise IndexError(f"{self.name}: group {group} out of range 0..{self.n_groups - 1}")
 
-    def read_tile(self, group: int, tile_row: int, tile_col: int) -> np.ndarray:
-        """The stored measurement of one tile, checksum verified."""
+    def read_payload(self, group: int, tile_row: int, tile_col: int) -> bytes:
+        """The compressed payload of one record, checksum and ids verified."""
         self._check_group(group)
         where = f"{self.name}: group {group} tile ({tile_row}, {tile_col})"
         info = self.records[(group, tile_row, tile_col)]
@@ -232,6 +232,12 @@ class ContainerReader:
             raise TcsFormatError(f"{where}: record holds group {g} tile ({r}, {c}) of {n} frames")
         if CODECS.get(codec) != self.header.codec:
             raise TcsFormatError(f"{where}: record codec {codec} differs from the header's")
+        return payload
+
+    def read_tile(self, group: int, tile_row: int, tile_col: int) -> np.ndarray:
+        """The stored measurement of one tile, checksum verified."""
+        payload = self.read_payload(group, tile_row, tile_col)
+        where = f"{self.name}: group {group} tile ({tile_row}, {tile_col})"
         y0, y1, x0, x1 = self.header.tile_bounds(tile_row, tile_col)
         try:
             return decode_payload(payload, self.header.codec, self.header.stored_dtype, (y1 - y0, x1 - x0))
