@@ -17,6 +17,7 @@ import numpy as np
 
 from .encoder import INPUT_DTYPES
 from .errors import TcsInputError, TcsValueError
+from .format.container import default_permissions
 
 __all__ = ["MovieSource", "open_movie", "supported_dtype", "atomic_output", "write_movie"]
 
@@ -186,6 +187,7 @@ def atomic_output(path):
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial" + path.suffix, dir=path.parent or ".")
     os.close(fd)
+    default_permissions(Path(tmp))
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -34,11 +34,18 @@ from .records import (
     unpack_record_header,
 )
 
-__all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning"]
+__all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning", "default_permissions"]
 
 
 class TcsRecoveryWarning(UserWarning):
     """A ``.tcs`` file had no valid index; its records were rescanned."""
+
+
+def default_permissions(path: Path) -> None:
+    """Give a mkstemp file (created 0600) the mode a plain open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 class ContainerWriter:
@@ -61,6 +68,7 @@ class ContainerWriter:
             raise FileNotFoundError(f"{self.path}: folder {folder} does not exist")
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".partial", dir=folder)
         self.temp_path = Path(tmp)
+        default_permissions(self.temp_path)
         self._fh = os.fdopen(fd, "w+b")
         self._fh.write(header.to_bytes())
         self._entries: list[RecordInfo] = []

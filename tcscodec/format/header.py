@@ -113,6 +113,8 @@ class TcsHeader:
             raise TcsFormatError(f"B must be in {MIN_B}..{MAX_B}, got {self.B}")
         if not (self.tile[0] >= 1 and self.tile[1] >= 1):
             raise TcsFormatError(f"invalid tile size {self.tile}")
+        if max(self.grid) >= 65536:
+            raise TcsFormatError(f"tile grid {self.grid} exceeds 65535 rows or columns")
         if not (math.isfinite(self.quant_step) and self.quant_step > 0):
             raise TcsFormatError(f"quant_step must be finite and > 0, got {self.quant_step}")
         if self.codec not in _CODEC_ID:

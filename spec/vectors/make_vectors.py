@@ -1,0 +1,74 @@
+"""Regenerate the spec's test vectors: ``python spec/vectors/make_vectors.py``.
+
+Each vector ``NAME`` is ``NAME.tcs`` with ``NAME.frames.npy`` (the frames
+that were encoded) and ``NAME.measurements.npy`` (G x H x W, the exact Y of
+every group, computed from the spec's formulas by ``tcscodec.encoder.encode_group``,
+dequantised for quantised files). ``vectors.json`` lists the vectors with
+their header fields and a few mask words as check values. A second reader
+passes when it reads each ``.tcs`` to the stored measurements.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import tcscodec
+from tcscodec.encoder import encode_group
+from tcscodec.masks import mask_words
+
+HERE = Path(__file__).parent
+
+VECTORS = [
+    # name, dtype, (T, H, W), B, tile, codec, quant_step, seed
+    ("uint8_B4_short_last_group", "uint8", (10, 20, 30), 4, (8, 16), "shuffle-zstd", 1.0, 1),
+    ("uint16_B10_one_tile_zstd", "uint16", (10, 33, 65), 10, (512, 512), "zstd", 1.0, 2**64 - 1),
+    ("float32_B3_negative", "float32", (7, 17, 9), 3, (5, 4), "shuffle-zstd", 1.0, 12345),
+    ("uint32_B64_extremes", "uint32", (64, 5, 70), 64, (4, 64), "shuffle-zstd", 1.0, 0),
+    ("uint16_B8_quantised", "uint16", (16, 24, 24), 8, (16, 16), "shuffle-zstd", 4.0, 99),
+]
+
+
+def frames_for(dtype, shape, rng):
+    if dtype == "float32":
+        return rng.normal(0, 1000, shape).astype(np.float32)
+    info = np.iinfo(dtype)
+    f = rng.integers(0, info.max, shape, dtype=dtype, endpoint=True)
+    f.reshape(-1)[:7] = info.max  # extremes: no overflow at the largest B
+    return f
+
+
+def main():
+    rng = np.random.default_rng(20261124)
+    listing = []
+    for name, dtype, shape, B, tile, codec, step, seed in VECTORS:
+        frames = frames_for(dtype, shape, rng)
+        path = HERE / f"{name}.tcs"
+        tcscodec.write(path, frames, B=B, seed=seed, tile=tile, codec=codec, quant_step=step,
+                       metadata={"vector": name, "pixel_size_A": 1.5})
+        ys = []
+        for g in range(-(-shape[0] // B)):
+            y = encode_group(frames[g * B:(g + 1) * B], seed, B)
+            ys.append(y if step == 1 else np.floor(y / step + 0.5) * step)
+        np.save(HERE / f"{name}.frames.npy", frames)
+        np.save(HERE / f"{name}.measurements.npy", np.stack(ys))
+        listing.append({"name": name, "dtype": dtype, "shape": shape, "B": B, "tile": tile,
+                        "codec": codec, "quant_step": step, "mask_seed": seed,
+                        "file_bytes": path.stat().st_size})
+    # A writer killed mid-movie: the first vector cut inside its last record.
+    full = (HERE / "uint8_B4_short_last_group.tcs").read_bytes()
+    # Its header says n_frames = 0, as a writer leaves it until it finishes.
+    with tcscodec.open(HERE / "uint8_B4_short_last_group.tcs") as r:
+        last = max(e.offset for e in r._container.records.values())
+        header = r.header.with_frames(0).to_bytes()
+    (HERE / "killed_writer.tcs.partial").write_bytes(header + full[len(header): last + 30])
+    checks = [{"seed": s, "b": b, "y": y, "word_col": w,
+               "word": "0x%016x" % int(mask_words(s, [b], [y], [w])[0, 0, 0])}
+              for s, b, y, w in [(0, 0, 0, 0), (1, 0, 0, 0), (1, 3, 17, 2), (2**64 - 1, 63, 2**24 - 1, 2**24 - 1)]]
+    (HERE / "vectors.json").write_text(json.dumps({"vectors": listing, "mask_words": checks,
+                                                   "killed_writer": {"file": "killed_writer.tcs.partial",
+                                                                     "complete_frames": 8}}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

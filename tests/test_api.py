@@ -1,0 +1,124 @@
+"""tcscodec.open / tcscodec.write, the streaming writer and the imageio plugin."""
+
+import numpy as np
+import pytest
+
+import tcscodec
+from tcscodec import TcsInputError, TcsValueError
+from tcscodec.encoder import encode_group
+
+
+def test_writer_validates_frames_and_stays_usable(tmp_path):
+    path = tmp_path / "m.tcs"
+    good = np.ones((16, 20), np.float32)
+    with tcscodec.open(path, "w", B=3, seed=1) as w:
+        w.write(good)
+        with pytest.raises(TcsValueError, match=r"frame 1 has shape \(16, 21\), expected \(16, 20\)"):
+            w.write(np.ones((16, 21), np.float32))
+        with pytest.raises(TcsValueError, match="frame 1 has dtype float64, expected float32"):
+            w.write(np.ones((16, 20)))
+        bad = good.copy()
+        bad[3, 4] = np.nan
+        with pytest.raises(TcsValueError, match="frame 1 contains NaN or infinite values"):
+            w.write(bad)
+        bad[3, 4] = np.inf
+        with pytest.raises(TcsValueError, match="NaN or infinite"):
+            w.write(bad)
+        w.write(good * 2)
+    with tcscodec.open(path) as r:
+        assert r.n_frames == 2  # the rejected frames were not counted
+        assert np.array_equal(r.measurements(0), encode_group(np.stack([good, good * 2]), 1, 3))
+
+
+@pytest.mark.parametrize("B", [0, 1, 65, 100, -3])
+def test_B_out_of_range(tmp_path, B):
+    with pytest.raises(TcsValueError, match=f"B must be in 2..64, got {B}"):
+        tcscodec.write(tmp_path / "m.tcs", np.zeros((4, 4, 4), np.uint8), B=B)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float64", "complex64", "bool"])
+def test_unsupported_dtype(tmp_path, dtype):
+    with pytest.raises(TcsValueError, match=f"dtype {np.dtype(dtype).name} are not supported"):
+        tcscodec.write(tmp_path / "m.tcs", np.zeros((4, 4, 4), dtype), B=2)
+
+
+def test_other_argument_errors(tmp_path):
+    with pytest.raises(TcsValueError, match="needs B="):
+        tcscodec.open(tmp_path / "m.tcs", "w")
+    with pytest.raises(TcsValueError, match="mode must be"):
+        tcscodec.open(tmp_path / "m.tcs", "a")
+    with pytest.raises(TcsValueError, match="quant_step"):
+        tcscodec.write(tmp_path / "m.tcs", np.zeros((4, 4, 4), np.uint8), B=2, quant_step=0)
+    with pytest.raises(TcsValueError, match="JSON"):
+        tcscodec.write(tmp_path / "m.tcs", np.zeros((4, 4, 4), np.uint8), B=2, metadata={"x": object()})
+    with pytest.raises(TcsValueError, match="no frames"):
+        with tcscodec.open(tmp_path / "m.tcs", "w", B=2):
+            pass
+    with pytest.raises(TcsValueError, match="unknown device"):
+        tcscodec.write(tmp_path / "m.tcs", np.zeros((4, 4, 4), np.uint8), B=2, device="tpu")
+    with pytest.raises(TcsValueError, match="got 4-D"):
+        tcscodec.write(tmp_path / "m.tcs", np.zeros((4, 4, 4, 4), np.uint8), B=2)
+    assert not list(tmp_path.iterdir())
+
+
+def test_open_missing_file(tmp_path):
+    with pytest.raises(TcsInputError, match="nope.tcs: cannot open"):
+        tcscodec.open(tmp_path / "nope.tcs")
+    # a TcsInputError is an OSError too, like the builtin would be
+    with pytest.raises(OSError):
+        tcscodec.open(tmp_path / "nope.tcs")
+
+
+def test_exception_inside_with_discards_output(tmp_path):
+    path = tmp_path / "m.tcs"
+    with pytest.raises(RuntimeError):
+        with tcscodec.open(path, "w", B=2) as w:
+            w.write(np.zeros((3, 8, 8), np.uint8))
+            raise RuntimeError("acquisition aborted")
+    assert not list(tmp_path.iterdir())
+
+
+def test_error_classes_mix_in_builtins():
+    assert issubclass(tcscodec.TcsFormatError, ValueError)
+    assert issubclass(tcscodec.TcsTruncatedError, EOFError)
+    assert issubclass(tcscodec.TcsInputError, OSError)
+    assert issubclass(tcscodec.TcsDecoderError, LookupError)
+    assert issubclass(tcscodec.TcsDeviceError, RuntimeError)
+    for cls in (tcscodec.TcsFormatError, tcscodec.TcsValueError, tcscodec.TcsChecksumError):
+        assert issubclass(cls, tcscodec.TcsError)
+
+
+def test_import_does_not_pull_torch_or_cupy():
+    import subprocess
+    import sys
+
+    code = "import sys, tcscodec; print('torch' in sys.modules, 'cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_imageio_plugin_registered_and_writes(tmp_path):
+    iio = pytest.importorskip("imageio.v3")
+    frames = np.random.default_rng(0).integers(0, 500, (6, 12, 14), dtype=np.uint16)
+    iio.imwrite(tmp_path / "m.tcs", frames, B=3, seed=4)
+    with tcscodec.open(tmp_path / "m.tcs") as r:
+        assert r.shape == (6, 12, 14) and r.B == 3
+        assert np.array_equal(r.measurements(1), encode_group(frames[3:], 4, 3))
+    props = iio.improps(tmp_path / "m.tcs")
+    assert props.shape == (6, 12, 14) and props.dtype == np.float32 and props.is_batch
+    meta = iio.immeta(tmp_path / "m.tcs")
+    assert meta["B"] == 3 and meta["mask_seed"] == 4
+
+
+def test_imageio_plugin_declines_other_files(tmp_path):
+    iio = pytest.importorskip("imageio.v3")
+    from imageio.core.request import InitializationError, Request
+    from tcscodec.imageio_plugin import TcsPlugin
+
+    p = tmp_path / "x.tcs"
+    p.write_bytes(b"not a tcs file at all")
+    with pytest.raises(InitializationError, match="magic"):
+        TcsPlugin(Request(p, "r"))
+    with pytest.raises(InitializationError, match="not .png"):
+        TcsPlugin(Request(tmp_path / "x.png", "w"))
