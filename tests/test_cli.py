@@ -1,0 +1,110 @@
+"""The command line through click's CliRunner."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+import tcscodec
+from tcscodec.cli.main import main
+from tcscodec.encoder import encode_group
+
+
+@pytest.fixture
+def movie_tif(tmp_path):
+    frames = np.random.default_rng(0).poisson(5, (13, 37, 45)).astype(np.uint16)
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, frames)
+    return path, frames
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_everywhere():
+    for cmd in ([], ["encode"], ["decode"], ["info"], ["verify"], ["recover"], ["demo"], ["decoders"]):
+        res = run(*cmd, "--help")
+        assert res.exit_code == 0 and "Usage:" in res.output, cmd
+
+
+def test_encode_info_verify(movie_tif, tmp_path):
+    src, frames = movie_tif
+    out = tmp_path / "out.tcs"
+    res = run("encode", src, "-B", 5, "-o", out, "--seed", 77, "--tile", 16, "--meta", "pixel_size_A=0.5",
+              "--meta", "detector=K3", "-q")
+    assert res.exit_code == 0, res.output
+    assert "13 frames 37x45 uint16, B=5" in res.output and "ratio" in res.output
+    with tcscodec.open(out) as r:
+        assert r.metadata()["user"] == {"pixel_size_A": 0.5, "detector": "K3", "source": "movie.tif"}
+        for g in range(3):
+            assert np.array_equal(r.measurements(g), encode_group(frames[5 * g:5 * g + 5], 77, 5))
+    res = run("info", out)
+    assert res.exit_code == 0
+    assert "13 frames x 37 x 45  uint16" in res.output and "seed 77" in res.output
+    assert "grid 3x3" in res.output and "pixel_size_A = 0.5" in res.output
+    info = json.loads(run("info", out, "--json").output)
+    assert info["ratio"] == pytest.approx(frames.nbytes / out.stat().st_size)
+    assert info["groups"] == 3 and info["tile_grid"] == [3, 3]
+    res = run("verify", out)
+    assert res.exit_code == 0 and "OK, 3 groups x 9 tiles, 13 frames" in res.output
+
+
+def test_encode_refuses_to_overwrite(movie_tif, tmp_path):
+    src, _ = movie_tif
+    out = tmp_path / "out.tcs"
+    out.write_bytes(b"keep")
+    res = run("encode", src, "-o", out)
+    assert res.exit_code == 1 and "exists; use --force" in res.output
+    assert out.read_bytes() == b"keep"
+    assert run("encode", src, "-o", out, "--force", "-q").exit_code == 0
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    res = run("encode", tmp_path / "missing.tif", "-o", tmp_path / "o.tcs")
+    assert res.exit_code == 1 and "Error: " in res.output and "missing.tif: no such file" in res.output
+    res = run("encode", tmp_path / "missing.tif", "-B", 1)
+    assert res.exit_code == 2 and "1 is not in the range 2<=x<=64" in res.output
+    (tmp_path / "junk.tcs").write_bytes(b"junk" * 30)
+    res = run("info", tmp_path / "junk.tcs")
+    assert res.exit_code == 1 and "not a .tcs file" in res.output
+    assert not (tmp_path / "o.tcs").exists()
+
+
+def test_verify_finds_damage(movie_tif, tmp_path):
+    src, _ = movie_tif
+    out = tmp_path / "out.tcs"
+    run("encode", src, "-B", 5, "-o", out, "--tile", 16, "-q")
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    out.write_bytes(bytes(data))
+    res = run("verify", out)
+    assert res.exit_code == 1 and "checksum mismatch" in res.output and "group" in res.output
+
+
+def test_recover_partial_file(movie_tif, tmp_path):
+    src, frames = movie_tif
+    out = tmp_path / "out.tcs"
+    run("encode", src, "-B", 4, "-o", out, "--tile", 16, "-q")
+    data = out.read_bytes()
+    with tcscodec.open(out) as r:
+        header = r.header.with_frames(0).to_bytes()
+        cut = max(e.offset for e in r._container.records.values() if e.group == 2) + 10
+    partial = tmp_path / "out.tcs.abc.partial"
+    partial.write_bytes(header + data[len(header):cut])
+    fixed = tmp_path / "fixed.tcs"
+    res = run("recover", partial, "-o", fixed)
+    assert res.exit_code == 0 and "8 frames in 2 complete groups" in res.output
+    with tcscodec.open(fixed) as r:
+        assert r.complete and r.shape == (8, 37, 45)
+        assert np.array_equal(r.measurements(1), encode_group(frames[4:8], r.header.mask_seed, 4))
+
+
+def test_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "tcscodec", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and tcscodec.__version__ in res.stdout
