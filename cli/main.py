@@ -284,3 +284,4 @@ from . import demo as _demo  # noqa: E402,F401  (registers 'demo')
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+from . import train as _train  # noqa: E402,F401  (registers 'train')

@@ -1,0 +1,153 @@
+"""The architecture of the learned decoder ``tcs-unfold`` (weights apart,
+in :mod:`tcscodec.weights`, as CompressAI keeps its zoo).
+
+A deep-unfolding network: ``stages`` rounds of
+
+1. a GAP data-consistency step, ``x_b += step_k * C_b * (y - sum_b C_b x_b) / sum_b C_b``,
+   which puts back what the measurement says about each frame, and
+2. a small learned denoiser shared by all frames of the group: a 2-D CNN at
+   half resolution (pixel-unshuffle by 2, lossless) whose blocks exchange
+   information between frames by a temporal channel shift (TSM: a quarter of
+   the channels from the previous frame, a quarter from the next) and by the
+   mean of the features over the group.
+
+Nothing in it depends on B or on a particular mask: the masks enter
+explicitly (as the GAP operator and as an input channel of the denoiser), and
+the frame axis is only shifted and averaged over, so one model serves every
+B and every seed.  Inputs are normalised by the mean of Y / sum C (so the
+model sees ~1-valued frames at any dose or scaling) and the denoiser is told
+the noise level, estimated from the measurement itself.
+
+CPU cost: 3-D and depthwise-temporal convolutions are slow on CPUs; plain
+3x3 2-D convolutions at half resolution run at tens of GFLOP/s per core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "noise_level"]
+
+
+@dataclass(frozen=True)
+class UnfoldConfig:
+    """Hyper-parameters of :class:`UnfoldNet` (stored with the weights)."""
+
+    stages: int = 3
+    width: int = 24
+    blocks: int = 2
+    #: pixel-unshuffle factor of the denoiser (2: half resolution)
+    factor: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UnfoldConfig":
+        return cls(**d)
+
+
+def normalise(y: torch.Tensor, csum: torch.Tensor):
+    """Scale of each sample: the mean of Y / sum C over measured pixels.
+
+    Returns ``(scale (N,1,1), xbar (N,h,w))`` where ``xbar = Y / sum C`` in
+    the input's units (0 where no frame was measured).
+    """
+    measured = csum > 0
+    xbar = torch.where(measured, y / csum.clamp(min=1), torch.zeros_like(y))
+    count = measured.sum((-2, -1)).clamp(min=1)
+    scale = xbar.sum((-2, -1)) / count
+    # Dark or empty tiles: fall back to the mean magnitude, then to 1.
+    scale = torch.where(scale.abs() > 1e-6, scale, xbar.abs().sum((-2, -1)) / count + 1e-6)
+    return scale[:, None, None], xbar
+
+
+def noise_level(xn: torch.Tensor) -> torch.Tensor:
+    """Robust noise std of normalised ``xbar`` (N,h,w): the median absolute
+    deviation of its difference with the 3x3 mean (signal-free for noise that
+    is white), as a (N,1,1) tensor."""
+    local = F.avg_pool2d(xn[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
+    hp = (xn - local)[:, 1:-1, 1:-1] if min(xn.shape[-2:]) > 2 else xn - local
+    mad = hp.abs().flatten(1).median(dim=1).values
+    return (1.4826 * mad * (9 / 8) ** 0.5)[:, None, None]
+
+
+class _Block(nn.Module):
+    """Residual block: temporal shift, 3x3 conv, group-mean mixing."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.mix = nn.Conv2d(width, width, 1)
+
+    def forward(self, h: torch.Tensor, n: int) -> torch.Tensor:
+        NB, c, H, W = h.shape
+        t = h.view(NB // n, n, c, H, W)
+        q = c // 4
+        # TSM: channels [0, q) come from frame b-1, [q, 2q) from frame b+1.
+        shifted = torch.cat([
+            F.pad(t[:, :-1, :q], (0, 0, 0, 0, 0, 0, 1, 0)),
+            F.pad(t[:, 1:, q:2 * q], (0, 0, 0, 0, 0, 0, 0, 1)),
+            t[:, :, 2 * q:],
+        ], dim=2).view(NB, c, H, W)
+        z = F.silu(self.conv1(shifted))
+        group_mean = z.view(NB // n, n, c, H, W).mean(1, keepdim=True).expand(-1, n, -1, -1, -1)
+        z = z + self.mix(group_mean.reshape(NB, c, H, W))
+        return h + self.conv2(F.silu(z))
+
+
+class _Denoiser(nn.Module):
+    """Per-frame CNN at half resolution; input channels per frame:
+    current estimate, own mask, Y / sum C, noise level."""
+
+    def __init__(self, width: int, blocks: int, factor: int):
+        super().__init__()
+        self.factor = factor
+        self.head = nn.Conv2d(4 * factor**2, width, 3, padding=1)
+        self.blocks = nn.ModuleList(_Block(width) for _ in range(blocks))
+        self.tail = nn.Conv2d(width, factor**2, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x, C, xbar, sigma):
+        N, n, H, W = x.shape
+        feats = torch.stack([x, C, xbar[:, None].expand(-1, n, -1, -1),
+                             sigma[:, None].expand(-1, n, H, W)], dim=2).view(N * n, 4, H, W)
+        h = F.silu(self.head(F.pixel_unshuffle(feats, self.factor)))
+        for block in self.blocks:
+            h = block(h, n)
+        return x + F.pixel_shuffle(self.tail(h), self.factor).view(N, n, H, W)
+
+
+class UnfoldNet(nn.Module):
+    """GAP-unfolded decoder network.
+
+    ``forward(y, C)`` takes a measurement ``y`` (N,h,w) and 0/1 masks ``C``
+    (N,n,h,w), h and w multiples of ``config.factor``, in the input's units, and returns the frames
+    (N,n,h,w) in the same units.
+    """
+
+    def __init__(self, config: UnfoldConfig = UnfoldConfig()):
+        super().__init__()
+        self.config = config
+        self.steps = nn.Parameter(torch.ones(config.stages))
+        self.denoisers = nn.ModuleList(
+            _Denoiser(config.width, config.blocks, config.factor) for _ in range(config.stages))
+
+    def forward(self, y: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+        csum = C.sum(1)
+        scale, xbar = normalise(y, csum)
+        yn, xbar = y / scale, xbar / scale
+        sigma = noise_level(xbar)
+        inv = 1.0 / csum.clamp(min=1)
+        x = xbar[:, None].expand_as(C).contiguous()
+        for step, denoise in zip(self.steps, self.denoisers):
+            residual = (yn - (C * x).sum(1)) * inv
+            x = x + step * C * residual[:, None]
+            x = denoise(x, C, xbar, sigma)
+        return x * scale[:, None]

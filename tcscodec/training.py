@@ -1,0 +1,294 @@
+"""Training of the learned decoder ``tcs-unfold`` (``tcscodec train``).
+
+Reproducible from a seed and a :class:`TrainConfig`: the training movies
+come from :mod:`tcscodec.simulate` (and, when a folder of real micrographs
+is given, from real textures moved along synthetic paths), the masks from
+the spec's generator with random seeds, and every random choice from
+``numpy.random.Generator`` streams seeded by the config.  Runs on 2 CPU
+cores in hours (or on a GPU); checkpoints every ``checkpoint_every`` steps
+and resumes from the last checkpoint; :func:`export` writes the weights into
+the package with their SHA-256 and the command that made them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["TrainConfig", "train", "export", "MoviePool"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run."""
+
+    seed: int = 0
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 96
+    #: group sizes B drawn uniformly from [n_min, n_max] per step
+    n_min: int = 2
+    n_max: int = 32
+    lr: float = 2e-3
+    lr_min: float = 2e-5
+    warmup: int = 200
+    #: architecture (:class:`tcscodec.decoders.unfold_net.UnfoldConfig`)
+    model: dict[str, Any] = field(default_factory=lambda: {"stages": 3, "width": 48, "blocks": 2, "factor": 4})
+    #: the pool of simulated movies training crops are drawn from
+    pool_movies: int = 256
+    movie_frames: int = 40
+    movie_size: int = 128
+    #: movies of the pool replaced by new ones every `refresh_every` steps
+    refresh: int = 4
+    refresh_every: int = 25
+    #: fraction of pool movies made from real textures (needs texture_dir)
+    texture_fraction: float = 0.25
+    texture_dir: str | None = None
+    #: probability that a sample's measurement is quantised (noise-aware step)
+    quant_prob: float = 0.5
+    #: largest quantisation step, relative to the measurement's shot-noise std
+    quant_max: float = 1.0
+    checkpoint_every: int = 250
+    threads: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return cls(**d)
+
+
+def _texture_images(folder) -> list[np.ndarray]:
+    if not folder:
+        return []
+    images = []
+    for p in sorted(Path(folder).glob("*.npy")):
+        a = np.load(p)
+        if a.ndim == 2 and min(a.shape) >= 256:
+            images.append(a.astype(np.float32))
+    return images
+
+
+class MoviePool:
+    """A pool of training movies (frames and clean truth as float32),
+    refreshed a few movies at a time so the data keep changing."""
+
+    def __init__(self, cfg: TrainConfig, rng: np.random.Generator):
+        from .simulate import random_config, simulate_movie, texture_movie
+
+        self._random_config, self._simulate, self._texture = random_config, simulate_movie, texture_movie
+        self.cfg, self.rng = cfg, rng
+        self.textures = _texture_images(cfg.texture_dir)
+        self.movies: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def make(self) -> tuple[np.ndarray, np.ndarray]:
+        cfg, rng = self.cfg, self.rng
+        size, T = cfg.movie_size, cfg.movie_frames
+        if self.textures and rng.uniform() < cfg.texture_fraction:
+            img = self.textures[int(rng.integers(len(self.textures)))]
+            dose = float(np.exp(rng.uniform(0, math.log(500))))
+            m = self._texture(img, T, rng, dose, shape=(size, size), zoom=float(rng.uniform(0.5, 2.0)),
+                              dtype=str(rng.choice(["uint8", "uint16", "uint32"])))
+        else:
+            m = self._simulate(self._random_config(rng, shape=(size, size), n_frames=T))
+        return m.frames.astype(np.float32), m.clean.astype(np.float32)
+
+    def fill(self, progress: Callable[[int], None] | None = None) -> None:
+        while len(self.movies) < self.cfg.pool_movies:
+            self.movies.append(self.make())
+            if progress:
+                progress(len(self.movies))
+
+    def refresh(self) -> None:
+        for _ in range(self.cfg.refresh):
+            self.movies[int(self.rng.integers(len(self.movies)))] = self.make()
+
+    def batch(self, n: int):
+        """A batch: frames, clean (batch, n, crop, crop) from random movies,
+        times, crops and orientations."""
+        cfg, rng = self.cfg, self.rng
+        c = cfg.crop
+        X = np.empty((cfg.batch, n, c, c), np.float32)
+        Z = np.empty_like(X)
+        for i in range(cfg.batch):
+            frames, clean = self.movies[int(rng.integers(len(self.movies)))]
+            T, H, W = frames.shape
+            t0 = int(rng.integers(0, T - n + 1))
+            y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
+            sl = (slice(t0, t0 + n), slice(y0, y0 + c), slice(x0, x0 + c))
+            f, z = frames[sl], clean[sl]
+            k = int(rng.integers(4))
+            if rng.uniform() < 0.5:  # time reversal: motion either way
+                f, z = f[::-1], z[::-1]
+            X[i], Z[i] = np.rot90(f, k, axes=(1, 2)), np.rot90(z, k, axes=(1, 2))
+        return X, Z
+
+
+def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig):
+    """Masks from the spec's generator (random seed and position) and the
+    measurement Y, quantised like ``--quantize auto`` for part of the batch."""
+    from .masks import masks as spec_masks
+
+    N, n, h, w = X.shape
+    C = np.empty(X.shape, np.float32)
+    for i in range(N):
+        oy, ox = (int(v) for v in rng.integers(0, 4096 - h, 2))
+        C[i] = spec_masks(int(rng.integers(0, 2**63)), n, 4096, 4096, (oy, oy + h, ox, ox + w))
+    Y = (C * X).sum(1)
+    for i in range(N):
+        if rng.uniform() < cfg.quant_prob:
+            from .quantize import noise_step
+
+            step = noise_step(Y[i], n) * rng.uniform(0, cfg.quant_max)
+            if step > 0:
+                Y[i] = np.floor(Y[i] / step + 0.5) * step
+    return Y, C
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[str], None] = print,
+          device: str = "cpu") -> Path:
+    """Train (or resume) into ``out_dir``; returns the checkpoint path.
+
+    ``out_dir/checkpoint.pt`` holds model, optimiser, step and random states
+    and is rewritten atomically every ``cfg.checkpoint_every`` steps and at
+    the end; ``out_dir/log.jsonl`` gets one line per logged step.  A run
+    whose checkpoint exists resumes from it (the config must match).
+    """
+    import torch
+
+    from .decoders.unfold_net import UnfoldConfig, UnfoldNet
+
+    torch.set_num_threads(cfg.threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    torch.manual_seed(cfg.seed)
+    net = UnfoldNet(UnfoldConfig.from_dict(cfg.model)).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    pool = MoviePool(cfg, np.random.default_rng([cfg.seed, 1]))
+    step = 0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ck["config"] != cfg.to_dict():
+            raise ValueError(f"{ckpt_path} was made with another config; use a new --out folder")
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        step = ck["step"]
+        rng.bit_generator.state = ck["rng"]
+        pool.rng.bit_generator.state = ck["pool_rng"]
+        log(f"resumed from {ckpt_path} at step {step}")
+    t0 = time.time()
+    log(f"building a pool of {cfg.pool_movies} movies ({cfg.movie_frames} x {cfg.movie_size}^2)")
+    pool.fill()
+    log(f"pool ready in {time.time() - t0:.0f} s")
+
+    def save():
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"config": cfg.to_dict(), "model": net.state_dict(), "optim": opt.state_dict(),
+                    "step": step, "rng": rng.bit_generator.state,
+                    "pool_rng": pool.rng.bit_generator.state}, tmp)
+        tmp.replace(ckpt_path)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train")
+    logf = open(out / "log.jsonl", "a")
+    ema = ema_db = None
+    try:
+        while step < cfg.steps:
+            n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
+            X, Z = pool.batch(n)
+            Y, C = _measure(X, rng, cfg)
+            y, c, z = (torch.from_numpy(a).to(device) for a in (Y, C, Z))
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step)
+            est = net(y, c)
+            scale, xbar = _scale(y, c)
+            loss = torch.mean(((est - z) / scale[:, None]) ** 2)
+            # The naive decoder's loss (Y / sum C for every frame), for the log.
+            base = float(torch.mean(((xbar[:, None] - z) / scale[:, None]) ** 2))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            step += 1
+            v = float(loss.detach())
+            ema = v if ema is None else 0.98 * ema + 0.02 * v
+            gain_db = 10 * math.log10(base / v)  # dB above the naive decoder
+            ema_db = gain_db if ema_db is None else 0.98 * ema_db + 0.02 * gain_db
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.2e}", gain=f"{ema_db:+.2f}dB", B=n)
+            if step % 25 == 0:
+                logf.write(json.dumps({"step": step, "loss": v, "ema": ema, "gain_db": gain_db,
+                                       "ema_gain_db": ema_db, "n": n, "lr": _lr(cfg, step),
+                                       "time": time.time()}) + "\n")
+                logf.flush()
+            if step % cfg.refresh_every == 0:
+                pool.refresh()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save()
+    finally:
+        logf.close()
+        if bar:
+            bar.close()
+    save()
+    return ckpt_path
+
+
+def _scale(y, c):
+    from .decoders.unfold_net import normalise
+
+    return normalise(y, c.sum(1))
+
+
+def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra: dict | None = None) -> Path:
+    """Write the model of ``checkpoint`` into the weights zoo.
+
+    Saves ``<name>-<sha8>.pt`` (float32 state dict) into ``dest`` (default:
+    the installed :mod:`tcscodec.weights` folder, i.e. the source tree in an
+    editable install) and records file, SHA-256, architecture config, the
+    training config and ``command`` in ``zoo.json``.
+    """
+    import io
+
+    import torch
+
+    from . import weights
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    buf = io.BytesIO()
+    torch.save({k: v.float().contiguous() for k, v in ck["model"].items()}, buf)
+    data = buf.getvalue()
+    digest = weights.sha256_of(data)
+    dest = Path(dest) if dest else Path(weights.__file__).parent
+    fname = f"{name}-{digest[:8]}.pt"
+    zoo_path = dest / "zoo.json"
+    zoo = json.loads(zoo_path.read_text()) if zoo_path.exists() else {}
+    old = zoo.get(name, {}).get("file")
+    (dest / fname).write_bytes(data)
+    if old and old != fname:
+        (dest / old).unlink(missing_ok=True)
+    zoo[name] = {"file": fname, "sha256": digest, "config": ck["config"]["model"], "steps": ck["step"],
+                 "train_config": ck["config"], "command": command, **(extra or {})}
+    zoo_path.write_text(json.dumps(zoo, indent=1) + "\n")
+    return dest / fname
