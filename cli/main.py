@@ -74,7 +74,8 @@ def _parse_meta(items) -> dict:
 @click.option("--tile", type=click.IntRange(16, 65535), default=512, show_default=True,
               help="Tile size of the stored measurements (random-access unit).")
 @click.option("--quantize", "quantize", default="1", show_default=True,
-              help="Measurement quantisation step in the input's units: 1 = lossless.")
+              help="Measurement quantisation step in the input's units: 1 = lossless; 'auto' = "
+                   "the measurement's shot-noise std (lossy, for the learned decoder).")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device: cpu or cuda.")
 @click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True, help="zstd level.")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="User metadata (repeatable), e.g. pixel_size_A=0.5.")
@@ -104,7 +105,9 @@ def encode(input, B, output, seed, tile, quantize, device, level, meta, force, q
                f"B={B}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
 
 
-def _quant_step(value: str) -> float:
+def _quant_step(value: str):
+    if value == "auto":
+        return value
     try:
         step = float(value)
     except ValueError:

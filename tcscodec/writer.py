@@ -26,6 +26,8 @@ __all__ = ["TcsWriter", "write", "DEFAULT_TILE"]
 DEFAULT_TILE = (512, 512)
 #: groups whose tiles may be compressing at once (bounds memory)
 _MAX_PENDING = 2
+#: quant_step="auto": the step as a fraction of the measurement's shot-noise std
+AUTO_FRACTION = 1.0
 
 
 def _as_tile(tile) -> tuple[int, int]:
@@ -53,8 +55,13 @@ class TcsWriter:
         Tile size of the stored measurements (random-access unit).
     metadata : dict, optional
         JSON-serialisable user metadata (pixel size, frame rate, ...).
-    quant_step : float
-        Measurement quantisation step; 1 is lossless.
+    quant_step : float or "auto"
+        Measurement quantisation step in the input's units; 1 is lossless.
+        ``"auto"`` picks ``auto_fraction`` times the shot-noise std of the
+        first group's measurement (:func:`tcscodec.quantize.noise_std`), or 1
+        when that is below 1 for integer frames.
+    auto_fraction : float
+        Step of ``quant_step="auto"`` relative to the measurement's noise.
     device : {"cpu", "cuda"}
         Where the encoder runs.
     level : int
@@ -72,9 +79,9 @@ class TcsWriter:
     """
 
     def __init__(self, path, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
-                 quant_step: float = 1.0, device: str = "cpu", level: int = 3,
+                 quant_step: float | str = 1.0, device: str = "cpu", level: int = 3,
                  codec: str = "shuffle-zstd", threads: int | None = None,
-                 shape=None, dtype=None):
+                 shape=None, dtype=None, auto_fraction: float = AUTO_FRACTION):
         self.path = Path(path)
         self.B = check_B(B)
         self.seed = random_seed() if seed is None else int(seed)
@@ -82,7 +89,12 @@ class TcsWriter:
             raise TcsValueError(f"seed must be in 0..2**64-1, got {seed}")
         self.tile = _as_tile(tile)
         self.metadata = dict(metadata or {})
-        self.quant_step = float(quant_step)
+        self.auto_quant = quant_step == "auto"
+        self.auto_fraction = float(auto_fraction)
+        try:
+            self.quant_step = 1.0 if self.auto_quant else float(quant_step)
+        except (TypeError, ValueError):
+            raise TcsValueError(f"quant_step must be a number > 0 or 'auto', got {quant_step!r}") from None
         if not (np.isfinite(self.quant_step) and self.quant_step > 0):
             raise TcsValueError(f"quant_step must be a finite number > 0, got {quant_step}")
         self.device = device
@@ -117,7 +129,8 @@ class TcsWriter:
             tile=self.tile, quant_step=self.quant_step, codec=self.codec, metadata=self.metadata,
         )
         self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype)
-        self._container = ContainerWriter(self.path, self.header)
+        if not self.auto_quant:
+            self._container = ContainerWriter(self.path, self.header)
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tcs-zstd")
 
     @property
@@ -148,6 +161,8 @@ class TcsWriter:
                 self._submit(m)
 
     def _submit(self, m: Measurement) -> None:
+        if self._container is None:
+            self._choose_step(m)
         stored = quantize(m.data, self.quant_step, np.dtype(self.header.stored_dtype))
         rows, cols = self.header.grid
         jobs = []
@@ -159,6 +174,27 @@ class TcsWriter:
         self._pending.append((m.group, m.n_frames, jobs))
         while len(self._pending) > _MAX_PENDING:
             self._write_oldest()
+
+    def _choose_step(self, m: Measurement) -> None:
+        """quant_step="auto": fix the step from the first group, then write
+        the header (so a killed writer's file always has the right step)."""
+        from dataclasses import replace
+
+        from .masks import masks
+        from .quantize import noise_std
+
+        H, W = m.data.shape
+        csum = masks(self.seed, m.n_frames, H, W).sum(0, dtype=np.uint16)
+        step = self.auto_fraction * noise_std(m.data, csum)
+        if np.dtype(self.header.dtype).kind in "ui":
+            step = float(np.round(step)) if step >= 1 else 1.0  # integer units: whole steps
+        step = float(f"{max(step, 1e-30):.3g}")
+        self.quant_step = step
+        mdtype = measurement_dtype(self.header.dtype)
+        self.header = replace(self.header, quant_step=step, stored_dtype=stored_dtype(mdtype, step).name,
+                              metadata={**self.header.metadata,
+                                        "quantize": f"auto: {self.auto_fraction:g} x shot-noise std"})
+        self._container = ContainerWriter(self.path, self.header)
 
     def _write_oldest(self) -> None:
         group, n, jobs = self._pending.popleft()
@@ -174,7 +210,9 @@ class TcsWriter:
             if self._encoder is None:
                 raise TcsValueError(f"{self.path}: no frames were written")
             tail = self._encoder.flush()
-            for m in tail if isinstance(tail, list) else [tail] if tail is not None else []:
+            if tail is not None and not isinstance(tail, list):
+                tail = [tail]
+            for m in tail or []:
                 self._submit(m)
             while self._pending:
                 self._write_oldest()
@@ -217,7 +255,7 @@ class TcsWriter:
 
 
 def write(path, frames, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
-          quant_step: float = 1.0, device: str = "cpu", level: int = 3,
+          quant_step: float | str = 1.0, device: str = "cpu", level: int = 3,
           progress: bool = False, **kwargs) -> Path:
     """Encode ``frames`` (T x H x W array, or an iterable of H x W frames) into
     a ``.tcs`` file at ``path`` and return the path.

@@ -122,3 +122,25 @@ def test_imageio_plugin_declines_other_files(tmp_path):
         TcsPlugin(Request(p, "r"))
     with pytest.raises(InitializationError, match="not .png"):
         TcsPlugin(Request(tmp_path / "x.png", "w"))
+
+
+def test_auto_quantisation_step_follows_shot_noise(tmp_path):
+    rng = np.random.default_rng(5)
+    for gain in (1, 4):
+        frames = (rng.poisson(50, (12, 64, 64)) * gain).astype(np.uint16)
+        tcscodec.write(tmp_path / "q.tcs", frames, B=12, seed=2, quant_step="auto")
+        with tcscodec.open(tmp_path / "q.tcs") as r:
+            step = r.header.quant_step
+            # Y ~ gain * Poisson(6 * 50 * ...): std = sqrt(gain * median(Y))
+            y = encode_group(frames, 2, 12).astype(np.float64)
+            assert step == pytest.approx(np.sqrt(gain * np.median(y)), rel=0.15)
+            assert np.abs(r.measurements(0) - y).max() <= step / 2
+            assert r.metadata()["user"]["quantize"].startswith("auto")
+
+
+def test_auto_quantisation_of_noiseless_integer_data_is_lossless(tmp_path):
+    frames = np.full((4, 16, 16), 7, np.uint8)
+    tcscodec.write(tmp_path / "q.tcs", frames, B=4, seed=2, quant_step="auto")
+    with tcscodec.open(tmp_path / "q.tcs") as r:
+        assert r.header.quant_step == 1.0
+        assert np.array_equal(r.measurements(0), encode_group(frames, 2, 4))
