@@ -46,6 +46,21 @@ def _region(region, H, W):
     return (y0, y1, x0, x1)
 
 
+#: decoded groups larger than this go to a temporary memory-mapped file
+RAM_LIMIT = 1 << 30
+
+
+def _frames_buffer(shape) -> np.ndarray:
+    """float32 buffer for one decoded group: in memory, or on disk when
+    larger than :data:`RAM_LIMIT` (4096^2 x 30 frames is 2 GiB)."""
+    if int(np.prod(shape)) * 4 <= RAM_LIMIT:
+        return np.empty(shape, np.float32)
+    import tempfile
+
+    with tempfile.TemporaryFile(prefix="tcscodec-") as fh:  # the map outlives the file
+        return np.memmap(fh, np.float32, "w+", shape=shape)
+
+
 class TcsReader:
     """Reader of a ``.tcs`` file.
 
@@ -193,7 +208,10 @@ class TcsReader:
     def _group_frames_cached(self, group: int, region, **options) -> np.ndarray:
         key = (group, region, tuple(sorted(options.items())))
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, self.decode_group(group, region=region, **options))
+            self._cache = None  # free the last group before decoding the next
+            y0, y1, x0, x1 = _region(region, self.header.height, self.header.width)
+            out = _frames_buffer((self.group_frames(group), y1 - y0, x1 - x0))
+            self._cache = (key, self.decode_group(group, region=region, out=out, **options))
         return self._cache[1]
 
     def read(self, index=None, *, region=None, **options) -> np.ndarray:

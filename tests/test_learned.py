@@ -1,0 +1,107 @@
+"""The learned decoder: architecture, weights zoo, training loop (tiny runs)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tcscodec import TcsDecoderError, weights  # noqa: E402
+from tcscodec.decoders.learned import UnfoldDecoder  # noqa: E402
+from tcscodec.decoders.unfold_net import UnfoldConfig, UnfoldNet, noise_level, normalise  # noqa: E402
+from tcscodec.masks import masks  # noqa: E402
+
+
+def small_net(seed=0):
+    torch.manual_seed(seed)
+    net = UnfoldNet(UnfoldConfig(stages=2, width=8, blocks=1, factor=2))
+    for p in net.parameters():  # non-zero tails so the test sees a real network
+        torch.nn.init.normal_(p, std=0.05)
+    return net
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 32, 64])
+def test_any_number_of_frames(n):
+    net = small_net()
+    C = torch.from_numpy(masks(3, n, 16, 20)).float()[None]
+    y = (C * 5).sum(1)
+    out = net(y, C)
+    assert out.shape == (1, n, 16, 20) and torch.isfinite(out).all()
+
+
+def test_scale_equivariance():
+    """Inputs are normalised: scaling Y scales the output (any dose, any units)."""
+    net = small_net()
+    C = torch.from_numpy(masks(1, 6, 32, 32)).float()[None]
+    X = torch.rand(1, 6, 32, 32) * 10 + 1
+    y = (C * X).sum(1)
+    assert torch.allclose(net(y * 37.5, C), net(y, C) * 37.5, rtol=1e-4, atol=1e-3)
+
+
+def test_normalise_and_noise_level():
+    C = torch.from_numpy(masks(2, 10, 64, 64)).float()[None]
+    gen = torch.Generator().manual_seed(0)
+    X = torch.poisson(torch.full((1, 10, 64, 64), 100.0), generator=gen)
+    y = (C * X).sum(1)
+    scale, xbar = normalise(y, C.sum(1))
+    assert scale.item() == pytest.approx(100, rel=0.01)
+    # xbar averages ~5 frames: relative noise ~ 1 / sqrt(5 * 100)
+    assert noise_level(xbar / scale).item() == pytest.approx((1 / (5 * 100)) ** 0.5, rel=0.3)
+    # unmeasured pixels do not produce NaN
+    C0 = torch.zeros(1, 3, 8, 8)
+    out = small_net()(torch.zeros(1, 8, 8), C0)
+    assert torch.isfinite(out).all()
+
+
+def test_decoder_pads_odd_tiles():
+    dec = UnfoldDecoder(net=small_net())
+    C = torch.from_numpy(masks(4, 5, 13, 11)).float()[None]
+    y = (C * 3).sum(1)
+    out = dec.decode(y, C)
+    assert out.shape == (1, 5, 13, 11) and torch.isfinite(out).all()
+
+
+def test_weights_are_checked(tmp_path, monkeypatch):
+    net = small_net()
+    import io
+
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    (tmp_path / "m.pt").write_bytes(buf.getvalue())
+    rec = {"file": "m.pt", "sha256": weights.sha256_of(buf.getvalue()), "config": net.config.to_dict()}
+    (tmp_path / "zoo.json").write_text(json.dumps({"tcs-unfold": rec}))
+    monkeypatch.setattr(weights.resources, "files", lambda name: tmp_path)
+    assert weights.available("tcs-unfold")
+    dec = UnfoldDecoder()
+    C = torch.from_numpy(masks(4, 3, 8, 8)).float()[None]
+    assert torch.allclose(dec.decode((C * 2).sum(1), C), net.eval()((C * 2).sum(1), C))
+    (tmp_path / "m.pt").write_bytes(buf.getvalue()[:-1] + b"x")
+    with pytest.raises(TcsDecoderError, match="m.pt is damaged: SHA-256"):
+        UnfoldDecoder()
+    with pytest.raises(TcsDecoderError, match="no weights for 'other'"):
+        weights.load_state("other")
+
+
+def test_training_runs_resumes_and_exports(tmp_path):
+    from tcscodec.training import TrainConfig, export, train
+
+    cfg = TrainConfig(steps=2, batch=2, crop=32, n_min=2, n_max=4, pool_movies=2, movie_frames=6,
+                      movie_size=48, checkpoint_every=1, threads=1,
+                      model={"stages": 1, "width": 8, "blocks": 1, "factor": 2})
+    ckpt = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    first = torch.load(ckpt, weights_only=False)
+    assert first["step"] == 2
+    longer = TrainConfig.from_dict({**cfg.to_dict(), "steps": 3})
+    with pytest.raises(ValueError, match="another config"):
+        train(longer, tmp_path / "run", progress=False, log=lambda s: None)
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert (tmp_path / "run" / "config.json").exists() and isinstance(lines, list)
+    path = export(ckpt, command="tcscodec train --test", dest=tmp_path)
+    zoo = json.loads((tmp_path / "zoo.json").read_text())["tcs-unfold"]
+    assert path.name == zoo["file"] and zoo["sha256"] == weights.sha256_of(path.read_bytes())
+    assert zoo["command"] == "tcscodec train --test" and zoo["steps"] == 2
+    # same seed and config: the same weights
+    ckpt2 = train(cfg, tmp_path / "run2", progress=False, log=lambda s: None)
+    second = torch.load(ckpt2, weights_only=False)["model"]
+    assert all(torch.equal(first["model"][k], second[k]) for k in second)
