@@ -157,6 +157,12 @@ class CpuEncoder:
         n = self.frames_pushed % self.B
         return self._emit(n) if n else None
 
+    def drain(self) -> list[Measurement]:
+        """End the stream: every measurement not yet returned, in order (the
+        same call ends a :class:`~tcscodec.cuda_encoder.CudaEncoder` stream)."""
+        m = self.flush()
+        return [] if m is None else [m]
+
     def _emit(self, n: int) -> Measurement:
         group = (self.frames_pushed - 1) // self.B
         out = Measurement(group, n, self._acc.copy())
@@ -183,13 +189,17 @@ def encode_group(frames, seed: int, B: int | None = None) -> np.ndarray:
     return y
 
 
-def make_encoder(device: str, seed: int, B: int, shape, dtype):
-    """The streaming encoder for ``device`` ("cpu" or "cuda")."""
+def make_encoder(device: str, seed: int, B: int, shape, dtype, **options):
+    """The streaming encoder for ``device`` ("cpu", "cuda" or "cuda:N");
+    ``options`` go to :class:`~tcscodec.cuda_encoder.CudaEncoder` (``lag``,
+    ``masks``, ``staging``)."""
     if device == "cpu":
+        if options:
+            raise TcsValueError(f"options {sorted(options)} apply to device='cuda' only")
         return CpuEncoder(seed, B, shape, dtype)
     if device == "cuda" or str(device).startswith("cuda:"):
         from .cuda_encoder import CudaEncoder
 
         device_id = int(str(device).partition(":")[2] or 0)
-        return CudaEncoder(seed, B, shape, dtype, device_id=device_id)
+        return CudaEncoder(seed, B, shape, dtype, device_id=device_id, **options)
     raise TcsValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")

@@ -70,6 +70,8 @@ class TcsWriter:
         Compression threads (default: number of CPUs, at most 8).
     shape, dtype : optional
         Frame shape (H, W) and dtype; otherwise taken from the first frame.
+    encoder_options : dict, optional
+        Options of the CUDA encoder (``lag``, ``masks``, ``staging``).
 
     Frames are passed to :meth:`write` one at a time (H x W) or as a stack
     (T x H x W).  A frame of the wrong shape or dtype, or with NaN/inf,
@@ -81,7 +83,8 @@ class TcsWriter:
     def __init__(self, path, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
                  quant_step: float | str = 1.0, device: str = "cpu", level: int = 3,
                  codec: str = "shuffle-zstd", threads: int | None = None,
-                 shape=None, dtype=None, auto_fraction: float = AUTO_FRACTION):
+                 shape=None, dtype=None, auto_fraction: float = AUTO_FRACTION,
+                 encoder_options: dict | None = None):
         self.path = Path(path)
         self.B = check_B(B)
         self.seed = random_seed() if seed is None else int(seed)
@@ -98,6 +101,7 @@ class TcsWriter:
         if not (np.isfinite(self.quant_step) and self.quant_step > 0):
             raise TcsValueError(f"quant_step must be a finite number > 0, got {quant_step}")
         self.device = device
+        self._encoder_options = dict(encoder_options or {})
         self.level = int(level)
         self.codec = codec
         self._threads = threads or min(8, os.cpu_count() or 1)
@@ -128,7 +132,7 @@ class TcsWriter:
             stored_dtype=stored_dtype(mdtype, self.quant_step).name, mask_seed=self.seed,
             tile=self.tile, quant_step=self.quant_step, codec=self.codec, metadata=self.metadata,
         )
-        self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype)
+        self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, **self._encoder_options)
         if not self.auto_quant:
             self._container = ContainerWriter(self.path, self.header)
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tcs-zstd")
@@ -209,10 +213,7 @@ class TcsWriter:
         try:
             if self._encoder is None:
                 raise TcsValueError(f"{self.path}: no frames were written")
-            tail = self._encoder.flush()
-            if tail is not None and not isinstance(tail, list):
-                tail = [tail]
-            for m in tail or []:
+            for m in self._encoder.drain():
                 self._submit(m)
             while self._pending:
                 self._write_oldest()

@@ -18,3 +18,36 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip("../shared/data is not present")
     return data
+
+
+# --- CUDA -----------------------------------------------------------------------
+
+
+def _cuda_available() -> bool:
+    """CuPy imports and sees a CUDA device (never raises)."""
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+#: Whether this machine can run the CUDA encoder (CuPy + a GPU).
+HAVE_CUDA = _cuda_available()
+
+#: Reusable skip condition: ``@requires_cuda`` on a test or a module's
+#: ``pytestmark``.  Tests marked ``@pytest.mark.gpu`` are skipped the same way
+#: (see pytest_collection_modifyitems below).
+requires_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="needs CuPy and a CUDA GPU")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu``-marked tests without CuPy and a CUDA device, as the marker
+    promises (pyproject.toml), so no GPU test fails on a CPU-only machine."""
+    if HAVE_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs CuPy and a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
