@@ -113,6 +113,10 @@ class _Denoiser(nn.Module):
         self.tail = nn.Conv2d(width, factor**2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        # Corrections are made in units of the noise level (plus a learned
+        # floor for motion at high dose), so one network fits every dose: at
+        # 500 e-/px the same features must not move pixels as far as at 1.
+        self.floor = nn.Parameter(torch.tensor(-3.0))
 
     def forward(self, x, C, xbar, sigma):
         N, n, H, W = x.shape
@@ -121,7 +125,8 @@ class _Denoiser(nn.Module):
         h = F.silu(self.head(F.pixel_unshuffle(feats, self.factor)))
         for block in self.blocks:
             h = block(h, n)
-        return x + F.pixel_shuffle(self.tail(h), self.factor).view(N, n, H, W)
+        unit = (sigma + F.softplus(self.floor))[:, None]
+        return x + unit * F.pixel_shuffle(self.tail(h), self.factor).view(N, n, H, W)
 
 
 class UnfoldNet(nn.Module):
