@@ -23,15 +23,17 @@ from .main import CONTEXT, main
 @click.option("--textures", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of real 2-D micrographs (*.npy) to move along synthetic paths (optional).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--stop-at", type=int, help="Stop this call at that step (checkpointed; run again to go on).")
 @click.option("--export", "do_export", is_flag=True,
               help="When training ends, write the weights into the package's zoo with their SHA-256.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train(out_dir, config_file, seed, steps, threads, textures, device, do_export, quiet):
+def train(out_dir, config_file, seed, steps, threads, textures, device, stop_at, do_export, quiet):
     """Train the learned decoder 'tcs-unfold' on simulated EM movies.
 
     Reproducible: the same config and seed give the same weights (on the
-    same platform and torch version). Checkpoints every few hundred steps;
-    run the same command again to resume.
+    same platform and torch version), whether or not the run was stopped and
+    resumed. Checkpoints every few hundred steps; run the same command again
+    to resume.
     """
     from tcscodec.training import TrainConfig, export
     from tcscodec.training import train as run_training
@@ -42,7 +44,7 @@ def train(out_dir, config_file, seed, steps, threads, textures, device, do_expor
         if value is not None:
             fields[key] = value
     cfg = TrainConfig.from_dict(fields)
-    ckpt = run_training(cfg, out_dir, progress=not quiet, log=click.echo, device=device)
+    ckpt = run_training(cfg, out_dir, progress=not quiet, log=click.echo, device=device, stop_at=stop_at)
     click.echo(f"checkpoint: {ckpt}")
     if do_export:
         command = "tcscodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -79,18 +79,27 @@ def _texture_images(folder) -> list[np.ndarray]:
 
 class MoviePool:
     """A pool of training movies (frames and clean truth as float32),
-    refreshed a few movies at a time so the data keep changing."""
+    refreshed a few movies at a time so the data keep changing.
 
-    def __init__(self, cfg: TrainConfig, rng: np.random.Generator):
+    Every movie is a pure function of the config's seed and its place in the
+    schedule (initial slot k, or the j-th replacement of refresh event e), so
+    a run resumed at step s rebuilds exactly the pool it had: resumed runs
+    give the same weights as uninterrupted ones.  Crops are drawn from the
+    training loop's own generator (``batch(n, rng)``), saved in checkpoints.
+    """
+
+    def __init__(self, cfg: TrainConfig):
         from .simulate import random_config, simulate_movie, texture_movie
 
         self._random_config, self._simulate, self._texture = random_config, simulate_movie, texture_movie
-        self.cfg, self.rng = cfg, rng
+        self.cfg = cfg
         self.textures = _texture_images(cfg.texture_dir)
-        self.movies: list[tuple[np.ndarray, np.ndarray]] = []
+        self.movies: list[tuple[np.ndarray, np.ndarray] | None] = [None] * cfg.pool_movies
 
-    def make(self) -> tuple[np.ndarray, np.ndarray]:
-        cfg, rng = self.cfg, self.rng
+    def make(self, key) -> tuple[np.ndarray, np.ndarray]:
+        """The movie of schedule position ``key`` (a tuple of ints)."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, *key])
         size, T = cfg.movie_size, cfg.movie_frames
         if self.textures and rng.uniform() < cfg.texture_fraction:
             img = self.textures[int(rng.integers(len(self.textures)))]
@@ -101,20 +110,31 @@ class MoviePool:
             m = self._simulate(self._random_config(rng, shape=(size, size), n_frames=T))
         return m.frames.astype(np.float32), m.clean.astype(np.float32)
 
-    def fill(self, progress: Callable[[int], None] | None = None) -> None:
-        while len(self.movies) < self.cfg.pool_movies:
-            self.movies.append(self.make())
+    def _slots(self, event: int) -> list[int]:
+        rng = np.random.default_rng([self.cfg.seed, 2, event])
+        return [int(v) for v in rng.integers(0, self.cfg.pool_movies, self.cfg.refresh)]
+
+    def fill(self, step: int = 0, progress: Callable[[int], None] | None = None) -> None:
+        """Build the pool as it is at ``step`` (after its refresh events)."""
+        keys = {k: (1, k) for k in range(self.cfg.pool_movies)}
+        for event in range(1, step // self.cfg.refresh_every + 1):
+            for j, slot in enumerate(self._slots(event)):
+                keys[slot] = (3, event, j)
+        for i, (slot, key) in enumerate(sorted(keys.items())):
+            self.movies[slot] = self.make(key)
             if progress:
-                progress(len(self.movies))
+                progress(i + 1)
 
-    def refresh(self) -> None:
-        for _ in range(self.cfg.refresh):
-            self.movies[int(self.rng.integers(len(self.movies)))] = self.make()
+    def refresh(self, step: int) -> None:
+        """Refresh event of ``step`` (a multiple of ``refresh_every``)."""
+        event = step // self.cfg.refresh_every
+        for j, slot in enumerate(self._slots(event)):
+            self.movies[slot] = self.make((3, event, j))
 
-    def batch(self, n: int):
+    def batch(self, n: int, rng: np.random.Generator):
         """A batch: frames, clean (batch, n, crop, crop) from random movies,
         times, crops and orientations."""
-        cfg, rng = self.cfg, self.rng
+        cfg = self.cfg
         c = cfg.crop
         X = np.empty((cfg.batch, n, c, c), np.float32)
         Z = np.empty_like(X)
@@ -161,13 +181,15 @@ def _lr(cfg: TrainConfig, step: int) -> float:
 
 
 def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[str], None] = print,
-          device: str = "cpu") -> Path:
+          device: str = "cpu", stop_at: int | None = None) -> Path:
     """Train (or resume) into ``out_dir``; returns the checkpoint path.
 
     ``out_dir/checkpoint.pt`` holds model, optimiser, step and random states
     and is rewritten atomically every ``cfg.checkpoint_every`` steps and at
     the end; ``out_dir/log.jsonl`` gets one line per logged step.  A run
-    whose checkpoint exists resumes from it (the config must match).
+    whose checkpoint exists resumes from it (the config must match) and
+    gives the same weights as an uninterrupted run.  ``stop_at`` ends this
+    call at that step (with a checkpoint), e.g. to train in sessions.
     """
     import torch
 
@@ -182,7 +204,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     net = UnfoldNet(UnfoldConfig.from_dict(cfg.model)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    pool = MoviePool(cfg, np.random.default_rng([cfg.seed, 1]))
+    pool = MoviePool(cfg)
     step = 0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -192,18 +214,16 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
         opt.load_state_dict(ck["optim"])
         step = ck["step"]
         rng.bit_generator.state = ck["rng"]
-        pool.rng.bit_generator.state = ck["pool_rng"]
         log(f"resumed from {ckpt_path} at step {step}")
     t0 = time.time()
     log(f"building a pool of {cfg.pool_movies} movies ({cfg.movie_frames} x {cfg.movie_size}^2)")
-    pool.fill()
+    pool.fill(step)
     log(f"pool ready in {time.time() - t0:.0f} s")
 
     def save():
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"config": cfg.to_dict(), "model": net.state_dict(), "optim": opt.state_dict(),
-                    "step": step, "rng": rng.bit_generator.state,
-                    "pool_rng": pool.rng.bit_generator.state}, tmp)
+                    "step": step, "rng": rng.bit_generator.state}, tmp)
         tmp.replace(ckpt_path)
 
     bar = None
@@ -214,9 +234,10 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     logf = open(out / "log.jsonl", "a")
     ema = ema_db = None
     try:
-        while step < cfg.steps:
+        end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+        while step < end:
             n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
-            X, Z = pool.batch(n)
+            X, Z = pool.batch(n, rng)
             Y, C = _measure(X, rng, cfg)
             y, c, z = (torch.from_numpy(a).to(device) for a in (Y, C, Z))
             for g in opt.param_groups:
@@ -247,7 +268,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
                                        "time": time.time()}) + "\n")
                 logf.flush()
             if step % cfg.refresh_every == 0:
-                pool.refresh()
+                pool.refresh(step)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save()
     finally:

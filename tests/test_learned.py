@@ -87,7 +87,7 @@ def test_training_runs_resumes_and_exports(tmp_path):
     from tcscodec.training import TrainConfig, export, train
 
     cfg = TrainConfig(steps=2, batch=2, crop=32, n_min=2, n_max=4, pool_movies=2, movie_frames=6,
-                      movie_size=48, checkpoint_every=1, threads=1,
+                      movie_size=48, checkpoint_every=1, threads=1, refresh=1, refresh_every=1,
                       model={"stages": 1, "width": 8, "blocks": 1, "factor": 2})
     ckpt = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
     first = torch.load(ckpt, weights_only=False)
@@ -101,7 +101,9 @@ def test_training_runs_resumes_and_exports(tmp_path):
     zoo = json.loads((tmp_path / "zoo.json").read_text())["tcs-unfold"]
     assert path.name == zoo["file"] and zoo["sha256"] == weights.sha256_of(path.read_bytes())
     assert zoo["command"] == "tcscodec train --test" and zoo["steps"] == 2
-    # same seed and config: the same weights
+    # same seed and config: the same weights, also when stopped and resumed
+    train(cfg, tmp_path / "run2", progress=False, log=lambda s: None, stop_at=1)
+    assert torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=False)["step"] == 1
     ckpt2 = train(cfg, tmp_path / "run2", progress=False, log=lambda s: None)
     second = torch.load(ckpt2, weights_only=False)["model"]
     assert all(torch.equal(first["model"][k], second[k]) for k in second)
