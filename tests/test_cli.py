@@ -108,3 +108,36 @@ def test_python_dash_m(tmp_path):
 
     res = subprocess.run([sys.executable, "-m", "tcscodec", "--version"], capture_output=True, text=True)
     assert res.returncode == 0 and tcscodec.__version__ in res.stdout
+
+
+def test_decode_frames_region_and_dtype(movie_tif, tmp_path):
+    src, frames = movie_tif
+    tcs = tmp_path / "m.tcs"
+    run("encode", src, "-B", 5, "-o", tcs, "--tile", 16, "-q")
+    out = tmp_path / "d.tif"
+    res = run("decode", tcs, "-o", out, "--decoder", "gap-tv", "--frames", "3:8", "--region", "4:30,10:41",
+              "--dtype", "input", "-q")
+    assert res.exit_code == 0, res.output
+    part = tifffile.imread(out)
+    assert part.shape == (5, 26, 31) and part.dtype == np.uint16
+    with tcscodec.open(tcs) as r:
+        full = r.read(decoder="gap-tv")
+    # the region decode equals the crop of the full decode away from the edges of the region
+    expected = np.clip(np.rint(full[3:8, 4:30, 10:41]), 0, 65535)
+    inner = np.s_[:, 6:-6, 6:-6]
+    assert np.abs(part[inner].astype(float) - expected[inner]).mean() < 0.05 * frames.mean() + 0.5
+    npy = tmp_path / "d.npy"
+    assert run("decode", tcs, "-o", npy, "--frames", "12,-1", "-q").exit_code == 0
+    assert np.load(npy).shape == (2, 37, 45) and np.load(npy).dtype == np.float32
+    res = run("decode", tcs, "-o", tmp_path / "bad.tif", "--region", "0:5")
+    assert res.exit_code == 2 and "Y0:Y1,X0:X1" in res.output
+    res = run("decode", tcs, "-o", tmp_path / "bad.tif", "--decoder", "nope")
+    assert res.exit_code == 1 and "unknown decoder 'nope'" in res.output
+    assert not (tmp_path / "bad.tif").exists()
+
+
+def test_demo_small(tmp_path):
+    res = run("demo", "--size", 64, "--frames", 8, "-B", 4, "--out", tmp_path, "--decoder", "gap-tv")
+    assert res.exit_code == 0, res.output
+    assert "report: ratio" in res.output and "PSNR vs clean: gap-tv" in res.output
+    assert {p.name for p in tmp_path.iterdir()} >= {"sample.tif", "sample.tcs", "decoded.tif"}
