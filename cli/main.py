@@ -227,9 +227,14 @@ def decoders():
     """List the available decoders (the default first)."""
     from tcscodec.decoders import available_decoders, default_decoder
 
+    from tcscodec import weights
+
     default = default_decoder()
     for name in sorted(available_decoders(), key=lambda n: n != default):
-        click.echo(f"{name}{'  (default)' if name == default else ''}")
+        note = "  (default)" if name == default else ""
+        if name in weights.zoo() or name == "tcs-unfold":
+            note += "" if weights.available(name) else "  (no weights shipped: train with 'tcscodec train')"
+        click.echo(f"{name}{note}")
 
 
 # -- verify / recover --------------------------------------------------------------------------------------
@@ -288,3 +293,4 @@ from . import demo as _demo  # noqa: E402,F401  (registers 'demo')
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 from . import train as _train  # noqa: E402,F401  (registers 'train')
+from . import eval as _eval  # noqa: E402,F401  (registers 'eval')

@@ -30,17 +30,7 @@ from .errors import (
 from .format import TcsHeader, TcsRecoveryWarning
 from .reader import TcsReader
 from .writer import TcsWriter
-
-
-def reconstruct(measurement, masks, decoder=None, device="cpu", **options):
-    """Decode an H x W measurement with B x H x W 0/1 masks (any masks).
-
-    See :func:`tcscodec.reconstruct.reconstruct`; imported lazily because it
-    needs torch.
-    """
-    from .reconstruct import reconstruct as _reconstruct
-
-    return _reconstruct(measurement, masks, decoder=decoder, device=device, **options)
+from .reconstruction import reconstruct  # imports torch only when called
 
 
 __all__ = [

@@ -92,8 +92,11 @@ PREFERENCE = ("tcs-unfold", "gap-tv")
 def default_decoder() -> str:
     """The best decoder available: the learned one when its weights ship
     with the package, else GAP-TV."""
+    from .. import weights
+
     names = available_decoders()
     for name in PREFERENCE:
-        if name in names:
+        # A learned decoder counts only when its weights ship.
+        if name in names and (name == "gap-tv" or weights.available(name)):
             return name
     return names[0]
