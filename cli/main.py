@@ -288,9 +288,10 @@ def recover(file, output, force):
     click.echo(f"{output}: {src.n_frames} frames in {src.n_groups} complete groups")
 
 
-from . import demo as _demo  # noqa: E402,F401  (registers 'demo')
+# The other commands live in their own modules and register on import.
+from . import demo as _demo  # noqa: E402,F401
+from . import eval as _eval  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-from . import train as _train  # noqa: E402,F401  (registers 'train')
-from . import eval as _eval  # noqa: E402,F401  (registers 'eval')
