@@ -38,17 +38,9 @@ PUBLISHED = {
 }
 TOLERANCE = 0.3
 
-pytestmark = pytest.mark.shared
+pytestmark = [pytest.mark.shared, pytest.mark.usefixtures("torch_one_thread")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # 256 x 256 x 8 is too small to gain from threads, and on a shared
-    # machine OpenMP threads waiting on busy cores slow torch down badly.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:

@@ -19,16 +19,10 @@ from tcscodec.decoders.tiling import _axis_weights, blend_window, tile_layout  #
 from tcscodec.errors import TcsDecoderError, TcsDeviceError, TcsValueError  # noqa: E402
 from tcscodec.masks import masks as spec_masks  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # One intra-op thread: the tensors here are small, and on a shared
-    # machine OpenMP threads that wait on busy cores slow torch down badly.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 # -- test-only decoders ----------------------------------------------------------------------
