@@ -9,6 +9,7 @@ encoding of the next group overlaps the compression of the last.
 from __future__ import annotations
 
 import collections
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,8 +122,6 @@ class TcsWriter:
         if len(shape) != 2 or min(shape) < 1:
             raise TcsValueError(f"frames must be 2-D and non-empty, got shape {shape}")
         mdtype = measurement_dtype(dtype)
-        import json
-
         try:
             json.dumps(self.metadata)
         except (TypeError, ValueError) as exc:
@@ -249,10 +248,6 @@ class TcsWriter:
             self.close()
         else:
             self.abort()
-
-    def __del__(self):
-        # A writer dropped without close(): keep the .partial file (recoverable).
-        pass
 
 
 def write(path, frames, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,

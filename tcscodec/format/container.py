@@ -116,10 +116,7 @@ class ContainerReader:
     def __init__(self, path):
         self.path = Path(path)
         self.name = str(path)
-        try:
-            self._fh = open(self.path, "rb")
-        except FileNotFoundError:
-            raise
+        self._fh = open(self.path, "rb")
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size
             self.header = TcsHeader.read_from(self._fh, self.name)
