@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from .main import CONTEXT, main
 
@@ -26,8 +25,8 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
     and report the real compression ratio and the PSNR against the clean truth."""
     import tifffile
 
-    import tcscodec
     from tcscodec.decoders import default_decoder
+    from tcscodec.evaluation import naive_decode
     from tcscodec.metrics import psnr
     from tcscodec.simulate import sample_movie
 
@@ -58,11 +57,7 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
         dt = time.perf_counter() - t0
         decoded = tifffile.imread(dec)
         clean = movie.clean
-        # The naive decoder: each group's Y / sum(C), the same for all its frames.
-        with tcscodec.open(tcs) as r:
-            naive = np.concatenate([
-                np.broadcast_to(r.measurements(g) / np.maximum(r.masks(g).sum(0), 1), (r.group_frames(g), size, size))
-                for g in range(r.n_groups)])
+        naive = naive_decode(tcs)  # each group's Y / sum(C), the same for all its frames
         ratio = movie.frames.nbytes / tcs.stat().st_size
         click.echo(
             f"report: ratio {ratio:.1f}x real | PSNR vs clean: {decoder} {psnr(decoded, clean):.2f} dB, "

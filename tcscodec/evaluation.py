@@ -73,6 +73,7 @@ from .metrics import psnr_per_frame as _psnr_per_frame
 __all__ = [
     "EvalRow",
     "evaluate",
+    "naive_decode",
     "ssim",
     "ssim_map",
     "tv_denoise",
@@ -1111,7 +1112,7 @@ def _decode_file(path: Path, name: str, device: str, options: dict) -> tuple[np.
     return out, note
 
 
-def _naive(path: Path) -> np.ndarray:
+def naive_decode(path) -> np.ndarray:
     """``Y / sum_b C_b`` of each group, repeated for the group's frames."""
     from .reader import TcsReader
 
@@ -1326,7 +1327,7 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
                             tvw=fit.weight, seconds=time.perf_counter() - t0,
                             note="TV weight oracle-tuned on the reference")
             t0 = time.perf_counter()
-            measure(_naive(path), B, NAIVE, "naive", tcs_bytes, tcs_bytes, seconds=time.perf_counter() - t0)
+            measure(naive_decode(path), B, NAIVE, "naive", tcs_bytes, tcs_bytes, seconds=time.perf_counter() - t0)
             if clean is not None:
                 measure(_static_oracle(ref, B), B, ORACLE, "oracle", None, tcs_bytes,
                         note="mean of each group's clean frames")
