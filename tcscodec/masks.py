@@ -34,6 +34,7 @@ __all__ = [
     "unpack_words",
     "masks",
     "mask_frame",
+    "mask_sum",
 ]
 
 GENERATOR_ID = 1
@@ -130,3 +131,14 @@ def mask_frame(seed: int, b: int, height: int, width: int) -> np.ndarray:
     """Mask ``C_b`` of one frame as a 0/1 uint8 array ``(height, width)``."""
     words = mask_words(seed, [b], range(height), range((width + 63) // 64))
     return unpack_words(words, 0, width)[0]
+
+
+def mask_sum(seed: int, n: int, height: int, width: int, band: int = 256) -> np.ndarray:
+    """``sum_{b<n} C_b`` as uint8 ``(height, width)``, computed in bands of
+    rows so that the n masks are never all in memory at once (4096^2 x 30
+    masks are 480 MiB as bytes)."""
+    out = np.empty((height, width), np.uint8)
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        out[y0:y1] = masks(seed, n, height, width, (y0, y1, 0, width)).sum(0, dtype=np.uint8)
+    return out

@@ -183,11 +183,10 @@ class TcsWriter:
         the header (so a killed writer's file always has the right step)."""
         from dataclasses import replace
 
-        from .masks import masks
+        from .masks import mask_sum
         from .quantize import noise_std
 
-        H, W = m.data.shape
-        csum = masks(self.seed, m.n_frames, H, W).sum(0, dtype=np.uint16)
+        csum = mask_sum(self.seed, m.n_frames, *m.data.shape)
         step = self.auto_fraction * noise_std(m.data, csum)
         if np.dtype(self.header.dtype).kind in "ui":
             step = float(np.round(step)) if step >= 1 else 1.0  # integer units: whole steps

@@ -68,3 +68,9 @@ def test_bad_arguments():
         masks(-1, 2, 4, 4)
     with pytest.raises(TypeError, match="integer"):
         masks(1.5, 2, 4, 4)
+
+
+def test_mask_sum_in_bands_equals_sum_of_masks():
+    from tcscodec.masks import mask_sum
+
+    assert np.array_equal(mask_sum(5, 7, 70, 90, band=16), masks(5, 7, 70, 90).sum(0))
