@@ -107,3 +107,19 @@ def test_training_runs_resumes_and_exports(tmp_path):
     ckpt2 = train(cfg, tmp_path / "run2", progress=False, log=lambda s: None)
     second = torch.load(ckpt2, weights_only=False)["model"]
     assert all(torch.equal(first["model"][k], second[k]) for k in second)
+
+
+def test_warm_start_begins_at_gap_tv():
+    """An untrained warm-started net returns the GAP-TV frames it starts from
+    (learned steps and tails start at 0); training only refines them."""
+    from tcscodec.decoders.gap_tv import gap_tv
+
+    torch.manual_seed(0)
+    net = UnfoldNet(UnfoldConfig(stages=2, width=8, blocks=1, factor=2, warm_start=5))
+    C = torch.from_numpy(masks(7, 6, 24, 24)).float()[None]
+    X = torch.rand(1, 6, 24, 24) * 40 + 5
+    y = (C * X).sum(1)
+    assert torch.allclose(net(y, C), gap_tv(y, C, iterations=5), rtol=1e-5, atol=1e-4)
+    # the config round-trips and older configs (no warm_start) still load
+    assert UnfoldConfig.from_dict(net.config.to_dict()) == net.config
+    assert UnfoldConfig.from_dict({"stages": 1, "width": 8, "blocks": 1, "factor": 2}).warm_start == 0

@@ -11,6 +11,10 @@ A deep-unfolding network: ``stages`` rounds of
    the channels from the previous frame, a quarter from the next) and by the
    mean of the features over the group.
 
+With ``warm_start`` > 0 the first estimate is not Y / sum C but the frames
+of that many GAP-TV iterations (:func:`.gap_tv.gap_tv`, run without
+gradients), which the learned stages then refine.
+
 Nothing in it depends on B or on a particular mask: the masks enter
 explicitly (as the GAP operator and as an input channel of the denoiser), and
 the frame axis is only shifted and averaged over, so one model serves every
@@ -30,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gap_tv import gap_tv
+
 __all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "noise_level"]
 
 
@@ -42,6 +48,10 @@ class UnfoldConfig:
     blocks: int = 2
     #: pixel-unshuffle factor of the denoiser (2: half resolution)
     factor: int = 2
+    #: GAP-TV iterations that make the starting estimate (0: start from
+    #: Y / sum C).  A classical start recovers most of the motion the
+    #: measurement encodes at high dose, which a few learned stages cannot.
+    warm_start: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,7 +150,9 @@ class UnfoldNet(nn.Module):
     def __init__(self, config: UnfoldConfig = UnfoldConfig()):
         super().__init__()
         self.config = config
-        self.steps = nn.Parameter(torch.ones(config.stages))
+        # From a GAP-TV start the projection would put the noise back: start
+        # the learned steps at 0, so an untrained net returns GAP-TV's frames.
+        self.steps = nn.Parameter(torch.full((config.stages,), 0.0 if config.warm_start else 1.0))
         self.denoisers = nn.ModuleList(
             _Denoiser(config.width, config.blocks, config.factor) for _ in range(config.stages))
 
@@ -150,7 +162,11 @@ class UnfoldNet(nn.Module):
         yn, xbar = y / scale, xbar / scale
         sigma = noise_level(xbar)
         inv = 1.0 / csum.clamp(min=1)
-        x = xbar[:, None].expand_as(C).contiguous()
+        if self.config.warm_start:
+            with torch.no_grad():
+                x = gap_tv(y, C, iterations=self.config.warm_start) / scale[:, None]
+        else:
+            x = xbar[:, None].expand_as(C).contiguous()
         for step, denoise in zip(self.steps, self.denoisers):
             residual = (yn - (C * x).sum(1)) * inv
             x = x + step * C * residual[:, None]
