@@ -55,8 +55,18 @@ class TrainConfig:
     quant_prob: float = 0.5
     #: largest quantisation step, relative to the measurement's shot-noise std
     quant_max: float = 1.0
+    #: "log-start": mean over samples of log(MSE / MSE of the net's starting
+    #: estimate), i.e. the mean dB gained over the start (GAP-TV with a warm
+    #: start), so a sample made worse counts as much as one made better;
+    #: "ratio-naive": mean of MSE / MSE of Y / sum C (weights low-motion
+    #: samples most; it let the net undo GAP-TV on fast-moving ones)
+    loss: str = "log-start"
     checkpoint_every: int = 250
     threads: int = 2
+
+    def __post_init__(self):
+        if self.loss not in ("log-start", "ratio-naive"):
+            raise ValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -232,7 +242,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
 
         bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train")
     logf = open(out / "log.jsonl", "a")
-    ema = ema_db = None
+    ema = ema_db = ema_start = None
     try:
         end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
         while step < end:
@@ -242,14 +252,17 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
             y, c, z = (torch.from_numpy(a).to(device) for a in (Y, C, Z))
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            est = net(y, c)
+            est, start = net(y, c, with_start=True)
             scale, xbar = _scale(y, c)
-            mse = (((est - z) / scale[:, None]) ** 2).mean((1, 2, 3))
-            # Each sample's error relative to the naive decoder's (Y / sum C
-            # for every frame): every dose and motion counts alike, in the
-            # spirit of a mean PSNR gain, instead of low-dose noise dominating.
+            mse = (((est - z) / scale[:, None]) ** 2).mean((1, 2, 3)).clamp(min=1e-12)
+            # Each sample's error relative to a reference decoder's, so every
+            # dose and motion counts alike instead of low-dose noise dominating.
             base = (((xbar[:, None] - z) / scale[:, None]) ** 2).mean((1, 2, 3)).clamp(min=1e-12)
-            loss = (mse / base).mean()
+            ref = (((start.detach() - z) / scale[:, None]) ** 2).mean((1, 2, 3)).clamp(min=1e-12)
+            if cfg.loss == "log-start":
+                loss = torch.log(mse / ref).mean()
+            else:
+                loss = (mse / base).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -258,13 +271,16 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
             v = float(loss.detach())
             ema = v if ema is None else 0.98 * ema + 0.02 * v
             gain_db = float((10 * torch.log10(base / mse.detach())).mean())  # dB above the naive decoder
+            start_db = float((10 * torch.log10(ref / mse.detach())).mean())  # dB above the start
             ema_db = gain_db if ema_db is None else 0.98 * ema_db + 0.02 * gain_db
+            ema_start = start_db if ema_start is None else 0.98 * ema_start + 0.02 * start_db
             if bar:
                 bar.update(1)
-                bar.set_postfix(loss=f"{ema:.2e}", gain=f"{ema_db:+.2f}dB", B=n)
+                bar.set_postfix(loss=f"{ema:.2e}", gain=f"{ema_db:+.2f}dB", over_start=f"{ema_start:+.2f}dB", B=n)
             if step % 25 == 0:
                 logf.write(json.dumps({"step": step, "loss": v, "ema": ema, "gain_db": gain_db,
-                                       "ema_gain_db": ema_db, "n": n, "lr": _lr(cfg, step),
+                                       "ema_gain_db": ema_db, "gain_start_db": start_db,
+                                       "ema_gain_start_db": ema_start, "n": n, "lr": _lr(cfg, step),
                                        "time": time.time()}) + "\n")
                 logf.flush()
             if step % cfg.refresh_every == 0:

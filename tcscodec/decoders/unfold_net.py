@@ -156,7 +156,9 @@ class UnfoldNet(nn.Module):
         self.denoisers = nn.ModuleList(
             _Denoiser(config.width, config.blocks, config.factor) for _ in range(config.stages))
 
-    def forward(self, y: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, C: torch.Tensor, *, with_start: bool = False):
+        """Frames ``(N, n, h, w)``; with ``with_start`` also the starting
+        estimate (GAP-TV or Y / sum C, same units) the stages refined."""
         csum = C.sum(1)
         scale, xbar = normalise(y, csum)
         yn, xbar = y / scale, xbar / scale
@@ -167,8 +169,11 @@ class UnfoldNet(nn.Module):
                 x = gap_tv(y, C, iterations=self.config.warm_start) / scale[:, None]
         else:
             x = xbar[:, None].expand_as(C).contiguous()
+        start = x
         for step, denoise in zip(self.steps, self.denoisers):
             residual = (yn - (C * x).sum(1)) * inv
             x = x + step * C * residual[:, None]
             x = denoise(x, C, xbar, sigma)
+        if with_start:
+            return x * scale[:, None], start * scale[:, None]
         return x * scale[:, None]
