@@ -232,8 +232,11 @@ def decoders():
     default = default_decoder()
     for name in sorted(available_decoders(), key=lambda n: n != default):
         note = "  (default)" if name == default else ""
-        if name in weights.zoo() or name == "tcs-unfold":
-            note += "" if weights.available(name) else "  (no weights shipped: train with 'tcscodec train')"
+        if weights.available(name):
+            rec = weights.zoo()[name]
+            note += f"  (weights {rec['file']}, {rec.get('steps', '?')} training steps, sha256 {rec['sha256'][:16]}...)"
+        elif name in weights.zoo() or name == "tcs-unfold":
+            note += "  (no weights shipped: train with 'tcscodec train')"
         click.echo(f"{name}{note}")
 
 

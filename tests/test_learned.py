@@ -123,3 +123,22 @@ def test_warm_start_begins_at_gap_tv():
     # the config round-trips and older configs (no warm_start) still load
     assert UnfoldConfig.from_dict(net.config.to_dict()) == net.config
     assert UnfoldConfig.from_dict({"stages": 1, "width": 8, "blocks": 1, "factor": 2}).warm_start == 0
+
+
+def test_offset_normalisation_is_affine_equivariant():
+    """With ``offset`` the net sees contrast: a camera offset added to every
+    frame (Y + b * sum C) and a gain (a * Y) come straight through."""
+    torch.manual_seed(1)
+    net = UnfoldNet(UnfoldConfig(stages=2, width=8, blocks=1, factor=2, offset=True))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    C = torch.from_numpy(masks(2, 6, 32, 32)).float()[None]
+    X = torch.rand(1, 6, 32, 32) * 10 + 1
+    y = (C * X).sum(1)
+    out = net(y, C)
+    moved = net(3.5 * y + 400.0 * C.sum(1), C)
+    assert torch.allclose(moved, 3.5 * out + 400.0, rtol=1e-4, atol=2e-2)
+    from tcscodec.decoders.unfold_net import affine_normalise
+
+    offset, spread, _ = affine_normalise(3.5 * y + 400.0 * C.sum(1), C.sum(1))
+    assert 400 < offset.item() < 400 + 3.5 * 2 and spread.item() > 3.5 * 3

@@ -19,7 +19,8 @@ Nothing in it depends on B or on a particular mask: the masks enter
 explicitly (as the GAP operator and as an input channel of the denoiser), and
 the frame axis is only shifted and averaged over, so one model serves every
 B and every seed.  Inputs are normalised by the mean of Y / sum C (so the
-model sees ~1-valued frames at any dose or scaling) and the denoiser is told
+model sees ~1-valued frames at any dose or scaling; with ``offset`` a dark
+level is subtracted first) and the denoiser is told
 the noise level, estimated from the measurement itself.
 
 CPU cost: 3-D and depthwise-temporal convolutions are slow on CPUs; plain
@@ -36,7 +37,7 @@ from torch import nn
 
 from .gap_tv import gap_tv
 
-__all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "noise_level"]
+__all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "affine_normalise", "noise_level"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class UnfoldConfig:
     #: Y / sum C).  A classical start recovers most of the motion the
     #: measurement encodes at high dose, which a few learned stages cannot.
     warm_start: int = 0
+    #: Also subtract a dark level (a low quantile of Y / sum C) before
+    #: scaling, so bright-field HRTEM and offset cameras, whose contrast is a
+    #: small modulation on a large level, reach the network as contrast.
+    offset: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +79,33 @@ def normalise(y: torch.Tensor, csum: torch.Tensor):
     # Dark or empty tiles: fall back to the mean magnitude, then to 1.
     scale = torch.where(scale.abs() > 1e-6, scale, xbar.abs().sum((-2, -1)) / count + 1e-6)
     return scale[:, None, None], xbar
+
+
+#: quantile of Y / sum C taken as the dark level (``offset=True``)
+DARK_QUANTILE = 0.01
+
+
+def affine_normalise(y: torch.Tensor, csum: torch.Tensor):
+    """Dark level and contrast scale of each sample, for ``offset=True``.
+
+    Returns ``(offset, spread, xbar)``, the first two (N,1,1): ``offset`` is
+    the :data:`DARK_QUANTILE` quantile of ``xbar = Y / sum C`` over measured
+    pixels and ``spread`` the mean of ``xbar`` above it (at least 1e-3 of
+    the mean level), so ``(xbar - offset) / spread`` has mean 1 above a
+    dark floor near 0 whatever the camera's offset and gain.  Because
+    ``Y - offset * sum C = sum_b C_b (X_b - offset)``, the normalised
+    measurement stays a measurement of the normalised frames.
+    """
+    scale, xbar = normalise(y, csum)
+    measured = csum > 0
+    filled = torch.where(measured, xbar, scale.expand_as(xbar))
+    flat = filled.flatten(1)
+    if flat.shape[1] > 1 << 20:  # torch.quantile's size limit: a strided sample is enough
+        flat = flat[:, :: flat.shape[1] // (1 << 20) + 1]
+    offset = torch.quantile(flat, DARK_QUANTILE, dim=1)[:, None, None]
+    offset = torch.minimum(offset, scale)  # never above the mean (negative data)
+    spread = torch.maximum(scale - offset, 1e-3 * scale.abs()).clamp(min=1e-12)
+    return offset, spread, xbar
 
 
 def noise_level(xn: torch.Tensor) -> torch.Tensor:
@@ -160,13 +192,18 @@ class UnfoldNet(nn.Module):
         """Frames ``(N, n, h, w)``; with ``with_start`` also the starting
         estimate (GAP-TV or Y / sum C, same units) the stages refined."""
         csum = C.sum(1)
-        scale, xbar = normalise(y, csum)
-        yn, xbar = y / scale, xbar / scale
+        if self.config.offset:
+            offset, scale, xbar = affine_normalise(y, csum)
+            xbar = torch.where(csum > 0, xbar - offset, torch.zeros_like(xbar))
+        else:
+            scale, xbar = normalise(y, csum)
+            offset = torch.zeros_like(scale)
+        yn, xbar = (y - offset * csum) / scale, xbar / scale
         sigma = noise_level(xbar)
         inv = 1.0 / csum.clamp(min=1)
         if self.config.warm_start:
             with torch.no_grad():
-                x = gap_tv(y, C, iterations=self.config.warm_start) / scale[:, None]
+                x = (gap_tv(y, C, iterations=self.config.warm_start) - offset[:, None]) / scale[:, None]
         else:
             x = xbar[:, None].expand_as(C).contiguous()
         start = x
@@ -174,6 +211,7 @@ class UnfoldNet(nn.Module):
             residual = (yn - (C * x).sum(1)) * inv
             x = x + step * C * residual[:, None]
             x = denoise(x, C, xbar, sigma)
+        x = x * scale[:, None] + offset[:, None]
         if with_start:
-            return x * scale[:, None], start * scale[:, None]
-        return x * scale[:, None]
+            return x, start * scale[:, None] + offset[:, None]
+        return x
