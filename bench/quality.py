@@ -2,7 +2,7 @@
 
     python bench/quality.py                                   # every movie below, B = 10, 20, 30
     python bench/quality.py --movies abtem --decoders gap-tv  # one movie, one decoder
-    python bench/quality.py --checkpoint runs/tcs-unfold-v1/checkpoint.pt   # a training checkpoint as tcs-unfold
+    python bench/quality.py --checkpoint runs/tcs-unfold-v2/checkpoint.pt   # a training checkpoint as tcs-unfold
     python bench/quality.py --list                            # the movie names
 
 Movies (all with a clean ground truth):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .main import CONTEXT, main
+from .main import CONTEXT, _quant_step, main
 
 
 def _csv(value: str | None, what: str) -> list[str]:
@@ -50,8 +50,8 @@ def _load_clean(path: Path):
               help="Folder for table.md, results.json and figure.png [print only].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Mask seed.")
-@click.option("--quantize", "quant_step", type=float, default=1.0, show_default=True,
-              help="Measurement quantisation step (1 = lossless).")
+@click.option("--quantize", "quant_step", default="1", show_default=True,
+              help="Measurement quantisation step (1 = lossless; 'auto' = the measurement's shot-noise std).")
 @click.option("--frames", "n_frames", type=click.IntRange(1), help="Use only the first N frames.")
 @click.option("--no-tv", is_flag=True, help="Skip the TV-filtered codec rows (faster).")
 @click.option("--tv-iterations", type=click.IntRange(1), default=40, show_default=True, help="TV solver iterations.")
@@ -118,6 +118,7 @@ def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, 
     name = name or input.stem
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     t0 = time.perf_counter()
+    quant_step = _quant_step(quant_step)
     rows = ev.evaluate(frames, truth, Bs, dec_names, codec_names, seed=seed, quant_step=quant_step, name=name,
                        tv=not no_tv, tv_iterations=tv_iterations, bit_depth=int(bit_depth) if bit_depth else None,
                        clean_scale=None if clean_scale == "none" else clean_scale, device=device,

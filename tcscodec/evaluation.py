@@ -1169,7 +1169,7 @@ def _reference(frames: np.ndarray, clean, clean_scale) -> tuple[np.ndarray, str,
 
 def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
              decoders: Sequence[str] = DEFAULT_DECODERS, codecs: Sequence[str] = DEFAULT_CODECS, *,
-             seed: int = 0, quant_step: float = 1.0, name: str = "movie", tv: bool = True,
+             seed: int = 0, quant_step: float | str = 1.0, name: str = "movie", tv: bool = True,
              tv_decoders: bool = True, tv_iterations: int = 40, tv_temporal: float | str = "auto",
              tv_crop: int | None = 128,
              bit_depth: int | None = None, max_search: int = 10, byte_rtol: float = 0.02,
@@ -1194,7 +1194,8 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
     codecs : names
         Keys of :data:`CODECS`; unavailable ones give skipped rows.
     seed, quant_step
-        Mask seed and measurement quantisation of the ``.tcs`` files.
+        Mask seed and measurement quantisation of the ``.tcs`` files (a step,
+        or "auto" as in ``tcscodec encode --quantize auto``).
     name : str
         Movie name recorded in the rows.
     tv : bool
@@ -1292,6 +1293,10 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
             t0 = time.perf_counter()
             tcs_write(path, frames, B=B, seed=seed, quant_step=quant_step)
             tcs_bytes = path.stat().st_size
+            from .reader import TcsReader
+
+            with TcsReader(path) as r:  # the step "auto" chose
+                step_note = f"quant_step {r.header.quant_step:g}" + (" (auto)" if quant_step == "auto" else "")
             say(f"{name}: B={B}: {path.name} {tcs_bytes:,} bytes, ratio {raw_bytes / tcs_bytes:.1f}x "
                 f"({time.perf_counter() - t0:.2f} s)")
             if i == 0 and clean is not None:
@@ -1318,7 +1323,7 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
                     skipped(B, dname, "decoder", tcs_bytes, f"decoding failed: {type(exc).__name__}: {exc}")
                     continue
                 measure(est, B, dname, "decoder", tcs_bytes, tcs_bytes, seconds=time.perf_counter() - t0,
-                        note=note, settings=f"seed {seed}, quant_step {quant_step:g}")
+                        note=note, settings=f"seed {seed}, {step_note}")
                 if tv and tv_decoders:
                     t0 = time.perf_counter()
                     den, fit = tune_tv(est, ref, data_range=R, temporal=temporal.get(dname, tv_temporal),

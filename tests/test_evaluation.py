@@ -271,3 +271,25 @@ def test_cli_eval(tmp_path):
     assert (out / "figure.png").exists()
     res = CliRunner().invoke(main, ["eval", str(src), "-B", "4", "--codecs", "nope"])
     assert res.exit_code != 0 and "unknown codec" in res.output
+
+
+def test_cli_eval_quantize_auto(tmp_path):
+    """--quantize auto measures the file the encoder's auto step writes and
+    records the step it chose; a bad step is refused."""
+    import tifffile
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    frames, clean = _movie(T=8, H=32, W=32)
+    src, out = tmp_path / "m.tif", tmp_path / "res"
+    tifffile.imwrite(src, frames)
+    res = CliRunner().invoke(main, ["eval", str(src), "-B", "4", "--decoders", NAIVE_TEST, "--codecs", "none",
+                                    "--quantize", "auto", "--no-tv", "--out", str(out), "-q"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    settings = [r["settings"] for r in rows if r["method"] == NAIVE_TEST]
+    assert settings and all(s.startswith("seed 0, quant_step ") and s.endswith(" (auto)") for s in settings)
+    res = CliRunner().invoke(main, ["eval", str(src), "-B", "4", "--quantize", "-2"])
+    assert res.exit_code != 0 and "must be > 0" in res.output
