@@ -33,7 +33,7 @@ def _to_numpy(a, what: str) -> np.ndarray:
 def reconstruct(
     measurement,
     masks,
-    decoder="gap-tv",
+    decoder=None,
     device: str = "cpu",
     tile: int = 256,
     overlap: int = 32,
@@ -56,10 +56,11 @@ def reconstruct(
         ``(B, H, W)`` 0/1 masks (bool, integer or float holding only 0 and
         1), numpy or torch, ``1 <= B <= 64``.
     decoder : str, Decoder or None, optional
-        Registered decoder name (default ``"gap-tv"``), a
-        :class:`~tcscodec.decoders.base.Decoder` instance, or None for
-        :func:`~tcscodec.decoders.base.default_decoder` (the learned decoder
-        when its weights are installed).
+        Registered decoder name, a
+        :class:`~tcscodec.decoders.base.Decoder` instance, or None (default)
+        for :func:`~tcscodec.decoders.base.default_decoder` (the learned
+        decoder when its weights are installed, as for ``tcscodec decode``
+        and :meth:`TcsReader.read`).
     device : str, optional
         ``"cpu"`` (default) or ``"cuda"``.
     tile, overlap, batch : int, optional

@@ -59,7 +59,7 @@ def test_registered():
 def test_psnr_beats_baseline(problem):
     clean, C, y = problem
     baseline = np.broadcast_to(y / np.maximum(C.sum(0), 1), clean.shape)
-    r = reconstruct(y, C)
+    r = reconstruct(y, C, decoder="gap-tv")
     p_gap, p_base = _psnr(r, clean), _psnr(baseline, clean)
     # Measured 24.8 dB against 19.7 dB for Y / sum C.
     assert p_gap > p_base + 3.0
@@ -110,7 +110,7 @@ def test_static_scene_is_recovered():
     rng = np.random.default_rng(1)
     X = np.broadcast_to(50 + 10 * rng.random((32, 32)), (6, 32, 32))
     C = spec_masks(5, 6, 32, 32)
-    r = reconstruct((C * X).sum(0), C, iterations=30, tv_weight=0.01)
+    r = reconstruct((C * X).sum(0), C, iterations=30, tv_weight=0.01, decoder="gap-tv")
     assert np.abs(r - X).mean() < 0.05 * X.mean()
 
 
@@ -118,21 +118,21 @@ def test_unmeasured_pixels_and_zeros():
     C = spec_masks(1, 4, 24, 24).copy()
     C[:, 8:12, 8:12] = 0  # never measured
     X = np.full((4, 24, 24), 40.0)
-    r = reconstruct((C * X).sum(0), C, iterations=20)
+    r = reconstruct((C * X).sum(0), C, iterations=20, decoder="gap-tv")
     assert np.isfinite(r).all()
     # Filled in from the neighbours by the TV step.
     assert abs(r[:, 8:12, 8:12].mean() - 40.0) < 4.0
-    z = reconstruct(np.zeros((24, 24)), C, iterations=5)
+    z = reconstruct(np.zeros((24, 24)), C, iterations=5, decoder="gap-tv")
     assert np.isfinite(z).all() and np.abs(z).max() == 0
     # Masks that measure nothing at all.
-    e = reconstruct(np.zeros((8, 8)), np.zeros((3, 8, 8), np.uint8), iterations=3)
+    e = reconstruct(np.zeros((8, 8)), np.zeros((3, 8, 8), np.uint8), iterations=3, decoder="gap-tv")
     assert np.isfinite(e).all()
 
 
 def test_single_frame():
     rng = np.random.default_rng(2)
     x = 20 + 5 * rng.random((16, 16))
-    r = reconstruct(x, np.ones((1, 16, 16), np.uint8), iterations=30)
+    r = reconstruct(x, np.ones((1, 16, 16), np.uint8), iterations=30, decoder="gap-tv")
     # Accelerated GAP converges to the data (one frame, fully measured).
     assert np.abs(r[0] - x).mean() < 0.01 * x.mean()
 
@@ -162,12 +162,12 @@ def test_callback_and_options_change_result(problem):
     seen = []
     gap_tv(_t(y)[None], _t(C)[None], iterations=4, callback=lambda k, x: seen.append(k))
     assert seen == [0, 1, 2, 3]
-    a = reconstruct(y, C, iterations=4)
+    a = reconstruct(y, C, iterations=4, decoder="gap-tv")
     for opts in [dict(tv_weight=(2.0, 0.2)), dict(temporal_weight=0.0), dict(tv_iterations=2),
                  dict(accelerate=False), dict(normalize=False, tv_weight=50.0)]:
-        b = reconstruct(y, C, iterations=4, **opts)
+        b = reconstruct(y, C, iterations=4, **opts, decoder="gap-tv")
         assert np.isfinite(b).all() and not np.allclose(a, b)
-    assert reconstruct(y, C, iterations=4, nonnegative=True).min() >= 0
+    assert reconstruct(y, C, iterations=4, nonnegative=True, decoder="gap-tv").min() >= 0
 
 
 def test_tv_denoise():
@@ -186,7 +186,7 @@ def test_tv_denoise():
 
 def test_reconstruct_inputs(problem):
     clean, C, y = problem
-    ref = reconstruct(y, C, iterations=3)
+    ref = reconstruct(y, C, iterations=3, decoder="gap-tv")
     assert ref.shape == C.shape and ref.dtype == np.float32
     # torch inputs, bool masks, integer measurement
     for yy, CC in [
@@ -194,8 +194,8 @@ def test_reconstruct_inputs(problem):
         (y, C.astype(bool)),
         (y.astype(np.uint32), C.astype(np.float32)),
     ]:
-        np.testing.assert_allclose(reconstruct(yy, CC, iterations=3), ref, rtol=1e-5)
-    part = reconstruct(y, C, iterations=3, region=(10, 30, 20, 50))
+        np.testing.assert_allclose(reconstruct(yy, CC, iterations=3, decoder="gap-tv"), ref, rtol=1e-5)
+    part = reconstruct(y, C, iterations=3, region=(10, 30, 20, 50), decoder="gap-tv")
     assert part.shape == (8, 20, 30)
 
 
@@ -212,30 +212,30 @@ def test_reconstruct_errors():
     C = spec_masks(1, 4, 8, 8)
     y = (C * 3.0).sum(0)
     with pytest.raises(TcsValueError, match="match"):
-        reconstruct(y[:7], C)
+        reconstruct(y[:7], C, decoder="gap-tv")
     with pytest.raises(TcsValueError, match="2-D"):
-        reconstruct(y[None], C)
+        reconstruct(y[None], C, decoder="gap-tv")
     with pytest.raises(TcsValueError, match="3-D"):
-        reconstruct(y, C[None])
+        reconstruct(y, C[None], decoder="gap-tv")
     with pytest.raises(TcsValueError, match="0 and 1"):
-        reconstruct(y, C * 2)
+        reconstruct(y, C * 2, decoder="gap-tv")
     with pytest.raises(TcsValueError, match="0 and 1"):
-        reconstruct(y, C * 0.5)
+        reconstruct(y, C * 0.5, decoder="gap-tv")
     with pytest.raises(TcsValueError, match="B"):
-        reconstruct(y, np.zeros((0, 8, 8)))
+        reconstruct(y, np.zeros((0, 8, 8)), decoder="gap-tv")
     with pytest.raises(TcsValueError, match="B"):
-        reconstruct(y, np.ones((65, 8, 8)))
+        reconstruct(y, np.ones((65, 8, 8)), decoder="gap-tv")
     bad = y.astype(np.float32)
     bad[0, 0] = np.nan
     with pytest.raises(TcsValueError, match="NaN"):
-        reconstruct(bad, C)
+        reconstruct(bad, C, decoder="gap-tv")
     bad[0, 0] = np.inf
     with pytest.raises(TcsValueError, match="NaN"):
-        reconstruct(bad, C)
+        reconstruct(bad, C, decoder="gap-tv")
     with pytest.raises(TcsValueError):
-        reconstruct(y.astype(complex), C)
+        reconstruct(y.astype(complex), C, decoder="gap-tv")
     with pytest.raises(ValueError):  # TcsValueError is a ValueError
-        reconstruct(y, C[:, :, :7])
+        reconstruct(y, C[:, :, :7], decoder="gap-tv")
 
 
 @pytest.mark.gpu
@@ -243,6 +243,6 @@ def test_gap_tv_cuda_matches_cpu(problem):
     if not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
     _, C, y = problem
-    cpu = reconstruct(y, C, iterations=10)
-    gpu = reconstruct(y, C, iterations=10, device="cuda")
+    cpu = reconstruct(y, C, iterations=10, decoder="gap-tv")
+    gpu = reconstruct(y, C, iterations=10, device="cuda", decoder="gap-tv")
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-2 * float(np.abs(cpu).mean()))

@@ -142,3 +142,8 @@ def test_offset_normalisation_is_affine_equivariant():
 
     offset, spread, _ = affine_normalise(3.5 * y + 400.0 * C.sum(1), C.sum(1))
     assert 400 < offset.item() < 400 + 3.5 * 2 and spread.item() > 3.5 * 3
+
+
+def test_unknown_options_are_refused():
+    with pytest.raises(ValueError, match="takes no option.*iterations"):
+        UnfoldDecoder(net=small_net(), iterations=5)

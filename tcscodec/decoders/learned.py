@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import weights
+from ..errors import TcsValueError
 from .base import Decoder, register_decoder
 from .unfold_net import UnfoldConfig, UnfoldNet
 
@@ -33,7 +34,10 @@ class UnfoldDecoder(Decoder):
     receptive_margin = 32
 
     def __init__(self, device: str = "cpu", net: UnfoldNet | None = None, half: bool = False, **options):
-        super().__init__(device, **options)
+        if options:
+            raise TcsValueError(f"decoder {MODEL_NAME!r} takes no option(s) {', '.join(sorted(options))} "
+                                f"(only 'half'); GAP-TV's options need decoder='gap-tv'")
+        super().__init__(device)
         if net is None:
             state, rec = weights.load_state(MODEL_NAME)
             net = UnfoldNet(UnfoldConfig.from_dict(rec["config"]))
