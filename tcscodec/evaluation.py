@@ -508,7 +508,30 @@ class _Jpeg(_Codec):
         return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in payload])
 
 
-class _Jpeg2000(_Codec):
+class _ImagecodecsCodec(_Codec):
+    """A per-frame image codec of imagecodecs: ``feature`` names its
+    availability flag (``imagecodecs.JPEG2K``...) and its ``<codec>_decode``
+    function; subclasses write ``encode``."""
+
+    feature = feature_label = decode_function = ""
+
+    def unavailable(self):
+        try:
+            import imagecodecs
+        except ImportError:
+            return "imagecodecs is not installed"
+        if getattr(imagecodecs, self.feature).available:
+            return None
+        return f"imagecodecs was built without {self.feature_label}"
+
+    def decode(self, payload, shape, depth, tmp):
+        import imagecodecs
+
+        decode = getattr(imagecodecs, self.decode_function)
+        return np.stack([decode(b) for b in payload])
+
+
+class _Jpeg2000(_ImagecodecsCodec):
     """JPEG 2000 per frame (OpenJPEG via imagecodecs; raw J2K codestream,
     irreversible 9/7 wavelet).  The knob is OpenJPEG's fixed-quality target
     in dB (its PSNR for the single quality layer)."""
@@ -516,13 +539,7 @@ class _Jpeg2000(_Codec):
     name, label, knob = "jpeg2000", "JPEG 2000 (OpenJPEG)", "psnr_target_dB"
     lo, hi, increasing, depths = 10.0, 90.0, True, (8, 16)
     start, step = 25.0, 3.0
-
-    def unavailable(self):
-        try:
-            import imagecodecs
-        except ImportError:
-            return "imagecodecs is not installed"
-        return None if imagecodecs.JPEG2K.available else "imagecodecs was built without JPEG 2000"
+    feature, feature_label, decode_function = "JPEG2K", "JPEG 2000", "jpeg2k_decode"
 
     def encode(self, codes, depth, knob, tmp):
         import imagecodecs
@@ -531,26 +548,15 @@ class _Jpeg2000(_Codec):
                                                  numthreads=1)) for f in codes]
         return sum(map(len, files)), files
 
-    def decode(self, payload, shape, depth, tmp):
-        import imagecodecs
 
-        return np.stack([imagecodecs.jpeg2k_decode(b) for b in payload])
-
-
-class _JpegXL(_Codec):
+class _JpegXL(_ImagecodecsCodec):
     """JPEG XL per frame (libjxl via imagecodecs; bare codestream, effort 7).
     The knob is the Butteraugli distance (smaller is better quality)."""
 
     name, label, knob = "jpegxl", "JPEG XL (libjxl)", "distance"
     lo, hi, increasing, depths = 0.05, 25.0, False, (8, 16)
     start, step = 5.0, 2.0
-
-    def unavailable(self):
-        try:
-            import imagecodecs
-        except ImportError:
-            return "imagecodecs is not installed"
-        return None if imagecodecs.JPEGXL.available else "imagecodecs was built without JPEG XL"
+    feature, feature_label, decode_function = "JPEGXL", "JPEG XL", "jpegxl_decode"
 
     def encode(self, codes, depth, knob, tmp):
         import imagecodecs
@@ -558,11 +564,6 @@ class _JpegXL(_Codec):
         files = [bytes(imagecodecs.jpegxl_encode(f, distance=float(knob), effort=7, usecontainer=False,
                                                  numthreads=1)) for f in codes]
         return sum(map(len, files)), files
-
-    def decode(self, payload, shape, depth, tmp):
-        import imagecodecs
-
-        return np.stack([imagecodecs.jpegxl_decode(b) for b in payload])
 
 
 # -- video codecs through ffmpeg ----------------------------------------------------------------------
