@@ -77,7 +77,7 @@ class TcsReader:
         "cpu" or "cuda" for decoding.
     **decode_options
         Passed to the decoder and the tiling engine (``tile``, ``overlap``,
-        ``batch``, decoder options such as ``iterations``).
+        ``batch``, and the decoder's options, e.g. ``iterations`` with ``decoder="gap-tv"``).
     """
 
     def __init__(self, path, *, decoder: str | None = None, device: str = "cpu", **decode_options):

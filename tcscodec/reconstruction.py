@@ -77,8 +77,9 @@ def reconstruct(
     half : bool, optional
         float16 autocast on CUDA (learned decoders; ignored on the CPU).
     **options
-        Decoder options, e.g. ``iterations=60, tv_weight=0.4`` for GAP-TV
-        (:func:`tcscodec.decoders.gap_tv.gap_tv`).
+        Options of the chosen decoder, e.g. ``iterations=60, tv_weight=0.4``
+        with ``decoder="gap-tv"`` (:func:`tcscodec.decoders.gap_tv.gap_tv`);
+        the learned decoder refuses options other than ``half``.
 
     Returns
     -------
@@ -100,7 +101,7 @@ def reconstruct(
     >>> rng = np.random.default_rng(0)
     >>> C = rng.integers(0, 2, (8, 64, 64), dtype=np.uint8)
     >>> X = np.full((8, 64, 64), 100.0, np.float32)
-    >>> frames = reconstruct((C * X).sum(0), C, iterations=10)
+    >>> frames = reconstruct((C * X).sum(0), C, decoder="gap-tv", iterations=10)
     >>> frames.shape, frames.dtype
     ((8, 64, 64), dtype('float32'))
     """
