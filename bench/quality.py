@@ -153,10 +153,7 @@ def main(argv=None):
     decoders = [] if a.decoders == "none" else [d for d in a.decoders.split(",") if d]
     codecs = [] if a.codecs == "none" else [c for c in a.codecs.split(",") if c]
     if a.checkpoint:
-        name = ev.checkpoint_decoder(a.checkpoint)
-        decoders = [name if d == "tcs-unfold" else d for d in decoders] or [name]
-        if name not in decoders:
-            decoders.insert(0, name)
+        decoders = ev.with_checkpoint(decoders, a.checkpoint)
     a.out.mkdir(parents=True, exist_ok=True)
     old = json.loads(store.read_text()) if store.exists() and not a.fresh else {"movies": {}, "rows": []}
     meta = {"command": "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),

@@ -95,6 +95,7 @@ def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, 
             clean_scale = float(clean_scale)
         except ValueError:
             raise click.BadParameter("use 'auto', 'none' or a number", param_hint="--clean-scale") from None
+    quant_step = _quant_step(quant_step)
     dec_names = _csv(decoders, "decoders")
     codec_names = _csv(codecs, "codecs")
     unknown = [c for c in codec_names if c not in ev.CODECS]
@@ -111,14 +112,10 @@ def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, 
         if truth.shape != frames.shape:
             raise click.ClickException(f"--clean has shape {truth.shape}, the movie {frames.shape}")
     if checkpoint is not None:
-        ck_name = ev.checkpoint_decoder(checkpoint)
-        dec_names = [ck_name if d == "tcs-unfold" else d for d in dec_names]
-        if ck_name not in dec_names:
-            dec_names.insert(0, ck_name)
+        dec_names = ev.with_checkpoint(dec_names, checkpoint)
     name = name or input.stem
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     t0 = time.perf_counter()
-    quant_step = _quant_step(quant_step)
     rows = ev.evaluate(frames, truth, Bs, dec_names, codec_names, seed=seed, quant_step=quant_step, name=name,
                        tv=not no_tv, tv_iterations=tv_iterations, bit_depth=int(bit_depth) if bit_depth else None,
                        clean_scale=None if clean_scale == "none" else clean_scale, device=device,

@@ -86,6 +86,7 @@ __all__ = [
     "encode_at_bytes",
     "CodecOutput",
     "checkpoint_decoder",
+    "with_checkpoint",
     "markdown_table",
     "summary_table",
     "sort_rows",
@@ -1061,6 +1062,17 @@ def checkpoint_decoder(path, *, name: str | None = None) -> str:
     register_decoder(name)(_CheckpointDecoder)
     return name
 
+
+
+def with_checkpoint(decoders: Sequence[str], checkpoint) -> list[str]:
+    """``decoders`` with the network of ``checkpoint`` (registered by
+    :func:`checkpoint_decoder`) in place of ``"tcs-unfold"``, or first when
+    the list has no ``"tcs-unfold"``."""
+    name = checkpoint_decoder(checkpoint)
+    out = [name if d == "tcs-unfold" else d for d in decoders]
+    if name not in out:
+        out.insert(0, name)
+    return out
 
 def _tiling_available() -> bool:
     try:

@@ -293,3 +293,26 @@ def test_cli_eval_quantize_auto(tmp_path):
     assert settings and all(s.startswith("seed 0, quant_step ") and s.endswith(" (auto)") for s in settings)
     res = CliRunner().invoke(main, ["eval", str(src), "-B", "4", "--quantize", "-2"])
     assert res.exit_code != 0 and "must be > 0" in res.output
+
+
+def test_with_checkpoint_stands_in_for_the_learned_decoder(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tcscodec.decoders import get_decoder
+    from tcscodec.decoders.unfold_net import UnfoldConfig, UnfoldNet
+
+    cfg = UnfoldConfig(stages=1, width=8, blocks=1, factor=2)
+    torch.save({"model": UnfoldNet(cfg).state_dict(), "config": {"model": cfg.to_dict()}, "step": 7},
+               tmp_path / "checkpoint.pt")
+    names = ev.with_checkpoint(["gap-tv", "tcs-unfold"], tmp_path / "checkpoint.pt")
+    try:
+        assert names == ["gap-tv", "tcs-unfold@step7"]
+        assert get_decoder(names[1]).net.config == cfg
+        with pytest.raises(ValueError, match="already registered"):
+            ev.checkpoint_decoder(tmp_path / "checkpoint.pt", name=names[1])
+    finally:
+        _REGISTRY.pop("tcs-unfold@step7", None)
+    # without "tcs-unfold" in the list, the checkpoint comes first
+    try:
+        assert ev.with_checkpoint(["gap-tv"], tmp_path / "checkpoint.pt") == ["tcs-unfold@step7", "gap-tv"]
+    finally:
+        _REGISTRY.pop("tcs-unfold@step7", None)
