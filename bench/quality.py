@@ -20,6 +20,10 @@ Movies (all with a clean ground truth):
 
 Movies in ../shared are skipped with a message when it is absent.
 
+The ``.tcs`` files are written as ``tcscodec encode`` writes them by default
+(``--quantize auto``); ``--quantize 1`` measures lossless files (best kept in
+another ``--out``: a movie's rows of one setting replace those of the other).
+
 For each movie and B, :func:`tcscodec.evaluation.evaluate` reports the
 decoders, Y/sum(C), the static oracle and the codecs at equal bytes (as
 decoded and with an oracle-tuned TV denoiser).  Results accumulate in
@@ -109,8 +113,8 @@ def report(rows: list[ev.EvalRow], movies: dict, meta: dict) -> str:
     for n in names:
         info = movies.get(n, {})
         runs = "; ".join(f"`{r['command']}` ({r['date']}, {r['seconds']} s)" for r in _runs(info))
-        out.append(f"### {n}\n\n{info.get('description', '')}; {info.get('shape', '')} {info.get('dtype', '')}. "
-                   f"Runs: {runs or '?'}\n")
+        out.append(f"### {n}\n\n{info.get('description', '')}; {info.get('shape', '')} {info.get('dtype', '')}; "
+                   f".tcs files with --quantize {info.get('quantize', '1')}. Runs: {runs or '?'}\n")
         out.append(ev.summary_table([r for r in rows if r.movie == n]))
         figs = info.get("figures", [])
         out += [f"![{n}]({Path(f).name})" for f in figs[-1:]]
@@ -132,6 +136,8 @@ def main(argv=None):
     ap.add_argument("--no-tv", action="store_true", help="skip the TV-filtered codec rows")
     ap.add_argument("--tv-iterations", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0, help="mask seed")
+    ap.add_argument("--quantize", default="auto",
+                    help="measurement quantisation of the .tcs files: 'auto' (the CLI default) or a step (1 = lossless)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fresh", action="store_true", help="forget earlier results in --out")
     ap.add_argument("--list", action="store_true", help="list the movie names and exit")
@@ -149,6 +155,7 @@ def main(argv=None):
         (a.out / "quality.md").write_text(report(rows, data["movies"], {**last, "machine": _machine()}) + "\n")
         print(f"wrote {a.out / 'quality.md'}", file=sys.stderr)
         return
+    quant_step = a.quantize if a.quantize == "auto" else float(a.quantize)
     Bs = [int(b) for b in a.B.split(",")]
     decoders = [] if a.decoders == "none" else [d for d in a.decoders.split(",") if d]
     codecs = [] if a.codecs == "none" else [c for c in a.codecs.split(",") if c]
@@ -168,7 +175,14 @@ def main(argv=None):
             frames, clean = frames[: a.frames], clean[: a.frames]
         print(f"== {name}: {what}, {frames.shape} {frames.dtype}", file=sys.stderr)
         t0 = time.perf_counter()
-        rows = ev.evaluate(frames, clean, Bs, decoders, codecs, seed=a.seed, name=name, tv=not a.no_tv,
+        prev = old["movies"].get(name, {})
+        if str(prev.get("quantize", "1")) != str(a.quantize) and prev:
+            # Rows of other .tcs files (other byte budgets) must not mix with these.
+            print(f"{name}: dropping earlier rows made with --quantize {prev.get('quantize', '1')}", file=sys.stderr)
+            old["rows"] = [r for r in old["rows"] if r["movie"] != name]
+            prev = old["movies"][name] = {}
+        rows = ev.evaluate(frames, clean, Bs, decoders, codecs, seed=a.seed, quant_step=quant_step,
+                           name=name, tv=not a.no_tv,
                            clean_scale=clean_scale,
                            tv_iterations=a.tv_iterations, threads=a.threads,
                            log=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -188,10 +202,9 @@ def main(argv=None):
         old["rows"] = [r for r in old["rows"] if (r["movie"], r["B"], r["method"]) not in keys] + fresh
         order = {m: i for i, m in enumerate(dict.fromkeys(r["movie"] for r in old["rows"]))}
         old["rows"].sort(key=lambda r: (order[r["movie"]], r["B"]))
-        prev = old["movies"].get(name, {})
         figs = figs or prev.get("figures", [])
         old["movies"][name] = {**prev, "description": what, "shape": list(frames.shape), "dtype": frames.dtype.name,
-                               "seconds": seconds, "date": meta["date"], "command": meta["command"],
+                               "seconds": seconds, "date": meta["date"], "command": meta["command"], "quantize": a.quantize,
                                "decoders": decoders, "codecs": codecs, "B": Bs, "figures": figs,
                                "checkpoint": str(a.checkpoint) if a.checkpoint else None,
                                "runs": _runs(prev) + [{"command": meta["command"], "date": meta["date"],

@@ -46,7 +46,7 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
         tcs, dec = out_dir / "sample.tcs", out_dir / "decoded.tif"
         ctx = click.get_current_context()
         click.echo(f"2/4 tcscodec encode {src.name} -B {B} -o {tcs.name}")
-        ctx.invoke(encode, input=src, B=B, output=tcs, seed=None, tile=512, quantize="1", device="cpu",
+        ctx.invoke(encode, input=src, B=B, output=tcs, seed=None, tile=512, quantize="auto", device="cpu",
                    level=3, meta=("demo=true",), force=True, quiet=True)
         click.echo(f"3/4 tcscodec info {tcs.name}")
         ctx.invoke(info, file=tcs, as_json=False)

@@ -50,8 +50,9 @@ def _load_clean(path: Path):
               help="Folder for table.md, results.json and figure.png [print only].")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Mask seed.")
-@click.option("--quantize", "quant_step", default="1", show_default=True,
-              help="Measurement quantisation step (1 = lossless; 'auto' = the measurement's shot-noise std).")
+@click.option("--quantize", "quant_step", default="auto", show_default=True,
+              help="Measurement quantisation step as in 'tcscodec encode' ('auto' = below the "
+                   "measurement's shot-noise std; 1 = lossless).")
 @click.option("--frames", "n_frames", type=click.IntRange(1), help="Use only the first N frames.")
 @click.option("--no-tv", is_flag=True, help="Skip the TV-filtered codec rows (faster).")
 @click.option("--tv-iterations", type=click.IntRange(1), default=40, show_default=True, help="TV solver iterations.")

@@ -73,9 +73,11 @@ def _parse_meta(items) -> dict:
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), help="Mask seed [random, recorded in the file].")
 @click.option("--tile", type=click.IntRange(16, 65535), default=512, show_default=True,
               help="Tile size of the stored measurements (random-access unit).")
-@click.option("--quantize", "quantize", default="1", show_default=True,
-              help="Measurement quantisation step in the input's units: 1 = lossless; 'auto' = "
-                   "the measurement's shot-noise std (lossy, for the learned decoder).")
+@click.option("--quantize", "quantize", default="auto", show_default=True,
+              help="Measurement quantisation step in the input's units. 'auto': the largest step "
+                   "(odd for integer frames) below the measurement's shot-noise std, so rounding adds at "
+                   "most 1/12 of the shot-noise variance (about 2x smaller files, < 0.2 dB after decoding); "
+                   "1: lossless, the exact measurement.")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device: cpu or cuda.")
 @click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True, help="zstd level.")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="User metadata (repeatable), e.g. pixel_size_A=0.5.")

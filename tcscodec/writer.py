@@ -31,6 +31,25 @@ _MAX_PENDING = 2
 AUTO_FRACTION = 1.0
 
 
+#: quant_step="auto": side of the central crop of the first two frames whose
+#: difference checks the noise estimate (bounded work at any frame size)
+_PROBE_SIZE = 512
+
+
+def _host_crop(frame, size: int) -> np.ndarray:
+    """Central ``size`` x ``size`` crop of a numpy, CuPy or torch frame, as numpy."""
+    h, w = frame.shape[-2:]
+    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    crop = frame[y0:y0 + size, x0:x0 + size]
+    if isinstance(crop, np.ndarray):
+        return crop.copy()
+    if hasattr(crop, "get"):  # CuPy
+        return crop.get()
+    if hasattr(crop, "cpu"):  # torch
+        return crop.cpu().numpy()
+    return np.array(crop)
+
+
 def _as_tile(tile) -> tuple[int, int]:
     if isinstance(tile, (int, np.integer)):
         tile = (tile, tile)
@@ -59,7 +78,8 @@ class TcsWriter:
     quant_step : float or "auto"
         Measurement quantisation step in the input's units; 1 is lossless.
         ``"auto"`` picks ``auto_fraction`` times the shot-noise std of the
-        first group's measurement (:func:`tcscodec.quantize.noise_std`), or 1
+        first group's measurement (:func:`tcscodec.quantize.noise_std`, with
+        the gain checked against the first two frames' difference), or 1
         when that is below 1 for integer frames.
     auto_fraction : float
         Step of ``quant_step="auto"`` relative to the measurement's noise.
@@ -110,6 +130,7 @@ class TcsWriter:
         self._container: ContainerWriter | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pending: collections.deque = collections.deque()
+        self._probe: list[np.ndarray] = []  # first two frames (a crop), for quant_step="auto"
         self.frames_written = 0
         self.closed = False
         if shape is not None or dtype is not None:
@@ -158,7 +179,9 @@ class TcsWriter:
                 measurement_dtype(dtype)  # raises the error listing the dtypes
             self._start(tuple(frames.shape[1:]), dtype)
         for frame in frames:
-            m = self._encoder.push(frame)
+            m = self._encoder.push(frame)  # checks the frame first
+            if self.auto_quant and len(self._probe) < 2 and self._container is None:
+                self._probe.append(_host_crop(frame, _PROBE_SIZE))
             self.frames_written += 1
             if m is not None:
                 self._submit(m)
@@ -187,10 +210,17 @@ class TcsWriter:
         from .quantize import noise_std
 
         csum = mask_sum(self.seed, m.n_frames, *m.data.shape)
-        step = self.auto_fraction * noise_std(m.data, csum)
-        if np.dtype(self.header.dtype).kind in "ui":
-            step = float(np.round(step)) if step >= 1 else 1.0  # integer units: whole steps
-        step = float(f"{max(step, 1e-30):.3g}")
+        step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None)
+        self._probe = []
+        if not step > 0:
+            step = 1.0  # no shot noise found (a constant or processed movie): keep it lossless
+        elif np.dtype(self.header.dtype).kind in "ui":
+            # Odd whole steps: rounding integers to an even step sends every
+            # half-way value up, a bias of +0.5 that shows at a few counts/px.
+            step = float(2 * np.floor((step - 1) / 2) + 1) if step >= 1 else 1.0
+        else:
+            # float frames: keep |Y| / step far inside int64 for brighter later groups
+            step = float(f"{max(step, float(np.max(np.abs(m.data))) * 2.0**-40):.3g}")
         self.quant_step = step
         mdtype = measurement_dtype(self.header.dtype)
         self.header = replace(self.header, quant_step=step, stored_dtype=stored_dtype(mdtype, step).name,

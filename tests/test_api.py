@@ -138,6 +138,59 @@ def test_auto_quantisation_step_follows_shot_noise(tmp_path):
             assert r.metadata()["user"]["quantize"].startswith("auto")
 
 
+def test_auto_quantisation_sees_through_lattice_texture(tmp_path):
+    """A sharp static lattice inflates the spatial noise estimate; the first
+    two frames' difference keeps the step at the true shot noise."""
+    from tcscodec.quantize import noise_std, temporal_gain
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:128, :128]
+    scene = 400 * (1 + 0.8 * np.cos(2.1 * xx) * np.cos(1.9 * yy))  # 3 px lattice, high contrast
+    frames = rng.poisson(scene, (10, 128, 128)).astype(np.uint16)
+    assert temporal_gain(frames[0], frames[1]) == pytest.approx(1.0, rel=0.1)
+    y = encode_group(frames, 4, 10).astype(np.float64)
+    csum = tcscodec.masks.mask_sum(4, 10, 128, 128)
+    truth = np.sqrt(np.median(y))
+    assert noise_std(y, csum) > 1.3 * truth  # texture alone fools the spatial estimate
+    assert noise_std(y, csum, frames[:2]) == pytest.approx(truth, rel=0.1)
+    tcscodec.write(tmp_path / "q.tcs", frames, B=10, seed=4, quant_step="auto")
+    with tcscodec.open(tmp_path / "q.tcs") as r:
+        assert r.header.quant_step <= truth and r.header.quant_step % 2 == 1
+
+
+def test_auto_quantisation_of_sparse_counts_is_unbiased(tmp_path):
+    """Integer frames get odd steps: an even step would round every half-way
+    count up (+0.5 per pixel, a 5 % brightness bias at ~1 count/px)."""
+    frames = np.random.default_rng(8).poisson(1.0, (20, 96, 96)).astype(np.uint8)
+    tcscodec.write(tmp_path / "q.tcs", frames, B=20, seed=1, quant_step="auto")
+    with tcscodec.open(tmp_path / "q.tcs") as r:
+        step = r.header.quant_step
+        assert step == 3  # shot-noise std of Y ~ Poisson(10) is 3.2
+        err = r.measurements(0) - encode_group(frames, 1, 20)
+        assert abs(err.mean()) < 0.05 and err.var() <= (step**2 - 1) / 12 * 1.1
+
+
+def test_auto_quantisation_of_float_frames(tmp_path):
+    rng = np.random.default_rng(2)
+    noisy = (rng.poisson(20, (4, 32, 32)) * 0.37).astype(np.float32)
+    tcscodec.write(tmp_path / "f.tcs", noisy, B=2, seed=1, quant_step="auto")
+    with tcscodec.open(tmp_path / "f.tcs") as r:
+        assert r.header.quant_step == pytest.approx(np.sqrt(0.37 * 0.37 * 20), rel=0.2)
+        assert r.header.stored_dtype == "int64"
+    # no noise at all (a processed movie): lossless, not a 1e-30 step that overflows int64
+    tcscodec.write(tmp_path / "c.tcs", np.full((4, 32, 32), 3.5, np.float32), B=2, quant_step="auto")
+    with tcscodec.open(tmp_path / "c.tcs") as r:
+        assert r.header.quant_step == 1.0
+        assert np.all(r.measurements(0) == encode_group(np.full((2, 32, 32), 3.5, np.float32), r.header.mask_seed, 2))
+
+
+def test_quantisation_step_too_small_for_int64(tmp_path):
+    frames = np.full((2, 8, 8), 1e6, np.float32)
+    with pytest.raises(TcsValueError, match="does not fit the stored dtype int64"):
+        tcscodec.write(tmp_path / "t.tcs", frames, B=2, quant_step=1e-20)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_auto_quantisation_of_noiseless_integer_data_is_lossless(tmp_path):
     frames = np.full((4, 16, 16), 7, np.uint8)
     tcscodec.write(tmp_path / "q.tcs", frames, B=4, seed=2, quant_step="auto")

@@ -34,7 +34,7 @@ def test_encode_info_verify(movie_tif, tmp_path):
     src, frames = movie_tif
     out = tmp_path / "out.tcs"
     res = run("encode", src, "-B", 5, "-o", out, "--seed", 77, "--tile", 16, "--meta", "pixel_size_A=0.5",
-              "--meta", "detector=K3", "-q")
+              "--meta", "detector=K3", "--quantize", 1, "-q")
     assert res.exit_code == 0, res.output
     assert "13 frames 37x45 uint16, B=5" in res.output and "ratio" in res.output
     with tcscodec.open(out) as r:
@@ -50,6 +50,21 @@ def test_encode_info_verify(movie_tif, tmp_path):
     assert info["groups"] == 3 and info["tile_grid"] == [3, 3]
     res = run("verify", out)
     assert res.exit_code == 0 and "OK, 3 groups x 9 tiles, 13 frames" in res.output
+
+
+def test_encode_quantises_by_default(movie_tif, tmp_path):
+    """The CLI default is --quantize auto: an odd whole step below the shot
+    noise of the first measurement, recorded in the header and metadata."""
+    src, frames = movie_tif
+    out = tmp_path / "out.tcs"
+    assert run("encode", src, "-B", 5, "-o", out, "--seed", 77, "-q").exit_code == 0
+    with tcscodec.open(out) as r:
+        step = r.header.quant_step
+        assert r.metadata()["user"]["quantize"].startswith("auto")
+        y = encode_group(frames[:5], 77, 5).astype(np.float64)
+        assert step > 1 and step % 2 == 1
+        assert step <= np.sqrt(np.median(y)) * 1.2
+        assert np.abs(r.measurements(0) - y).max() <= step // 2
 
 
 def test_encode_refuses_to_overwrite(movie_tif, tmp_path):
