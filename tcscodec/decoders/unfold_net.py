@@ -137,9 +137,10 @@ class _Block(nn.Module):
             F.pad(t[:, 1:, q:2 * q], (0, 0, 0, 0, 0, 0, 0, 1)),
             t[:, :, 2 * q:],
         ], dim=2).view(NB, c, H, W)
-        z = F.silu(self.conv1(shifted))
-        group_mean = z.view(NB // n, n, c, H, W).mean(1, keepdim=True).expand(-1, n, -1, -1, -1)
-        z = z + self.mix(group_mean.reshape(NB, c, H, W))
+        z = F.silu(self.conv1(shifted)).view(NB // n, n, c, H, W)
+        # The 1x1 mixing of the group mean is the same for every frame: once per group.
+        mixed = self.mix(z.mean(1))
+        z = (z + mixed[:, None]).view(NB, c, H, W)
         return h + self.conv2(F.silu(z))
 
 
@@ -162,9 +163,16 @@ class _Denoiser(nn.Module):
 
     def forward(self, x, C, xbar, sigma):
         N, n, H, W = x.shape
-        feats = torch.stack([x, C, xbar[:, None].expand(-1, n, -1, -1),
-                             sigma[:, None].expand(-1, n, H, W)], dim=2).view(N * n, 4, H, W)
-        h = F.silu(self.head(F.pixel_unshuffle(feats, self.factor)))
+        f2 = self.factor**2
+        # The head is linear: the part of its input shared by the group
+        # (xbar, noise level) is convolved once per group, not per frame.
+        # Unshuffled channels are grouped by input: x, C, xbar, sigma.
+        own = F.pixel_unshuffle(torch.stack([x, C], dim=2).view(N * n, 2, H, W), self.factor)
+        shared = F.pixel_unshuffle(torch.stack([xbar, sigma.expand(N, H, W)], dim=1), self.factor)
+        w = self.head.weight
+        h = F.conv2d(own, w[:, :2 * f2], self.head.bias, padding=1)
+        h = h.view(N, n, *h.shape[1:]) + F.conv2d(shared, w[:, 2 * f2:], padding=1)[:, None]
+        h = F.silu(h.view(N * n, *h.shape[2:]))
         for block in self.blocks:
             h = block(h, n)
         unit = (sigma + F.softplus(self.floor))[:, None]
