@@ -51,6 +51,13 @@ class TrainConfig:
     #: fraction of pool movies made from real textures (needs texture_dir)
     texture_fraction: float = 0.25
     texture_dir: str | None = None
+    #: dose range (e-/px/frame, log-uniform) of the texture movies
+    texture_dose: tuple[float, float] = (1.0, 500.0)
+    #: start from these weights (a training checkpoint or an exported .pt)
+    #: instead of a random init; ``init_sha256`` (of the exported float32
+    #: state dict, as in zoo.json) pins them
+    init_from: str | None = None
+    init_sha256: str | None = None
     #: probability that a sample's measurement is quantised (noise-aware step)
     quant_prob: float = 0.5
     #: largest quantisation step, relative to the measurement's shot-noise std
@@ -65,6 +72,10 @@ class TrainConfig:
     threads: int = 2
 
     def __post_init__(self):
+        object.__setattr__(self, "texture_dose", tuple(float(v) for v in self.texture_dose))  # JSON gives a list
+        if not (len(self.texture_dose) == 2 and 0 < self.texture_dose[0] <= self.texture_dose[1]):
+            raise ValueError(f"TrainConfig.texture_dose must be (low, high) with 0 < low <= high, "
+                             f"got {self.texture_dose}")
         if self.loss not in ("log-start", "ratio-naive"):
             raise ValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
 
@@ -113,7 +124,8 @@ class MoviePool:
         size, T = cfg.movie_size, cfg.movie_frames
         if self.textures and rng.uniform() < cfg.texture_fraction:
             img = self.textures[int(rng.integers(len(self.textures)))]
-            dose = float(np.exp(rng.uniform(0, math.log(500))))
+            lo, hi = cfg.texture_dose
+            dose = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
             m = self._texture(img, T, rng, dose, shape=(size, size), zoom=float(rng.uniform(0.5, 2.0)),
                               dtype=str(rng.choice(["uint8", "uint16", "uint32"])))
         else:
@@ -216,9 +228,12 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     rng = np.random.default_rng(cfg.seed)
     pool = MoviePool(cfg)
     step = 0
+    if cfg.init_from and not ckpt_path.exists():
+        net.load_state_dict(initial_state(cfg))
+        log(f"starting from {cfg.init_from}")
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ck["config"] != cfg.to_dict():
+        if TrainConfig.from_dict(ck["config"]).to_dict() != cfg.to_dict():  # older runs lack newer fields
             raise ValueError(f"{ckpt_path} was made with another config; use a new --out folder")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
@@ -295,6 +310,36 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     return ckpt_path
 
 
+def _state_bytes(state: dict) -> bytes:
+    """The exported form of a state dict (float32, contiguous), whose SHA-256 zoo.json records."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.float().contiguous() for k, v in state.items()}, buf)
+    return buf.getvalue()
+
+
+def initial_state(cfg: TrainConfig) -> dict:
+    """The state dict ``cfg.init_from`` names (checked against ``cfg.init_sha256``)."""
+    import torch
+
+    from . import weights
+
+    path = Path(cfg.init_from)
+    if not path.exists() and (Path(weights.__file__).parent / path.name).exists():
+        path = Path(weights.__file__).parent / path.name  # a file of the shipped zoo
+    loaded = torch.load(path, map_location="cpu", weights_only=False)
+    state = loaded["model"] if isinstance(loaded, dict) and "model" in loaded else loaded
+    if cfg.init_sha256:
+        digest = weights.sha256_of(_state_bytes(state))
+        if digest != cfg.init_sha256:
+            raise ValueError(f"{path}: weights have SHA-256 {digest[:16]}..., the config's init_sha256 "
+                             f"is {cfg.init_sha256[:16]}...")
+    return state
+
+
 def _scale(y, c):
     from .decoders.unfold_net import normalise
 
@@ -309,16 +354,12 @@ def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra:
     editable install) and records file, SHA-256, architecture config, the
     training config and ``command`` in ``zoo.json``.
     """
-    import io
-
     import torch
 
     from . import weights
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    buf = io.BytesIO()
-    torch.save({k: v.float().contiguous() for k, v in ck["model"].items()}, buf)
-    data = buf.getvalue()
+    data = _state_bytes(ck["model"])
     digest = weights.sha256_of(data)
     dest = Path(dest) if dest else Path(weights.__file__).parent
     fname = f"{name}-{digest[:8]}.pt"

@@ -109,6 +109,28 @@ def test_training_runs_resumes_and_exports(tmp_path):
     assert all(torch.equal(first["model"][k], second[k]) for k in second)
 
 
+def test_training_starts_from_pinned_weights(tmp_path):
+    """init_from fine-tunes exported weights; init_sha256 refuses other ones."""
+    from tcscodec.training import TrainConfig, export, initial_state, train
+
+    base = dict(steps=1, batch=2, crop=32, n_min=2, n_max=3, pool_movies=2, movie_frames=6, movie_size=48,
+                threads=1, model={"stages": 1, "width": 8, "blocks": 1, "factor": 2})
+    exported = export(train(TrainConfig(**base), tmp_path / "a", progress=False, log=lambda s: None),
+                      command="test", dest=tmp_path)
+    digest = weights.sha256_of(exported.read_bytes())
+    cfg = TrainConfig(**{**base, "seed": 1, "steps": 0}, init_from=str(exported), init_sha256=digest)
+    start = torch.load(train(cfg, tmp_path / "b", progress=False, log=lambda s: None), weights_only=False)
+    assert all(torch.equal(start["model"][k], v) for k, v in torch.load(exported).items())
+    # the exporter's checkpoint gives the same state and hash as its exported file
+    assert initial_state(TrainConfig(**base, init_from=str(tmp_path / "a" / "checkpoint.pt"),
+                                     init_sha256=digest)).keys() == start["model"].keys()
+    bad = TrainConfig(**base, init_from=str(exported), init_sha256="0" * 64)
+    with pytest.raises(ValueError, match="init_sha256"):
+        train(bad, tmp_path / "c", progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="texture_dose"):
+        TrainConfig(texture_dose=(5, 1))
+
+
 def test_warm_start_begins_at_gap_tv():
     """An untrained warm-started net returns the GAP-TV frames it starts from
     (learned steps and tails start at 0); training only refines them."""
