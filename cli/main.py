@@ -101,10 +101,11 @@ def encode(input, B, output, seed, tile, quantize, device, level, meta, force, q
             for frame in tqdm(movie, total=len(movie), unit="frame", desc="encode", disable=quiet):
                 w.write(frame)
         dt = time.perf_counter() - t0
+        lossy = "lossless" if w.quant_step == 1 else f"quant_step {w.quant_step:g}"
     raw = int(np.prod(movie.shape)) * movie.dtype.itemsize
     size = output.stat().st_size
     click.echo(f"{output}: {movie.shape[0]} frames {movie.shape[1]}x{movie.shape[2]} {movie.dtype.name}, "
-               f"B={B}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
+               f"B={B}, {lossy}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
 
 
 def _quant_step(value: str):

@@ -36,7 +36,7 @@ def test_encode_info_verify(movie_tif, tmp_path):
     res = run("encode", src, "-B", 5, "-o", out, "--seed", 77, "--tile", 16, "--meta", "pixel_size_A=0.5",
               "--meta", "detector=K3", "--quantize", 1, "-q")
     assert res.exit_code == 0, res.output
-    assert "13 frames 37x45 uint16, B=5" in res.output and "ratio" in res.output
+    assert "13 frames 37x45 uint16, B=5, lossless" in res.output and "ratio" in res.output
     with tcscodec.open(out) as r:
         assert r.metadata()["user"] == {"pixel_size_A": 0.5, "detector": "K3", "source": "movie.tif"}
         for g in range(3):
@@ -57,9 +57,11 @@ def test_encode_quantises_by_default(movie_tif, tmp_path):
     noise of the first measurement, recorded in the header and metadata."""
     src, frames = movie_tif
     out = tmp_path / "out.tcs"
-    assert run("encode", src, "-B", 5, "-o", out, "--seed", 77, "-q").exit_code == 0
+    res = run("encode", src, "-B", 5, "-o", out, "--seed", 77, "-q")
+    assert res.exit_code == 0
     with tcscodec.open(out) as r:
         step = r.header.quant_step
+        assert f"B=5, quant_step {step:g}," in res.output
         assert r.metadata()["user"]["quantize"].startswith("auto")
         y = encode_group(frames[:5], 77, 5).astype(np.float64)
         assert step > 1 and step % 2 == 1
