@@ -168,7 +168,7 @@ def decode_tiled(
     measurement,
     mask_fn: MaskFn,
     n_frames: int,
-    decoder="gap-tv",
+    decoder=None,
     device="cpu",
     tile: int = 256,
     overlap: int = 32,
@@ -197,8 +197,9 @@ def decode_tiled(
     decoder : str, Decoder or None, optional
         A registered decoder name (built with ``options`` on ``device``) or
         a :class:`Decoder` instance (which brings its own device; options
-        must then be empty).  Default ``"gap-tv"``; None picks
-        :func:`~tcscodec.decoders.base.default_decoder`.
+        must then be empty).  Default (None):
+        :func:`~tcscodec.decoders.base.default_decoder`, as for
+        :meth:`tcscodec.TcsReader.read` and :func:`tcscodec.reconstruct`.
     device : str, optional
         ``"cpu"`` (default; also for None), ``"cuda"`` or ``"cuda:N"``.
     tile : int, optional
