@@ -243,7 +243,7 @@ def test_no_seam_with_gap_tv():
     H, W, n = 96, 112, 4
     y, mask_fn, frames, _ = _problem(H, W, n=n)
     tile, overlap = 48, 16
-    tiled = decode_tiled(y, mask_fn, n, tile=tile, overlap=overlap, iterations=20)
+    tiled = decode_tiled(y, mask_fn, n, decoder="gap-tv", tile=tile, overlap=overlap, iterations=20)
     whole = _whole(y, mask_fn, n, "gap-tv", iterations=20)
     err = np.abs(tiled - frames).mean(0)
     # Pixels within 2 px of a tile edge inside the frame (where a seam would
@@ -307,7 +307,7 @@ def test_torch_measurement_and_unmeasured_pixels():
     C = C.copy()
     C[:, 10:14, 10:14] = 0  # no frame measured these pixels
     y = (C * 10.0).sum(0).astype(np.float32)
-    r = decode_tiled(torch.from_numpy(y), lambda a, b, c, d: C[:, a:b, c:d], 3, iterations=10)
+    r = decode_tiled(torch.from_numpy(y), lambda a, b, c, d: C[:, a:b, c:d], 3, decoder="gap-tv", iterations=10)
     assert np.isfinite(r).all()
 
 
