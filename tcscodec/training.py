@@ -352,7 +352,9 @@ def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra:
     Saves ``<name>-<sha8>.pt`` (float32 state dict) into ``dest`` (default:
     the installed :mod:`tcscodec.weights` folder, i.e. the source tree in an
     editable install) and records file, SHA-256, architecture config, the
-    training config and ``command`` in ``zoo.json``.
+    training config and ``command`` in ``zoo.json``.  Weights fine-tuned
+    from the ones they replace (``init_sha256``) keep those weights' record
+    as ``parent``: the chain of commands that reproduces them.
     """
     import torch
 
@@ -369,7 +371,12 @@ def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra:
     (dest / fname).write_bytes(data)
     if old and old != fname:
         (dest / old).unlink(missing_ok=True)
-    zoo[name] = {"file": fname, "sha256": digest, "config": ck["config"]["model"], "steps": ck["step"],
-                 "train_config": ck["config"], "command": command, **(extra or {})}
+    record = {"file": fname, "sha256": digest, "config": ck["config"]["model"], "steps": ck["step"],
+              "train_config": ck["config"], "command": command}
+    parent = zoo.get(name, {})
+    if ck["config"].get("init_sha256") and parent.get("sha256") == ck["config"]["init_sha256"]:
+        # Fine-tuned from the weights it replaces: keep how those were made.
+        record["parent"] = {k: v for k, v in parent.items() if k != "config"}
+    zoo[name] = {**record, **(extra or {})}
     zoo_path.write_text(json.dumps(zoo, indent=1) + "\n")
     return dest / fname

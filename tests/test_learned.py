@@ -119,8 +119,12 @@ def test_training_starts_from_pinned_weights(tmp_path):
                       command="test", dest=tmp_path)
     digest = weights.sha256_of(exported.read_bytes())
     cfg = TrainConfig(**{**base, "seed": 1, "steps": 0}, init_from=str(exported), init_sha256=digest)
-    start = torch.load(train(cfg, tmp_path / "b", progress=False, log=lambda s: None), weights_only=False)
+    ckpt = train(cfg, tmp_path / "b", progress=False, log=lambda s: None)
+    start = torch.load(ckpt, weights_only=False)
     assert all(torch.equal(start["model"][k], v) for k, v in torch.load(exported).items())
+    export(ckpt, command="fine-tune", dest=tmp_path)  # the zoo keeps how the parent weights were made
+    rec = json.loads((tmp_path / "zoo.json").read_text())["tcs-unfold"]
+    assert rec["command"] == "fine-tune" and rec["parent"]["sha256"] == digest and rec["parent"]["command"] == "test"
     # the exporter's checkpoint gives the same state and hash as its exported file
     assert initial_state(TrainConfig(**base, init_from=str(tmp_path / "a" / "checkpoint.pt"),
                                      init_sha256=digest)).keys() == start["model"].keys()
