@@ -79,8 +79,9 @@ class TcsWriter:
         Measurement quantisation step in the input's units; 1 is lossless.
         ``"auto"`` picks ``auto_fraction`` times the shot-noise std of the
         first group's measurement (:func:`tcscodec.quantize.noise_std`, with
-        the gain checked against the first two frames' difference), or 1
-        when that is below 1 for integer frames.
+        the gain checked against the first two frames' difference); for
+        integer frames rounded down to an odd whole number (1, lossless,
+        below 3), for float frames kept lossless when no noise is found.
     auto_fraction : float
         Step of ``quant_step="auto"`` relative to the measurement's noise.
     device : {"cpu", "cuda"}
