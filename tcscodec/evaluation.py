@@ -1063,7 +1063,6 @@ def checkpoint_decoder(path, *, name: str | None = None) -> str:
     return name
 
 
-
 def with_checkpoint(decoders: Sequence[str], checkpoint) -> list[str]:
     """``decoders`` with the network of ``checkpoint`` (registered by
     :func:`checkpoint_decoder`) in place of ``"tcs-unfold"``, or first when
@@ -1073,6 +1072,7 @@ def with_checkpoint(decoders: Sequence[str], checkpoint) -> list[str]:
     if name not in out:
         out.insert(0, name)
     return out
+
 
 def _tiling_available() -> bool:
     try:

@@ -79,9 +79,10 @@ def temporal_gain(frame0, frame1) -> float:
     f0 = np.asarray(frame0, np.float64)
     f1 = np.asarray(frame1, np.float64)
     d = f1 - f0
-    keep = np.abs(d - np.median(d)) <= np.quantile(np.abs(d - np.median(d)), 0.999)
+    dev = np.abs(d - np.median(d))
+    keep = dev <= np.quantile(dev, 0.999)
     mean = float(np.mean((f0 + f1)[keep])) / 2
-    if mean <= 0 or not keep.any():
+    if mean <= 0:
         return 0.0
     return float(np.var(d[keep])) / (2 * mean)
 
