@@ -79,14 +79,40 @@ def test_low_dose_uses_plain_gap():
 
 def test_accelerate_auto_per_tile(problem):
     clean, C, y = problem
-    # One bright (accelerated) and one dark (plain) tile in the same batch.
-    ys = _t(np.stack([y, y / 50.0]))
+    # One bright (accelerated) and one low-dose (plain) tile in the same batch.
+    _, low = _movie(level=2.0)
+    ys = _t(np.stack([y, (C * low).sum(0)]))
     Cs = _t(np.stack([C, C]))
     both = gap_tv(ys, Cs, iterations=6)
     bright = gap_tv(ys[:1], Cs[:1], iterations=6, accelerate=True)
     dark = gap_tv(ys[1:], Cs[1:], iterations=6, accelerate=False)
     np.testing.assert_allclose(both[0], bright[0], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(both[1], dark[0], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("gain", [1 / 50, 1e-4])
+def test_accelerate_auto_judges_dose_not_units(problem, gain):
+    # ~100 counts per pixel in units of 1/50 or 1e-4 count (gain-normalised
+    # floats): accelerated like the counts, though the level is below 15.
+    _, C, y = problem
+    Ct = _t(C)[None]
+    counts = gap_tv(_t(y)[None], Ct, iterations=6)
+    scaled = gap_tv(_t(y * gain)[None], Ct, iterations=6)
+    np.testing.assert_allclose(scaled / gain, counts, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(counts, gap_tv(_t(y)[None], Ct, iterations=6, accelerate=True))
+
+
+def test_negative_level_is_shifted(problem):
+    # Dark-subtracted floats with a negative mean decode as well as the
+    # counts they came from (the result shifted back into their units).
+    clean, C, y = problem
+    dark = 80.0
+    shifted = gap_tv(_t(y - dark * C.sum(0))[None], _t(C)[None])[0].numpy()
+    counts = gap_tv(_t(y)[None], _t(C)[None])[0].numpy()
+    assert float(shifted.mean()) < 0
+    assert _psnr(shifted + dark, clean) > _psnr(counts, clean) - 0.5
+    zero = gap_tv(torch.zeros(1, 16, 16), torch.ones(1, 4, 16, 16), iterations=3)
+    assert torch.equal(zero, torch.zeros(1, 4, 16, 16))
 
 
 def test_scale_invariance(problem):

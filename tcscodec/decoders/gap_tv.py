@@ -49,6 +49,7 @@ import torch
 
 from ..errors import TcsValueError
 from .base import Decoder, register_decoder
+from .noise import counts_per_pixel, dark_level
 
 __all__ = ["GapTV", "gap_tv", "tv_denoise", "tv_weight_schedule"]
 
@@ -265,8 +266,12 @@ def gap_tv(
         plain GAP is ~2 dB better.  ``"auto"`` (default) accelerates the
         tiles whose mean frame intensity is at least
         :data:`AUTO_ACCELERATE_LEVEL` (15) *in the input's units*, which is
-        right for counts and for 8/16-bit intensities; pass True or False
-        for data in other units (e.g. gain-scaled low-dose counts).
+        right for counts and for 8/16-bit intensities, and the tiles whose
+        noise shows at least that many counts per pixel
+        (:func:`.noise.counts_per_pixel`), so data in units finer than
+        counts (gain-normalised or dark-subtracted floats) are judged by
+        their dose; pass True or False to decide yourself (e.g. for
+        low-dose counts scaled up by a large gain).
     step : float, optional
         Relaxation ``lambda`` of the projection (default 1).
     nonnegative : bool, optional
@@ -276,6 +281,9 @@ def gap_tv(
         Divide by the mean intensity ``mean(y) / mean(sum_b C_b)`` of each
         tile before decoding (default True), so ``tv_weight`` is
         scale-free; if False, ``tv_weight`` is in the input's units.
+        Tiles whose mean is <= 0 (dark-subtracted data) are first shifted
+        by their dark level (:func:`.noise.dark_level`), which is added
+        back to the result.
     callback : callable, optional
         ``callback(k, x)`` after iteration ``k`` with the current normalised
         estimate (for convergence studies; do not modify ``x``).
@@ -315,6 +323,16 @@ def gap_tv(
     num = y.reshape(N, -1).mean(1)
     den = (csum * measured).reshape(N, -1).mean(1)
     level = torch.where(den > 0, num / den.clamp_min(1e-30), torch.zeros_like(num))
+    # Dark-subtracted data (mean level <= 0): decode Y - o sum C =
+    # sum_b C_b (X_b - o) with o its dark level, and add o back at the end.
+    # GAP and TV commute with the shift; only the normalisation (and the
+    # acceleration rule) need a positive level.
+    shift = torch.zeros_like(level)
+    if bool((level <= 0).any()):
+        ybar0 = torch.where(measured, y / csum, level.view(N, 1, 1).expand_as(y))
+        shift = torch.where(level <= 0, dark_level(ybar0).view(N), shift)
+        y = y - shift.view(N, 1, 1) * csum * measured
+        level = level - shift
     if normalize:
         # Mean intensity of a frame pixel.  Per tile, so the weights are
         # relative to the local brightness; an all-dark tile keeps scale 1.
@@ -329,7 +347,7 @@ def gap_tv(
     ybar = torch.where(measured, y / csum, fill)
     x = ybar.unsqueeze(1).expand_as(C).contiguous()
     if iterations == 0:
-        return (x * scale.unsqueeze(1)).float()
+        return (x * scale.unsqueeze(1) + shift.view(N, 1, 1, 1)).float()
 
     temporal = temporal_weight > 0 and C.shape[1] > 1
     ws = _TvWorkspace(x, temporal)
@@ -341,8 +359,13 @@ def gap_tv(
     if accelerate == "auto":
         # Exact data consistency (what acceleration converges to) fits the
         # shot noise of very low-dose data: plain GAP is ~2 dB better below
-        # ~15 counts per pixel, accelerated GAP better above.
+        # ~15 counts per pixel, accelerated GAP better above.  Data in units
+        # finer than counts (gain-normalised floats) say their dose through
+        # their noise.
         acc = level >= AUTO_ACCELERATE_LEVEL
+        if not bool(acc.all()):
+            counts = counts_per_pixel(ybar / level.clamp_min(1e-30).view(N, 1, 1) * scale, csum * measured)
+            acc = acc | (counts >= AUTO_ACCELERATE_LEVEL)
         acc_all, acc_any = bool(acc.all()), bool(acc.any())
     else:
         acc_all = acc_any = bool(accelerate)
@@ -367,7 +390,8 @@ def gap_tv(
             x.clamp_(min=0)
         if callback is not None:
             callback(k, x)
-    return x.mul_(scale.unsqueeze(1))
+    x.mul_(scale.unsqueeze(1))
+    return x.add_(shift.view(N, 1, 1, 1)) if bool(shift.any()) else x
 
 
 @register_decoder("gap-tv")

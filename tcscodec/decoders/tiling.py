@@ -36,6 +36,7 @@ import torch
 
 from ..errors import TcsDeviceError, TcsValueError
 from .base import Decoder, default_decoder, get_decoder
+from .outliers import decode_apart
 
 __all__ = ["decode_tiled", "tile_layout", "blend_window"]
 
@@ -178,6 +179,7 @@ def decode_tiled(
     dtype=None,
     half: bool = False,
     region=None,
+    outliers: bool = True,
     **options,
 ) -> np.ndarray:
     """Decode the frames of one measurement, tile by tile.
@@ -232,6 +234,12 @@ def decode_tiled(
         Decode only this window of the frame.  ``measurement`` and
         ``mask_fn`` stay in full-frame coordinates; ``overlap`` pixels of
         context around the window are decoded too, then dropped.
+    outliers : bool, optional
+        Decode isolated outlier pixels of ``Y / sum C`` (hot or dead
+        detector pixels) apart (default True): the decoder sees the median
+        of their neighbours there, and they get their own ``Y / sum C`` in
+        every frame, so they do not smear over their neighbourhood
+        (:mod:`tcscodec.decoders.outliers`).
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
@@ -335,7 +343,7 @@ def decode_tiled(
                 yt = torch.nn.functional.pad(yt[:, None], (0, pad_w, 0, pad_h), mode="replicate")[:, 0]
                 ct = torch.nn.functional.pad(ct, (0, pad_w, 0, pad_h), mode="replicate")
             with torch.no_grad(), autocast:
-                rt = dec.decode(yt, ct)
+                rt = decode_apart(dec.decode, yt, ct) if outliers else dec.decode(yt, ct)
             if tuple(rt.shape) != tuple(ct.shape):
                 raise TcsValueError(
                     f"decoder {getattr(dec, 'name', dec)!r} returned shape "

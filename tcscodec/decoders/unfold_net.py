@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .gap_tv import gap_tv
+from .noise import dark_level, noise_level
 
 __all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "affine_normalise", "noise_level"]
 
@@ -81,41 +82,22 @@ def normalise(y: torch.Tensor, csum: torch.Tensor):
     return scale[:, None, None], xbar
 
 
-#: quantile of Y / sum C taken as the dark level (``offset=True``)
-DARK_QUANTILE = 0.01
-
-
 def affine_normalise(y: torch.Tensor, csum: torch.Tensor):
     """Dark level and contrast scale of each sample, for ``offset=True``.
 
     Returns ``(offset, spread, xbar)``, the first two (N,1,1): ``offset`` is
-    the :data:`DARK_QUANTILE` quantile of ``xbar = Y / sum C`` over measured
-    pixels and ``spread`` the mean of ``xbar`` above it (at least 1e-3 of
-    the mean level), so ``(xbar - offset) / spread`` has mean 1 above a
+    the dark level (:func:`.noise.dark_level`) of ``xbar = Y / sum C`` over
+    measured pixels and ``spread`` the mean of ``xbar`` above it (at least
+    1e-3 of the mean level), so ``(xbar - offset) / spread`` has mean 1 above a
     dark floor near 0 whatever the camera's offset and gain.  Because
     ``Y - offset * sum C = sum_b C_b (X_b - offset)``, the normalised
     measurement stays a measurement of the normalised frames.
     """
     scale, xbar = normalise(y, csum)
-    measured = csum > 0
-    filled = torch.where(measured, xbar, scale.expand_as(xbar))
-    flat = filled.flatten(1)
-    if flat.shape[1] > 1 << 20:  # torch.quantile's size limit: a strided sample is enough
-        flat = flat[:, :: flat.shape[1] // (1 << 20) + 1]
-    offset = torch.quantile(flat, DARK_QUANTILE, dim=1)[:, None, None]
+    offset = dark_level(torch.where(csum > 0, xbar, scale.expand_as(xbar)))
     offset = torch.minimum(offset, scale)  # never above the mean (negative data)
     spread = torch.maximum(scale - offset, 1e-3 * scale.abs()).clamp(min=1e-12)
     return offset, spread, xbar
-
-
-def noise_level(xn: torch.Tensor) -> torch.Tensor:
-    """Robust noise std of normalised ``xbar`` (N,h,w): the median absolute
-    deviation of its difference with the 3x3 mean (signal-free for noise that
-    is white), as a (N,1,1) tensor."""
-    local = F.avg_pool2d(xn[:, None], 3, stride=1, padding=1, count_include_pad=False)[:, 0]
-    hp = (xn - local)[:, 1:-1, 1:-1] if min(xn.shape[-2:]) > 2 else xn - local
-    mad = hp.abs().flatten(1).median(dim=1).values
-    return (1.4826 * mad * (9 / 8) ** 0.5)[:, None, None]
 
 
 class _Block(nn.Module):

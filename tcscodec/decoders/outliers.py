@@ -1,0 +1,94 @@
+"""Isolated outlier pixels (hot or dead detector pixels) decoded apart.
+
+A hot pixel is bright in every frame, so it is an isolated spike in
+``Y / sum C`` too.  Decoders that mix neighbouring pixels (every CNN, and
+TV less so) spread such a spike over tens of pixels around it: one hot
+pixel at 65535 in a frame of ~50 counts put errors of thousands of counts
+into a 48 x 48 neighbourhood of the learned decoder's output.  The engine
+therefore hands decoders a measurement in which those pixels hold the
+median of their neighbours, and gives each of them its own ``Y / sum C`` in
+every frame of the group (exact for a stuck pixel).
+
+A pixel counts as an outlier only when it lies beyond *all eight* of its
+neighbours by :data:`OUTLIER_SIGMAS` times the tile's noise std (scaled for
+the Poisson noise of the brightest neighbour) and, above the dark level, is
+more than twice its brightest neighbour (hot) or less than half its darkest
+one (dead): atom columns and other features wider than one pixel have a
+neighbour as bright as themselves and are never touched.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .noise import dark_level, noise_level
+
+__all__ = ["find_outliers", "decode_apart", "OUTLIER_SIGMAS"]
+
+#: how far (in noise std) a pixel must lie beyond its brightest (darkest)
+#: neighbour to be taken as hot (dead)
+OUTLIER_SIGMAS = 12.0
+
+
+def _neighbours(a: torch.Tensor) -> torch.Tensor:
+    """The 8 neighbours of every pixel of ``a`` (N,h,w) as (8,N,h,w),
+    edges replicated."""
+    p = F.pad(a[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    h, w = a.shape[-2:]
+    return torch.stack([p[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                        for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+
+
+def find_outliers(y: torch.Tensor, csum: torch.Tensor):
+    """Isolated outliers of ``Y / sum C``.
+
+    Parameters
+    ----------
+    y : torch.Tensor
+        ``(N, h, w)`` measurements.
+    csum : torch.Tensor
+        ``(N, h, w)`` number of frames that measured each pixel.
+
+    Returns
+    -------
+    (bad, ybar, fill) : tuple of torch.Tensor
+        ``bad`` (N,h,w) bool, the outliers (only measured pixels); ``ybar``
+        ``Y / sum C`` with unmeasured pixels at the tile's mean; ``fill``
+        the median of each pixel's 8 neighbours of ``ybar``.
+    """
+    measured = csum > 0
+    N = y.shape[0]
+    ybar = y / csum.clamp(min=1)
+    level = (ybar * measured).flatten(1).sum(1) / measured.flatten(1).sum(1).clamp(min=1)
+    ybar = torch.where(measured, ybar, level.view(N, 1, 1))
+    nb = _neighbours(ybar)
+    hi, lo = nb.max(0).values, nb.min(0).values
+    # Noise std in the input's units; Poisson noise grows as the square root
+    # of the signal above the dark level, so beside bright neighbours a
+    # larger jump is needed.
+    sigma = noise_level(ybar)
+    dark = dark_level(ybar)
+    span = (level.view(N, 1, 1) - dark).clamp(min=1e-30)
+    hot = ybar - hi > OUTLIER_SIGMAS * sigma * ((hi - dark) / span).clamp(min=1).sqrt()
+    dead = lo - ybar > OUTLIER_SIGMAS * sigma
+    # Also a jump in proportion to the signal: in (nearly) noiseless data
+    # the noise std is tiny, and the single-pixel mixtures of frames that
+    # motion leaves in Y / sum C are signal, not defects.
+    hot &= ybar - dark > 2 * (hi - dark)
+    dead &= ybar - dark < 0.5 * (lo - dark)
+    bad = (hot | dead) & measured & (sigma > 0)
+    return bad, ybar, nb.median(0).values
+
+
+def decode_apart(decode, y: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``decode(y, C)`` with the isolated outliers of ``Y / sum C``
+    (:func:`find_outliers`) replaced by the median of their neighbours for
+    the decoder, and set to their own ``Y / sum C`` in every frame of its
+    output.  Without outliers this is ``decode(y, C)`` exactly."""
+    csum = C.sum(1)
+    bad, ybar, fill = find_outliers(y, csum)
+    if not bool(bad.any()):
+        return decode(y, C)
+    x = decode(torch.where(bad, fill * csum, y), C)
+    return torch.where(bad[:, None], ybar[:, None].to(x.dtype), x)
