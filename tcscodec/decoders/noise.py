@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["noise_level", "dark_level", "counts_per_pixel", "DARK_QUANTILE"]
+__all__ = ["noise_level", "map_quantile", "dark_level", "counts_per_pixel", "DARK_QUANTILE"]
 
 #: quantile of Y / sum C taken as the dark level
 DARK_QUANTILE = 0.01
@@ -31,15 +31,21 @@ def noise_level(xn: torch.Tensor) -> torch.Tensor:
     return (1.4826 * mad * (9 / 8) ** 0.5)[:, None, None]
 
 
-def dark_level(filled: torch.Tensor) -> torch.Tensor:
-    """The :data:`DARK_QUANTILE` quantile of each (h,w) map of ``filled``
-    (N,h,w), as (N,1,1): a camera's dark offset, or the floor of
-    dark-subtracted data.  Unmeasured pixels should be filled with a
-    typical value first."""
+def map_quantile(filled: torch.Tensor, q: float) -> torch.Tensor:
+    """The ``q`` quantile of each (h,w) map of ``filled`` (N,h,w), as
+    (N,1,1); maps of more than 2**20 pixels are sampled with a stride.
+    Unmeasured pixels should be filled with a typical value first."""
     flat = filled.flatten(1)
     if flat.shape[1] > _QUANTILE_MAX:
         flat = flat[:, :: flat.shape[1] // _QUANTILE_MAX + 1]
-    return torch.quantile(flat, DARK_QUANTILE, dim=1)[:, None, None]
+    return torch.quantile(flat, q, dim=1)[:, None, None]
+
+
+def dark_level(filled: torch.Tensor) -> torch.Tensor:
+    """The :data:`DARK_QUANTILE` quantile of each map of ``filled`` (N,h,w),
+    as (N,1,1): a camera's dark offset, or the floor of dark-subtracted
+    data (see :func:`map_quantile`)."""
+    return map_quantile(filled, DARK_QUANTILE)
 
 
 def counts_per_pixel(xn: torch.Tensor, csum: torch.Tensor) -> torch.Tensor:

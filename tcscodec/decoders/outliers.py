@@ -12,9 +12,12 @@ every frame of the group (exact for a stuck pixel).
 A pixel counts as an outlier only when it lies beyond *all eight* of its
 neighbours by :data:`OUTLIER_SIGMAS` times the tile's noise std (scaled for
 the Poisson noise of the brightest neighbour) and, above the dark level, is
-more than twice its brightest neighbour (hot) or less than half its darkest
-one (dead): atom columns and other features wider than one pixel have a
-neighbour as bright as themselves and are never touched.
+more than twice its brightest neighbour and twice the tile's
+:data:`BRIGHT_QUANTILE` quantile (hot), or less than half its darkest
+neighbour and below the tile's dark level (dead).  Atom columns and other
+features wider than one pixel have a neighbour as bright as themselves, and
+a feature that moved, seen by only one or two frames of the group, is no
+brighter than the rest of the scene: neither is touched.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .noise import dark_level, noise_level
+from .noise import dark_level, map_quantile, noise_level
 
 __all__ = ["find_outliers", "decode_apart", "OUTLIER_SIGMAS"]
 
 #: how far (in noise std) a pixel must lie beyond its brightest (darkest)
 #: neighbour to be taken as hot (dead)
 OUTLIER_SIGMAS = 12.0
+#: a hot pixel is also more than twice as bright (above the dark level) as
+#: this quantile of the tile, so up to 0.5 % of a tile's pixels can be hot
+BRIGHT_QUANTILE = 0.995
 
 
 def _neighbours(a: torch.Tensor) -> torch.Tensor:
@@ -77,6 +83,12 @@ def find_outliers(y: torch.Tensor, csum: torch.Tensor):
     # motion leaves in Y / sum C are signal, not defects.
     hot &= ybar - dark > 2 * (hi - dark)
     dead &= ybar - dark < 0.5 * (lo - dark)
+    # And beyond the tile's own range: where few frames measured a pixel, a
+    # moving feature can leave one bright (or dark) pixel in Y / sum C, but
+    # never brighter than the scene's brightest features or darker than its
+    # floor; a stuck pixel is.
+    hot &= ybar - dark > 2 * (map_quantile(ybar, BRIGHT_QUANTILE) - dark)
+    dead &= ybar < dark
     bad = (hot | dead) & measured & (sigma > 0)
     return bad, ybar, nb.median(0).values
 
