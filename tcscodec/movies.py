@@ -73,8 +73,8 @@ class MovieSource:
             return a
         if a.dtype.kind == "i" and a.size and a.min() < 0:
             raise TcsValueError(
-                f"{self.path}: frame {i} has negative values; signed input must be "
-                "non-negative (subtract the dark level offset first)"
+                f"{self.path}: frame {i} has negative values; signed integer frames must be "
+                "non-negative (add an offset, or save them as float32, which holds int16 exactly)"
             )
         return a.astype(self.dtype)
 
