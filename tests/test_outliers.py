@@ -44,8 +44,8 @@ def test_no_outliers_in_a_noisy_lattice():
     for level in (1.0, 50.0, 2000.0):
         _, noisy = _lattice(level=level)
         y, C = _measure(noisy)
-        bad, _, _ = find_outliers(torch.tensor(y, dtype=torch.float32)[None],
-                                  torch.tensor(C.sum(0), dtype=torch.float32)[None])
+        bad, _ = find_outliers(torch.tensor(y, dtype=torch.float32)[None],
+                               torch.tensor(C.sum(0), dtype=torch.float32)[None])
         assert int(bad.sum()) == 0, level
 
 
@@ -62,11 +62,18 @@ def _hot_movie():
 def test_find_outliers_flags_hot_and_dead_pixels():
     _, _, hot = _hot_movie()
     y, C = _measure(hot)
-    bad, ybar, fill = find_outliers(torch.tensor(y, dtype=torch.float32)[None],
-                                    torch.tensor(C.sum(0), dtype=torch.float32)[None])
+    bad, ybar = find_outliers(torch.tensor(y, dtype=torch.float32)[None],
+                              torch.tensor(C.sum(0), dtype=torch.float32)[None])
     assert sorted(map(tuple, torch.nonzero(bad[0]).tolist())) == [(20, 30), (45, 60)]
     assert ybar[0, 20, 30].item() == pytest.approx(65535.0)
-    assert fill[0, 20, 30].item() < 500
+    # The decoder sees the median of the neighbours there; the output keeps
+    # the pixel's own Y / sum C in every frame.
+    seen = []
+    Ct = torch.tensor(C, dtype=torch.float32)[None]
+    out = decode_apart(lambda a, b: seen.append(a) or b * 0 + 7.0, torch.tensor(y, dtype=torch.float32)[None], Ct)
+    fed = seen[0] / Ct.sum(1).clamp(min=1)
+    assert 40 < fed[0, 20, 30].item() < 500 and fed[0, 45, 60].item() > 150
+    assert torch.all(out[0, :, 20, 30] == ybar[0, 20, 30]) and torch.all(out[0, :, 21, 30] == 7.0)
 
 
 @pytest.mark.parametrize("decoder", ["tcs-unfold", "gap-tv"])

@@ -31,14 +31,18 @@ def noise_level(xn: torch.Tensor) -> torch.Tensor:
     return (1.4826 * mad * (9 / 8) ** 0.5)[:, None, None]
 
 
-def map_quantile(filled: torch.Tensor, q: float) -> torch.Tensor:
+def map_quantile(filled: torch.Tensor, q):
     """The ``q`` quantile of each (h,w) map of ``filled`` (N,h,w), as
-    (N,1,1); maps of more than 2**20 pixels are sampled with a stride.
-    Unmeasured pixels should be filled with a typical value first."""
+    (N,1,1), or for a sequence ``q`` a tuple of them (one sort); maps of
+    more than 2**20 pixels are sampled with a stride.  Unmeasured pixels
+    should be filled with a typical value first."""
     flat = filled.flatten(1)
     if flat.shape[1] > _QUANTILE_MAX:
         flat = flat[:, :: flat.shape[1] // _QUANTILE_MAX + 1]
-    return torch.quantile(flat, q, dim=1)[:, None, None]
+    if isinstance(q, float):
+        return torch.quantile(flat, q, dim=1)[:, None, None]
+    qs = torch.quantile(flat, torch.tensor(q, dtype=flat.dtype, device=flat.device), dim=1)
+    return tuple(v[:, None, None] for v in qs)
 
 
 def dark_level(filled: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .noise import dark_level, map_quantile, noise_level
+from .noise import DARK_QUANTILE, map_quantile, noise_level
 
 __all__ = ["find_outliers", "decode_apart", "OUTLIER_SIGMAS"]
 
@@ -58,10 +58,9 @@ def find_outliers(y: torch.Tensor, csum: torch.Tensor):
 
     Returns
     -------
-    (bad, ybar, fill) : tuple of torch.Tensor
+    (bad, ybar) : tuple of torch.Tensor
         ``bad`` (N,h,w) bool, the outliers (only measured pixels); ``ybar``
-        ``Y / sum C`` with unmeasured pixels at the tile's mean; ``fill``
-        the median of each pixel's 8 neighbours of ``ybar``.
+        ``Y / sum C`` with unmeasured pixels at the tile's mean.
     """
     measured = csum > 0
     N = y.shape[0]
@@ -70,37 +69,37 @@ def find_outliers(y: torch.Tensor, csum: torch.Tensor):
     ybar = torch.where(measured, ybar, level.view(N, 1, 1))
     nb = _neighbours(ybar)
     hi, lo = nb.max(0).values, nb.min(0).values
-    # Noise std in the input's units; Poisson noise grows as the square root
-    # of the signal above the dark level, so beside bright neighbours a
-    # larger jump is needed.
+    dark, top = map_quantile(ybar, [DARK_QUANTILE, BRIGHT_QUANTILE])
+    # A jump in proportion to the signal: in (nearly) noiseless data the
+    # noise std is tiny, and the single-pixel mixtures of frames that motion
+    # leaves in Y / sum C are signal, not defects.  And beyond the tile's own
+    # range: where few frames measured a pixel, a moving feature can leave
+    # one bright (or dark) pixel in Y / sum C, but never brighter than the
+    # scene's brightest features or darker than its floor; a stuck pixel is.
+    hot = (ybar - dark > 2 * (hi - dark)) & (ybar - dark > 2 * (top - dark))
+    dead = (ybar - dark < 0.5 * (lo - dark)) & (ybar < dark)
+    bad = (hot | dead) & measured
+    if not bool(bad.any()):  # the usual case: no need for the noise level
+        return bad, ybar
+    # Far beyond the noise too.  Poisson noise grows as the square root of
+    # the signal above the dark level, so beside bright neighbours a larger
+    # jump is needed.
     sigma = noise_level(ybar)
-    dark = dark_level(ybar)
     span = (level.view(N, 1, 1) - dark).clamp(min=1e-30)
-    hot = ybar - hi > OUTLIER_SIGMAS * sigma * ((hi - dark) / span).clamp(min=1).sqrt()
-    dead = lo - ybar > OUTLIER_SIGMAS * sigma
-    # Also a jump in proportion to the signal: in (nearly) noiseless data
-    # the noise std is tiny, and the single-pixel mixtures of frames that
-    # motion leaves in Y / sum C are signal, not defects.
-    hot &= ybar - dark > 2 * (hi - dark)
-    dead &= ybar - dark < 0.5 * (lo - dark)
-    # And beyond the tile's own range: where few frames measured a pixel, a
-    # moving feature can leave one bright (or dark) pixel in Y / sum C, but
-    # never brighter than the scene's brightest features or darker than its
-    # floor; a stuck pixel is.
-    hot &= ybar - dark > 2 * (map_quantile(ybar, BRIGHT_QUANTILE) - dark)
-    dead &= ybar < dark
-    bad = (hot | dead) & measured & (sigma > 0)
-    return bad, ybar, nb.median(0).values
+    hot &= ybar - hi > OUTLIER_SIGMAS * sigma * ((hi - dark) / span).clamp(min=1).sqrt()
+    dead &= lo - ybar > OUTLIER_SIGMAS * sigma
+    return (hot | dead) & measured & (sigma > 0), ybar
 
 
 def decode_apart(decode, y: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     """``decode(y, C)`` with the isolated outliers of ``Y / sum C``
-    (:func:`find_outliers`) replaced by the median of their neighbours for
+    (:func:`find_outliers`) replaced by the median of their 8 neighbours for
     the decoder, and set to their own ``Y / sum C`` in every frame of its
     output.  Without outliers this is ``decode(y, C)`` exactly."""
     csum = C.sum(1)
-    bad, ybar, fill = find_outliers(y, csum)
+    bad, ybar = find_outliers(y, csum)
     if not bool(bad.any()):
         return decode(y, C)
+    fill = _neighbours(ybar).median(0).values
     x = decode(torch.where(bad, fill * csum, y), C)
     return torch.where(bad[:, None], ybar[:, None].to(x.dtype), x)
