@@ -79,7 +79,7 @@ def find_outliers(y: torch.Tensor, csum: torch.Tensor):
     hot = (ybar - dark > 2 * (hi - dark)) & (ybar - dark > 2 * (top - dark))
     dead = (ybar - dark < 0.5 * (lo - dark)) & (ybar < dark)
     bad = (hot | dead) & measured
-    if not bool(bad.any()):  # the usual case: no need for the noise level
+    if not bool(bad.any()):  # e.g. dark-field tiles with a floor at 0: no noise level needed
         return bad, ybar
     # Far beyond the noise too.  Poisson noise grows as the square root of
     # the signal above the dark level, so beside bright neighbours a larger
