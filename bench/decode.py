@@ -13,8 +13,9 @@ computed per band of tiles by the engine (``mask_fn``), as the reader does.
 
 Columns: seconds per decoded frame (the group's decode time / B, first
 call included), the same for later calls (``--repeat``: the rate of a long
-movie, weights loaded), total decode time of the first call, the GAP-TV iteration count, peak RSS of the process, the size of
-the float32 output array (allocated and touched before decoding, so it counts
+movie, weights loaded), total decode time of the first call, the GAP-TV
+iteration count, peak RSS of the process, the size of the float32 output
+array (allocated and touched before decoding, so it counts
 in RSS), and the engine's own overhead: peak RSS during decoding minus the
 RSS just before it (which already holds the output and the measurement).
 The peak is reset before decoding where Linux allows (/proc/self/clear_refs),
