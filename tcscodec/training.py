@@ -53,6 +53,10 @@ class TrainConfig:
     texture_dir: str | None = None
     #: dose range (e-/px/frame, log-uniform) of the texture movies
     texture_dose: tuple[float, float] = (1.0, 500.0)
+    #: mean drift speed range (px/frame, log-uniform, random direction) of
+    #: the texture movies; None keeps texture_movie's own draw (uniform 0.1
+    #: to 1 px/frame, what v2 and v4 were trained on)
+    texture_speed: tuple[float, float] | None = None
     #: start from these weights (a training checkpoint or an exported .pt)
     #: instead of a random init; ``init_sha256`` (of the exported float32
     #: state dict, as in zoo.json) pins them
@@ -76,6 +80,11 @@ class TrainConfig:
         if not (len(self.texture_dose) == 2 and 0 < self.texture_dose[0] <= self.texture_dose[1]):
             raise ValueError(f"TrainConfig.texture_dose must be (low, high) with 0 < low <= high, "
                              f"got {self.texture_dose}")
+        if self.texture_speed is not None:
+            object.__setattr__(self, "texture_speed", tuple(float(v) for v in self.texture_speed))
+            if not (len(self.texture_speed) == 2 and 0 < self.texture_speed[0] <= self.texture_speed[1]):
+                raise ValueError(f"TrainConfig.texture_speed must be (low, high) px/frame with "
+                                 f"0 < low <= high, got {self.texture_speed}")
         if self.loss not in ("log-start", "ratio-naive"):
             raise ValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
 
@@ -126,8 +135,15 @@ class MoviePool:
             img = self.textures[int(rng.integers(len(self.textures)))]
             lo, hi = cfg.texture_dose
             dose = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
-            m = self._texture(img, T, rng, dose, shape=(size, size), zoom=float(rng.uniform(0.5, 2.0)),
-                              dtype=str(rng.choice(["uint8", "uint16", "uint32"])))
+            zoom = float(rng.uniform(0.5, 2.0))
+            dtype = str(rng.choice(["uint8", "uint16", "uint32"]))
+            drift = None
+            if cfg.texture_speed is not None:
+                slo, shi = cfg.texture_speed
+                speed = float(np.exp(rng.uniform(math.log(slo), math.log(shi))))
+                ang = rng.uniform(0.0, 2.0 * math.pi)
+                drift = (speed * math.sin(ang), speed * math.cos(ang))
+            m = self._texture(img, T, rng, dose, shape=(size, size), zoom=zoom, dtype=dtype, drift_px=drift)
         else:
             m = self._simulate(self._random_config(rng, shape=(size, size), n_frames=T))
         return m.frames.astype(np.float32), m.clean.astype(np.float32)

@@ -188,3 +188,30 @@ def test_offset_normalisation_is_affine_equivariant():
 def test_unknown_options_are_refused():
     with pytest.raises(ValueError, match="takes no option.*iterations"):
         UnfoldDecoder(net=small_net(), iterations=5)
+
+
+def _displacement(a, b):
+    """Integer shift of b against a, by phase correlation."""
+    f = np.fft.fft2(a - a.mean()).conj() * np.fft.fft2(b - b.mean())
+    corr = np.fft.ifft2(f / (np.abs(f) + 1e-9)).real
+    dy, dx = np.unravel_index(np.argmax(corr), corr.shape)
+    n0, n1 = corr.shape
+    return np.hypot((dy + n0 // 2) % n0 - n0 // 2, (dx + n1 // 2) % n1 - n1 // 2)
+
+
+def test_texture_movies_drift_at_the_configured_speed(tmp_path):
+    """texture_speed sets the drift of the training pool's texture movies; None keeps 0.1-1 px/frame."""
+    from scipy.ndimage import gaussian_filter
+
+    from tcscodec.training import MoviePool, TrainConfig
+
+    texture = gaussian_filter(np.random.default_rng(0).normal(size=(320, 320)), 2.0)
+    np.save(tmp_path / "texture.npy", (texture - texture.min()).astype(np.float32))
+    base = dict(texture_dir=str(tmp_path), texture_fraction=1.0, pool_movies=1, movie_frames=6,
+                movie_size=64, texture_dose=(1e4, 1e4))
+    for speed, lo, hi in ((None, 0.0, 5.0), ((3.0, 3.0), 13.0, 17.0)):
+        for k in range(3):
+            _, clean = MoviePool(TrainConfig(**base, texture_speed=speed)).make((1, k))
+            assert lo <= _displacement(clean[0], clean[5]) <= hi, (speed, k)
+    with pytest.raises(ValueError, match="texture_speed"):
+        TrainConfig(texture_speed=(0.0, 1.0))
