@@ -256,10 +256,12 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
         step = ck["step"]
         rng.bit_generator.state = ck["rng"]
         log(f"resumed from {ckpt_path} at step {step}")
-    t0 = time.time()
-    log(f"building a pool of {cfg.pool_movies} movies ({cfg.movie_frames} x {cfg.movie_size}^2)")
-    pool.fill(step)
-    log(f"pool ready in {time.time() - t0:.0f} s")
+    end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+    if step < end:  # a finished run (e.g. re-run to --export it) needs no movies
+        t0 = time.time()
+        log(f"building a pool of {cfg.pool_movies} movies ({cfg.movie_frames} x {cfg.movie_size}^2)")
+        pool.fill(step)
+        log(f"pool ready in {time.time() - t0:.0f} s")
 
     def save():
         tmp = ckpt_path.with_suffix(".tmp")
@@ -275,7 +277,6 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     logf = open(out / "log.jsonl", "a")
     ema = ema_db = ema_start = None
     try:
-        end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
         while step < end:
             n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
             X, Z = pool.batch(n, rng)

@@ -122,6 +122,12 @@ def test_training_runs_resumes_and_exports(tmp_path):
     ckpt2 = train(cfg, tmp_path / "run2", progress=False, log=lambda s: None)
     second = torch.load(ckpt2, weights_only=False)["model"]
     assert all(torch.equal(first["model"][k], second[k]) for k in second)
+    # a finished run re-run (to export it) keeps its weights and builds no movie pool
+    said = []
+    train(cfg, tmp_path / "run2", progress=False, log=said.append)
+    again = torch.load(ckpt2, weights_only=False)
+    assert again["step"] == 2 and all(torch.equal(again["model"][k], second[k]) for k in second)
+    assert not any("pool" in s for s in said), said
 
 
 def test_training_starts_from_pinned_weights(tmp_path):
