@@ -1311,7 +1311,7 @@ def _sample_cubic(img: np.ndarray, sy: np.ndarray, sx: np.ndarray) -> np.ndarray
 
 
 def texture_movie(image, n_frames: int, rng: np.random.Generator, dose: float, *,
-                  shape=None, drift_px=None, drift_jitter_px: float = 0.1,
+                  shape=None, drift_px=None, speed: float | None = None, drift_jitter_px: float = 0.1,
                   drift_correlation: float = 0.9, rotation_deg: float | None = None,
                   zoom: float = 1.0, flicker: float = 0.03, prefilter_sigma: float = 0.0,
                   offset_percentile: float = 0.5, dtype: str = "uint16", gain: float | None = 1.0,
@@ -1320,8 +1320,9 @@ def texture_movie(image, n_frames: int, rng: np.random.Generator, dose: float, *
 
     A window of ``shape`` (default: the largest square up to 256 that fits)
     slides over ``image`` along a smooth random-walk drift (``drift_px``
-    mean velocity in px/frame, default random direction and speed 0.1 to 1;
-    AR(1) jitter ``drift_jitter_px``) with slow rotation (``rotation_deg``
+    mean velocity in px/frame; default a random direction at ``speed``
+    px/frame, itself drawn from 0.1 to 1 when not given; AR(1) jitter
+    ``drift_jitter_px``) with slow rotation (``rotation_deg``
     per frame, default random around 0), magnified by ``1 / zoom`` (zoom is
     source pixels per output pixel), and is resampled with Keys cubic
     interpolation (mirrored at the image edges).  The source is first made
@@ -1348,7 +1349,7 @@ def texture_movie(image, n_frames: int, rng: np.random.Generator, dose: float, *
         shape = (s, s)
     H, W = (int(s) for s in shape)
     if drift_px is None:
-        speed = rng.uniform(0.1, 1.0)
+        speed = rng.uniform(0.1, 1.0) if speed is None else float(speed)
         ang = rng.uniform(0, 2 * np.pi)
         drift_px = (speed * math.sin(ang), speed * math.cos(ang))
     if rotation_deg is None:

@@ -76,17 +76,18 @@ class TrainConfig:
     threads: int = 2
 
     def __post_init__(self):
-        object.__setattr__(self, "texture_dose", tuple(float(v) for v in self.texture_dose))  # JSON gives a list
-        if not (len(self.texture_dose) == 2 and 0 < self.texture_dose[0] <= self.texture_dose[1]):
-            raise ValueError(f"TrainConfig.texture_dose must be (low, high) with 0 < low <= high, "
-                             f"got {self.texture_dose}")
+        self._check_range("texture_dose", "")
         if self.texture_speed is not None:
-            object.__setattr__(self, "texture_speed", tuple(float(v) for v in self.texture_speed))
-            if not (len(self.texture_speed) == 2 and 0 < self.texture_speed[0] <= self.texture_speed[1]):
-                raise ValueError(f"TrainConfig.texture_speed must be (low, high) px/frame with "
-                                 f"0 < low <= high, got {self.texture_speed}")
+            self._check_range("texture_speed", " px/frame")
         if self.loss not in ("log-start", "ratio-naive"):
             raise ValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
+
+    def _check_range(self, name: str, unit: str) -> None:
+        """Make field ``name`` a (low, high) tuple of floats (JSON gives a list) with 0 < low <= high."""
+        value = tuple(float(v) for v in getattr(self, name))
+        if not (len(value) == 2 and 0 < value[0] <= value[1]):
+            raise ValueError(f"TrainConfig.{name} must be (low, high){unit} with 0 < low <= high, got {value}")
+        object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,6 +95,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         return cls(**d)
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
 def _texture_images(folder) -> list[np.ndarray]:
@@ -133,17 +138,11 @@ class MoviePool:
         size, T = cfg.movie_size, cfg.movie_frames
         if self.textures and rng.uniform() < cfg.texture_fraction:
             img = self.textures[int(rng.integers(len(self.textures)))]
-            lo, hi = cfg.texture_dose
-            dose = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
+            dose = _log_uniform(rng, *cfg.texture_dose)
             zoom = float(rng.uniform(0.5, 2.0))
             dtype = str(rng.choice(["uint8", "uint16", "uint32"]))
-            drift = None
-            if cfg.texture_speed is not None:
-                slo, shi = cfg.texture_speed
-                speed = float(np.exp(rng.uniform(math.log(slo), math.log(shi))))
-                ang = rng.uniform(0.0, 2.0 * math.pi)
-                drift = (speed * math.sin(ang), speed * math.cos(ang))
-            m = self._texture(img, T, rng, dose, shape=(size, size), zoom=zoom, dtype=dtype, drift_px=drift)
+            speed = _log_uniform(rng, *cfg.texture_speed) if cfg.texture_speed is not None else None
+            m = self._texture(img, T, rng, dose, shape=(size, size), zoom=zoom, dtype=dtype, speed=speed)
         else:
             m = self._simulate(self._random_config(rng, shape=(size, size), n_frames=T))
         return m.frames.astype(np.float32), m.clean.astype(np.float32)
