@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     import torch
 
     from tcscodec import reconstruct
+    from tcscodec.encoder import encode_group
     from tcscodec.evaluation import checkpoint_decoder
     from tcscodec.masks import masks
     from tcscodec.metrics import psnr
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
 
     def score(frames, clean, n, seed, extra=()):
         C = masks(seed, n, *frames.shape[1:])
-        y = (C * frames[:n].astype(np.float64)).sum(0)
+        y = encode_group(frames[:n], seed)
         ref = clean[:n].astype(np.float32)
         R = float(ref.max() - ref.min())
         got = [psnr(reconstruct(y, C, k), ref, data_range=R) for k in names]
