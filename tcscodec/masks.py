@@ -18,6 +18,7 @@ P(bit = 1) = 1/2.  The same B masks serve every group of a movie.
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "masks",
     "mask_frame",
     "mask_sum",
+    "tile_mask_sum",
 ]
 
 GENERATOR_ID = 1
@@ -133,12 +135,24 @@ def mask_frame(seed: int, b: int, height: int, width: int) -> np.ndarray:
     return unpack_words(words, 0, width)[0]
 
 
-def mask_sum(seed: int, n: int, height: int, width: int, band: int = 256) -> np.ndarray:
+def mask_sum(seed: int, n: int, height: int, width: int, band: int = 256, region=None) -> np.ndarray:
     """``sum_{b<n} C_b`` as uint8 ``(height, width)``, computed in bands of
     rows so that the n masks are never all in memory at once (4096^2 x 30
-    masks are 480 MiB as bytes)."""
-    out = np.empty((height, width), np.uint8)
-    for y0 in range(0, height, band):
-        y1 = min(height, y0 + band)
-        out[y0:y1] = masks(seed, n, height, width, (y0, y1, 0, width)).sum(0, dtype=np.uint8)
+    masks are 480 MiB as bytes).  ``region`` ``(y0, y1, x0, x1)`` limits it
+    to that window of the frame."""
+    ry0, ry1, x0, x1 = (0, height, 0, width) if region is None else region
+    out = np.empty((ry1 - ry0, x1 - x0), np.uint8)
+    for y0 in range(ry0, ry1, band):
+        y1 = min(ry1, y0 + band)
+        out[y0 - ry0:y1 - ry0] = masks(seed, n, height, width, (y0, y1, x0, x1)).sum(0, dtype=np.uint8)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def tile_mask_sum(seed: int, n: int, height: int, width: int, region: tuple[int, int, int, int]) -> np.ndarray:
+    """:func:`mask_sum` over one tile, cached and read-only: every group of a
+    movie has the same masks, so writer and reader compute each tile's once
+    (the ``predict-rice`` codec needs them for every record)."""
+    out = mask_sum(seed, n, height, width, region=region)
+    out.flags.writeable = False
     return out

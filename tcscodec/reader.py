@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import TcsInputError, TcsValueError
 from .format import ContainerReader
-from .masks import GENERATOR_NAME, masks as spec_masks
+from .masks import GENERATOR_NAME, masks as spec_masks, tile_mask_sum
 from .quantize import dequantize
 
 __all__ = ["TcsReader", "TcsProperties"]
@@ -83,7 +83,7 @@ class TcsReader:
     def __init__(self, path, *, decoder: str | None = None, device: str = "cpu", **decode_options):
         self.path = Path(path)
         try:
-            self._container = ContainerReader(self.path)
+            self._container = ContainerReader(self.path, mask_sum=self._tile_mask_sum)
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             raise TcsInputError(f"{path}: cannot open: {exc.strerror or exc}") from exc
         self.header = self._container.header
@@ -91,6 +91,10 @@ class TcsReader:
         self.device = device
         self.decode_options = decode_options
         self._cache: tuple[Any, np.ndarray] | None = None
+
+    def _tile_mask_sum(self, n_frames: int, bounds) -> np.ndarray:
+        h = self._container.header
+        return tile_mask_sum(h.mask_seed, n_frames, h.height, h.width, tuple(bounds))
 
     # -- basic facts -------------------------------------------------------------------
     @property

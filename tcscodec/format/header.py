@@ -5,7 +5,7 @@ Pure Python + numpy; no torch, no CuPy.  Layout (little-endian)::
     offset size field
          0    8 magic            89 54 43 53 0D 0A 1A 0A  ("\\x89TCS\\r\\n\\x1a\\n")
          8    2 version_major    1
-        10    2 version_minor    0
+        10    2 version_minor    0, or 1 when the codec is 3 (predict-rice)
         12    4 header_size      bytes from offset 0 to the end of header_crc
         16    4 flags            0 (reserved; readers ignore unknown bits)
         20    4 height           H >= 1
@@ -15,7 +15,7 @@ Pure Python + numpy; no torch, no CuPy.  Layout (little-endian)::
         38    1 input_dtype      dtype code (table in DTYPE_CODES)
         39    1 stored_dtype     dtype code of the stored measurement
         40    1 mask_generator   1 = splitmix64-v1
-        41    1 codec            record payload codec (1 = zstd, 2 = shuffle+zstd)
+        41    1 codec            record payload codec (1 = zstd, 2 = shuffle+zstd, 3 = predict-rice)
         42    2 reserved         0
         44    8 mask_seed        uint64
         52    4 tile_height      >= 1
@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 MAGIC = b"\x89TCS\r\n\x1a\n"
-VERSION = (1, 0)
+#: the newest format version this package reads and writes
+VERSION = (1, 1)
 
 #: dtype code <-> numpy dtype (little-endian on disk)
 DTYPE_CODES = {
@@ -64,8 +65,11 @@ DTYPE_CODES = {
 _CODE_OF = {v.newbyteorder("="): k for k, v in DTYPE_CODES.items()}
 
 #: record payload codec id -> name
-CODECS = {1: "zstd", 2: "shuffle-zstd"}
+CODECS = {1: "zstd", 2: "shuffle-zstd", 3: "predict-rice"}
 _CODEC_ID = {v: k for k, v in CODECS.items()}
+#: files are written with the oldest version that has their codec, so that
+#: 1.0 readers keep reading every file that does not use codec 3
+_CODEC_VERSION = {"zstd": (1, 0), "shuffle-zstd": (1, 0), "predict-rice": (1, 1)}
 
 _FIXED = struct.Struct("<8sHHIIIIQHBBBBHQIIdI")
 HEADER_FIXED_SIZE = _FIXED.size  # 72
@@ -99,9 +103,9 @@ class TcsHeader:
     n_frames: int = 0
     quant_step: float = 1.0
     mask_generator: int = 1
-    codec: str = "shuffle-zstd"
+    codec: str = "predict-rice"
     flags: int = 0
-    version: tuple[int, int] = VERSION
+    version: tuple[int, int] | None = None  # None: the oldest version that has the codec
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -118,7 +122,9 @@ class TcsHeader:
         if not (math.isfinite(self.quant_step) and self.quant_step > 0):
             raise TcsFormatError(f"quant_step must be finite and > 0, got {self.quant_step}")
         if self.codec not in _CODEC_ID:
-            raise TcsFormatError(f"unknown codec {self.codec!r}")
+            raise TcsFormatError(f"unknown codec {self.codec!r}; known: {', '.join(_CODEC_ID)}")
+        if self.version is None:
+            object.__setattr__(self, "version", _CODEC_VERSION[self.codec])
         dtype_code(self.dtype), dtype_code(self.stored_dtype)
         if not 0 <= self.mask_seed < 2**64:
             raise TcsFormatError(f"mask seed out of range: {self.mask_seed}")
@@ -159,7 +165,7 @@ class TcsHeader:
     def from_dict(cls, d: dict[str, Any]) -> "TcsHeader":
         d = dict(d)
         d["tile"] = tuple(d.get("tile", (512, 512)))
-        d["version"] = tuple(d.get("version", VERSION))
+        d["version"] = tuple(d["version"]) if d.get("version") else None
         return cls(**d)
 
     def with_frames(self, n_frames: int) -> "TcsHeader":

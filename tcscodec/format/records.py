@@ -8,11 +8,11 @@ Every (group, tile) measurement is one self-describing record::
          8    2 tile_row     uint16
         10    2 tile_col     uint16
         12    2 n_frames     frames summed in this group (1..B)
-        14    1 codec        1 = zstd, 2 = shuffle+zstd (same as header)
+        14    1 codec        1 = zstd, 2 = shuffle+zstd, 3 = predict-rice (same as header)
         15    1 reserved     0
         16    4 payload_size P
         20    4 crc          CRC-32 of bytes [0, 20) followed by the payload
-        24    P payload      zstd frame of the tile's stored measurement
+        24    P payload      the tile's stored measurement, compressed by the codec
 
 The index, written once at close, lists every record::
 
@@ -35,6 +35,7 @@ import numpy as np
 import zstandard
 
 from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
+from .predictive import MODE_PREDICTED, MODE_STORED, decode_predicted, encode_predicted
 
 __all__ = [
     "RECORD_MAGIC",
@@ -62,7 +63,7 @@ RECORD_HEADER_SIZE = _RECORD.size  # 24
 _ENTRY = struct.Struct("<QIHH")
 _FOOTER = struct.Struct("<QQII8s")
 FOOTER_SIZE = _FOOTER.size  # 32
-_CODEC_IDS = {"zstd": 1, "shuffle-zstd": 2}
+_CODEC_IDS = {"zstd": 1, "shuffle-zstd": 2, "predict-rice": 3}
 
 
 @dataclass(frozen=True)
@@ -82,31 +83,66 @@ class RecordInfo:
 
 
 # -- payload ----------------------------------------------------------------
-def encode_payload(tile: np.ndarray, codec: str, level: int = 3) -> bytes:
-    """Compress a tile (stored dtype, C order, little-endian) into a zstd frame.
-
-    ``shuffle-zstd`` first groups byte k of every element together (the
-    blosc/HDF5 shuffle filter): the high bytes of a measurement are nearly
-    constant, which zstd then codes in few bits.
-    """
+def _zstd_frame(tile: np.ndarray, shuffle: bool, level: int) -> bytes:
     raw = np.ascontiguousarray(tile, dtype=tile.dtype.newbyteorder("<"))
-    if codec == "shuffle-zstd" and raw.dtype.itemsize > 1:
+    if shuffle and raw.dtype.itemsize > 1:
         raw = raw.view(np.uint8).reshape(-1, raw.dtype.itemsize).T.copy()
     cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
     return cctx.compress(raw.tobytes())
 
 
-def decode_payload(payload: bytes, codec: str, dtype, shape) -> np.ndarray:
-    """Inverse of :func:`encode_payload`; raises on a size mismatch."""
-    dtype = np.dtype(dtype).newbyteorder("<")
+def _unzstd_frame(payload: bytes, shuffle: bool, dtype: np.dtype, shape) -> np.ndarray:
     n = int(np.prod(shape)) * dtype.itemsize
     raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=n)
     if len(raw) != n:
         raise TcsFormatError(f"payload holds {len(raw)} bytes, expected {n}")
     arr = np.frombuffer(raw, np.uint8)
-    if codec == "shuffle-zstd" and dtype.itemsize > 1:
+    if shuffle and dtype.itemsize > 1:
         arr = arr.reshape(dtype.itemsize, -1).T.copy()
-    return arr.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return arr.view(dtype).reshape(shape)
+
+
+def encode_payload(tile: np.ndarray, codec: str, level: int = 3, csum: np.ndarray | None = None) -> bytes:
+    """Compress a tile of the stored dtype into a record payload.
+
+    ``zstd`` is one zstd frame of the values.  ``shuffle-zstd`` first groups
+    byte k of every element together (the blosc/HDF5 shuffle filter): the
+    high bytes of a measurement are nearly constant, which zstd then codes
+    in few bits.  ``predict-rice`` (:mod:`.predictive`) needs the tile's
+    mask sums ``csum``; it stores the shuffle-zstd frame behind a mode byte
+    where prediction does not apply (float values, values beyond 2^52) or
+    would not be smaller than the raw values.
+    """
+    if codec != "predict-rice":
+        return _zstd_frame(tile, codec == "shuffle-zstd", level)
+    content = None
+    if tile.dtype.kind in "iu":
+        if csum is None or csum.shape != tile.shape:
+            raise ValueError(f"predict-rice needs the tile's mask sums, shape {tile.shape}")
+        content = encode_predicted(tile, csum)
+    if content is None or len(content) > tile.nbytes:
+        return bytes([MODE_STORED]) + _zstd_frame(tile, True, level)
+    return content
+
+
+def decode_payload(payload: bytes, codec: str, dtype, shape, csum: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`encode_payload`; raises on a size mismatch."""
+    dtype = np.dtype(dtype).newbyteorder("<")
+    if codec != "predict-rice":
+        arr = _unzstd_frame(payload, codec == "shuffle-zstd", dtype, shape)
+    elif payload[:1] == bytes([MODE_STORED]):
+        arr = _unzstd_frame(payload[1:], True, dtype, shape)
+    elif payload[:1] == bytes([MODE_PREDICTED]) and dtype.kind in "iu":
+        if csum is None or csum.shape != tuple(shape):
+            raise ValueError(f"predict-rice needs the tile's mask sums, shape {tuple(shape)}")
+        q = decode_predicted(payload, csum)
+        info = np.iinfo(dtype)
+        if q.size and (int(q.min()) < info.min or int(q.max()) > info.max):
+            raise TcsFormatError(f"predict-rice values {q.min()}..{q.max()} do not fit {dtype.name}")
+        return q.astype(dtype.newbyteorder("="))
+    else:
+        raise TcsFormatError(f"predict-rice payload has mode {payload[:1].hex() or 'none'} for stored {dtype.name}")
+    return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
 # -- records ------------------------------------------------------------------
