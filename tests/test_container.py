@@ -51,7 +51,7 @@ def movie(rng, dtype, shape):
     B=st.integers(2, 64),
     dtype=st.sampled_from(["uint8", "uint16", "uint32", "float32"]),
     tile=st.tuples(st.integers(1, 33), st.integers(1, 70)),
-    codec=st.sampled_from(["zstd", "shuffle-zstd"]),
+    codec=st.sampled_from(["zstd", "shuffle-zstd", "predict-rice"]),
     seed=st.integers(0, 2**64 - 1),
 )
 def test_round_trip_exact_measurements(tmp_path, T, H, W, B, dtype, tile, codec, seed):

@@ -26,10 +26,29 @@ VECTORS = [
     ("float32_B3_negative", "float32", (7, 17, 9), 3, (5, 4), "shuffle-zstd", 1.0, 12345),
     ("uint32_B64_extremes", "uint32", (64, 5, 70), 64, (4, 64), "shuffle-zstd", 1.0, 0),
     ("uint16_B8_quantised", "uint16", (16, 24, 24), 8, (16, 16), "shuffle-zstd", 4.0, 99),
+    # codec 3 (format 1.1): smooth frames with hot pixels (escapes), edge tiles,
+    # a short last group, pixels with mask sum 0 (B = 2), and a float file
+    # whose records are all mode 0
+    ("uint16_B10_predict_rice_quantised", "uint16", (25, 40, 50), 10, (32, 24), "predict-rice", 7.0, 7),
+    ("uint8_B2_predict_rice", "uint8", (5, 19, 37), 2, (19, 37), "predict-rice", 1.0, 3),
+    ("uint32_B64_predict_rice_extremes", "uint32", (64, 5, 70), 64, (5, 70), "predict-rice", 1.0, 0),
+    ("float32_B4_predict_rice_stored", "float32", (6, 9, 11), 4, (9, 11), "predict-rice", 1.0, 5),
 ]
 
 
-def frames_for(dtype, shape, rng):
+def smooth_frames(dtype, shape, rng):
+    """A drifting smooth pattern with Poisson noise and 3 hot pixels."""
+    t, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    top = 200 if dtype == "uint8" else 3000
+    lam = top / 2 * (1 + np.sin((x - 0.7 * t) / 4.0) * np.cos(y / 5.0))
+    f = np.minimum(rng.poisson(lam), np.iinfo(dtype).max).astype(dtype)
+    f[:, 3, [4, 9, 30]] = np.iinfo(dtype).max
+    return f
+
+
+def frames_for(dtype, shape, rng, name=""):
+    if "predict_rice" in name and dtype != "float32" and "extremes" not in name:
+        return smooth_frames(dtype, shape, rng)
     if dtype == "float32":
         return rng.normal(0, 1000, shape).astype(np.float32)
     info = np.iinfo(dtype)
@@ -42,7 +61,7 @@ def main():
     rng = np.random.default_rng(20261124)
     listing = []
     for name, dtype, shape, B, tile, codec, step, seed in VECTORS:
-        frames = frames_for(dtype, shape, rng)
+        frames = frames_for(dtype, shape, rng, name)
         path = HERE / f"{name}.tcs"
         tcscodec.write(path, frames, B=B, seed=seed, tile=tile, codec=codec, quant_step=step,
                        metadata={"vector": name, "pixel_size_A": 1.5})
