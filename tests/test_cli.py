@@ -69,6 +69,25 @@ def test_encode_quantises_by_default(movie_tif, tmp_path):
         assert np.abs(r.measurements(0) - y).max() <= step // 2
 
 
+def test_encode_codec_option(movie_tif, tmp_path):
+    """--codec picks the record codec; the default predict-rice file says
+    format 1.1, a shuffle-zstd file 1.0, and both hold the same measurements."""
+    src, frames = movie_tif
+    sizes = {}
+    for codec in ("predict-rice", "shuffle-zstd"):
+        out = tmp_path / f"{codec}.tcs"
+        args = ("--codec", codec) if codec != "predict-rice" else ()
+        assert run("encode", src, "-B", 5, "-o", out, "--seed", 3, "--quantize", 1, "-q", *args).exit_code == 0
+        info = run("info", out).output
+        assert f"codec {codec}" in info and ("format 1.1" if codec == "predict-rice" else "format 1.0") in info
+        with tcscodec.open(out) as r:
+            assert np.array_equal(r.measurements(2), encode_group(frames[10:], 3, 5))
+        sizes[codec] = out.stat().st_size
+    assert sizes["predict-rice"] < sizes["shuffle-zstd"]
+    res = run("encode", src, "-o", tmp_path / "x.tcs", "--codec", "lz4")
+    assert res.exit_code == 2 and "'lz4' is not one of" in res.output
+
+
 def test_encode_refuses_to_overwrite(movie_tif, tmp_path):
     src, _ = movie_tif
     out = tmp_path / "out.tcs"
