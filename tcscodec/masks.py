@@ -152,7 +152,8 @@ def mask_sum(seed: int, n: int, height: int, width: int, band: int = 256, region
 def tile_mask_sum(seed: int, n: int, height: int, width: int, region: tuple[int, int, int, int]) -> np.ndarray:
     """:func:`mask_sum` over one tile, cached and read-only: every group of a
     movie has the same masks, so writer and reader compute each tile's once
-    (the ``predict-rice`` codec needs them for every record)."""
+    (the ``predict-rice`` codec needs them for every record).  The cache
+    holds 256 tiles: 64 MiB at most with the default 512 x 512 tiles."""
     out = mask_sum(seed, n, height, width, region=region)
     out.flags.writeable = False
     return out
