@@ -200,6 +200,14 @@ def test_damaged_content_is_rejected(content):
             decode_predicted(bad, S)
 
 
+def test_unknown_modes_are_rejected():
+    S = np.ones((2, 2), np.uint8)
+    with pytest.raises(TcsFormatError, match="mode 02 for stored uint16"):
+        decode_payload(b"\x02abc", "predict-rice", "uint16", (2, 2), S)
+    with pytest.raises(TcsFormatError, match="mode 01 for stored float64"):
+        decode_payload(b"\x01abc", "predict-rice", "float64", (2, 2))
+
+
 def test_decoded_values_must_fit_the_stored_dtype():
     S = np.full((3, 3), 2, np.uint8)
     c = encode_predicted(np.full((3, 3), 300, np.int64), S)
