@@ -29,7 +29,7 @@ DEFAULT_TILE = (512, 512)
 #: groups whose tiles may be compressing at once (bounds memory)
 _MAX_PENDING = 2
 #: quant_step="auto": the step as a fraction of the measurement's shot-noise std
-AUTO_FRACTION = 1.0
+AUTO_FRACTION = 1.5
 
 
 #: quant_step="auto": side of the central crop of the first two frames whose

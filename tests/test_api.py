@@ -6,6 +6,7 @@ import pytest
 import tcscodec
 from tcscodec import TcsInputError, TcsValueError
 from tcscodec.encoder import encode_group
+from tcscodec.writer import AUTO_FRACTION
 
 
 def test_writer_validates_frames_and_stays_usable(tmp_path):
@@ -133,7 +134,7 @@ def test_auto_quantisation_step_follows_shot_noise(tmp_path):
             step = r.header.quant_step
             # Y ~ gain * Poisson(6 * 50 * ...): std = sqrt(gain * median(Y))
             y = encode_group(frames, 2, 12).astype(np.float64)
-            assert step == pytest.approx(np.sqrt(gain * np.median(y)), rel=0.15)
+            assert step == pytest.approx(AUTO_FRACTION * np.sqrt(gain * np.median(y)), rel=0.15)
             assert np.abs(r.measurements(0) - y).max() <= step / 2
             assert r.metadata()["user"]["quantize"].startswith("auto")
 
@@ -155,7 +156,7 @@ def test_auto_quantisation_sees_through_lattice_texture(tmp_path):
     assert noise_std(y, csum, frames[:2]) == pytest.approx(truth, rel=0.1)
     tcscodec.write(tmp_path / "q.tcs", frames, B=10, seed=4, quant_step="auto")
     with tcscodec.open(tmp_path / "q.tcs") as r:
-        assert r.header.quant_step <= truth and r.header.quant_step % 2 == 1
+        assert r.header.quant_step <= AUTO_FRACTION * truth and r.header.quant_step % 2 == 1
 
 
 def test_auto_quantisation_of_sparse_counts_is_unbiased(tmp_path):
@@ -175,7 +176,7 @@ def test_auto_quantisation_of_float_frames(tmp_path):
     noisy = (rng.poisson(20, (4, 32, 32)) * 0.37).astype(np.float32)
     tcscodec.write(tmp_path / "f.tcs", noisy, B=2, seed=1, quant_step="auto")
     with tcscodec.open(tmp_path / "f.tcs") as r:
-        assert r.header.quant_step == pytest.approx(np.sqrt(0.37 * 0.37 * 20), rel=0.2)
+        assert r.header.quant_step == pytest.approx(AUTO_FRACTION * np.sqrt(0.37 * 0.37 * 20), rel=0.2)
         assert r.header.stored_dtype == "int64"
     # no noise at all (a processed movie): lossless, not a 1e-30 step that overflows int64
     tcscodec.write(tmp_path / "c.tcs", np.full((4, 32, 32), 3.5, np.float32), B=2, quant_step="auto")
