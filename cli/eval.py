@@ -51,7 +51,7 @@ def _load_clean(path: Path):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Mask seed.")
 @click.option("--quantize", "quant_step", default="auto", show_default=True,
-              help="Measurement quantisation step as in 'tcscodec encode' ('auto' = below the "
+              help="Measurement quantisation step as in 'tcscodec encode' ('auto' = 1.5x the "
                    "measurement's shot-noise std; 1 = lossless).")
 @click.option("--frames", "n_frames", type=click.IntRange(1), help="Use only the first N frames.")
 @click.option("--no-tv", is_flag=True, help="Skip the TV-filtered codec rows (faster).")
