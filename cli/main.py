@@ -82,7 +82,7 @@ def _parse_meta(items) -> dict:
 @click.option("--codec", type=click.Choice(["predict-rice", "shuffle-zstd", "zstd"]), default="predict-rice",
               show_default=True,
               help="Record codec. predict-rice predicts each value from its neighbours and their mask sums "
-                   "(1.2-1.8x smaller files than shuffle-zstd); the zstd codecs make files that .tcs 1.0 readers read.")
+                   "(1.2-1.9x smaller files than shuffle-zstd); the zstd codecs make files that .tcs 1.0 readers read.")
 @click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True,
               help="zstd level (zstd codecs, and predict-rice tiles it cannot predict).")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="User metadata (repeatable), e.g. pixel_size_A=0.5.")

@@ -92,7 +92,7 @@ class TcsWriter:
     codec : {"predict-rice", "shuffle-zstd", "zstd"}
         Record codec (spec section 4).  ``predict-rice``, the default,
         predicts each pixel from its neighbours divided by their mask sums
-        and Rice-codes the residual: files 1.2 to 1.8x smaller than with
+        and Rice-codes the residual: files 1.2 to 1.9x smaller than with
         ``shuffle-zstd`` for quantised measurements, up to 1.25x for
         lossless ones (``bench/ratio.py``).
         Files with the other codecs can be read by format 1.0 readers.
