@@ -167,29 +167,36 @@ def stage_rates(cp, frame, B, kernel_fps, threads, level, tile, reps):
     t += host_seconds(lambda: host_out.copy(), reps)  # the encoder's copy out of pinned memory
     rates["measurement download + host copy (per frame)"] = B / t
     measurement = host_out.copy()
-    try:
-        from tcscodec.format import encode_payload
-
-        def compress(t):
-            return encode_payload(t, "shuffle-zstd", level)
-        codec = f"shuffle-zstd -{level}"
-    except ImportError:  # the container layer is absent: plain zstd
-        import zstandard
-
-        def compress(t):
-            return zstandard.ZstdCompressor(level=level).compress(np.ascontiguousarray(t).tobytes())
-        codec = f"zstd -{level}"
     tiles = [
-        measurement[y : y + tile, x : x + tile]
+        (measurement[y : y + tile, x : x + tile], (y, min(y + tile, height), x, min(x + tile, width)))
         for y in range(0, height, tile)
         for x in range(0, width, tile)
     ]
+    try:
+        from tcscodec.format import encode_payload
+        from tcscodec.masks import tile_mask_sum
+
+        def compressor(codec):
+            if codec == "predict-rice":  # mask sums are computed once per movie: not timed
+                sums = [tile_mask_sum(SEED, B, height, width, bounds) for _, bounds in tiles]
+                return lambda i: encode_payload(tiles[i][0], codec, level, sums[i])
+            return lambda i: encode_payload(tiles[i][0], codec, level)
+        codecs = ["shuffle-zstd", "predict-rice"]  # the default last: the ratio is of its payloads
+    except ImportError:  # the container layer is absent: plain zstd
+        import zstandard
+
+        def compressor(codec):
+            return lambda i: zstandard.ZstdCompressor(level=level).compress(np.ascontiguousarray(tiles[i][0]).tobytes())
+        codecs = ["zstd"]
     payloads = []
-    with ThreadPoolExecutor(threads) as pool:
-        def run():
-            payloads[:] = list(pool.map(compress, tiles))
-        t = host_seconds(run, max(2, reps // 4))
-    rates[f"{codec} of the measurement, {threads} threads (per frame)"] = B / t
+    for codec in codecs:
+        compress = compressor(codec)
+        with ThreadPoolExecutor(threads) as pool:
+            def run():
+                payloads[:] = list(pool.map(compress, range(len(tiles))))
+            t = host_seconds(run, max(2, reps // 4))
+        name = codec if codec == "predict-rice" else f"{codec} -{level}"
+        rates[f"{name} of the measurement, {threads} threads (per frame)"] = B / t
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "records.bin"
 
