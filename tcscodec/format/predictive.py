@@ -85,6 +85,11 @@ def stage_slices(shape):
         yield parts
 
 
+def _slice_size(target) -> int:
+    rows, cols = target
+    return len(range(rows.start, rows.stop, rows.step)) * len(range(cols.start, cols.stop, cols.step))
+
+
 def _predict(qp: np.ndarray, sp: np.ndarray, tgt, nbrs) -> np.ndarray:
     """``floor((2 s num + den) / (2 den))`` (0 where den = 0): s times the
     neighbours' ratio of sums, rounded half up, in exact int64 arithmetic."""
@@ -115,19 +120,69 @@ def _rice_parameter(u: np.ndarray) -> int:
     return best[1]
 
 
-def _pack_fields(values: np.ndarray, k: int) -> np.ndarray:
-    """The ``k``-bit fields of ``values``, MSB first, as a flat 0/1 uint8 array."""
-    if k == 0 or values.size == 0:
-        return np.zeros(0, np.uint8)
-    shifts = np.arange(k - 1, -1, -1, dtype=np.uint64)
-    return ((values[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).ravel()
+def _pack_fields(values: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """The ``k``-bit fields of ``values``, MSB first: (bytes, number of bits).
+
+    For ``k <= 8`` eight fields fill exactly ``k`` bytes, built as one
+    big-endian uint64 per eight fields (no array of single bits)."""
+    n = values.size
+    if k == 0 or n == 0:
+        return np.zeros(0, np.uint8), 0
+    if k <= 8:
+        m = -(-n // 8)
+        v = np.zeros(8 * m, np.uint64)
+        v[:n] = values
+        shifts = np.arange(7, -1, -1, dtype=np.uint64) * np.uint64(k)
+        acc = np.bitwise_or.reduce(v.reshape(m, 8) << shifts, axis=1)
+        packed = acc.astype(">u8").view(np.uint8).reshape(m, 8)[:, 8 - k:].ravel()
+    else:
+        bits = (values[:, None] >> np.arange(k - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)
+        packed = np.packbits(bits.astype(np.uint8).ravel())
+    return packed[: -(-n * k // 8)], n * k
 
 
-def _unpack_fields(bits: np.ndarray, count: int, k: int) -> np.ndarray:
+def _concat_bits(chunks) -> np.ndarray:
+    """Concatenate ``(bytes, number of bits)`` bit strings (MSB first; bits
+    past the count are zero) into one byte array, zero-padded."""
+    total = sum(nbits for _, nbits in chunks)
+    out = np.zeros(-(-total // 8) + 1, np.uint8)
+    pos = 0
+    for data, nbits in chunks:
+        byte, off = divmod(pos, 8)
+        d = data.astype(np.uint16)
+        out[byte:byte + d.size] |= (d >> off).astype(np.uint8)
+        if off:
+            out[byte + 1:byte + 1 + d.size] |= ((d << (8 - off)) & 0xFF).astype(np.uint8)
+        pos += nbits
+    return out[: -(-total // 8)]
+
+
+def _take_bits(buf: np.ndarray, pos: int, nbits: int) -> np.ndarray:
+    """Bits ``[pos, pos + nbits)`` of ``buf`` (MSB first), shifted to start a byte."""
+    byte, off = divmod(pos, 8)
+    size = -(-nbits // 8)
+    seg = np.zeros(size + 1, np.uint16)
+    part = buf[byte:byte + size + 1]
+    seg[:part.size] = part
+    return (((seg[:-1] << off) | (seg[1:] >> (8 - off))) & 0xFF).astype(np.uint8)
+
+
+def _unpack_fields(buf: np.ndarray, pos: int, count: int, k: int) -> np.ndarray:
+    """``count`` ``k``-bit fields starting at bit ``pos`` of ``buf``."""
     if k == 0 or count == 0:
         return np.zeros(count, np.uint64)
-    weights = np.left_shift(np.uint64(1), np.arange(k - 1, -1, -1, dtype=np.uint64))
-    return (bits[: count * k].reshape(count, k).astype(np.uint64) * weights).sum(1, dtype=np.uint64)
+    data = _take_bits(buf, pos, count * k)
+    if k <= 8:
+        m = -(-count // 8)
+        flat = np.zeros(m * k, np.uint8)
+        flat[:data.size] = data
+        words = np.zeros((m, 8), np.uint8)
+        words[:, 8 - k:] = flat.reshape(m, k)
+        acc = words.view(">u8").ravel().astype(np.uint64)
+        shifts = np.arange(7, -1, -1, dtype=np.uint64) * np.uint64(k)
+        return ((acc[:, None] >> shifts) & np.uint64((1 << k) - 1)).ravel()[:count]
+    bits = np.unpackbits(data)[: count * k].reshape(count, k).astype(np.uint64)
+    return (bits << np.arange(k - 1, -1, -1, dtype=np.uint64)).sum(1, dtype=np.uint64)
 
 
 def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
@@ -154,7 +209,7 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
         _HEAD.pack(MODE_PREDICTED, N_STAGES), bytes(ks),
         _COUNTS.pack(escapes.size, len(unary_bytes)),
         escapes.astype("<u8").tobytes(), unary_bytes,
-        np.packbits(np.concatenate(remainders)).tobytes(),
+        _concat_bits(remainders).tobytes(),
     ])
 
 
@@ -186,14 +241,16 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     if int(is_esc.sum()) != n_esc:
         raise TcsFormatError(f"predict-rice content lists {n_esc} escapes but its codes hold {int(is_esc.sum())}")
     m[is_esc] = escapes
-    rem_bits = np.unpackbits(np.frombuffer(content, np.uint8, offset=pos + unary_size))
+    rem = np.frombuffer(content, np.uint8, offset=pos + unary_size)
+    stages = list(stage_slices(shape))
+    counts = [sum(_slice_size(t) for t, _ in parts) for parts in stages]
+    total = sum(c * k for c, k in zip(counts, ks))
+    if rem.size != -(-total // 8):
+        raise TcsFormatError(f"predict-rice remainder stream holds {rem.size} bytes, expected {-(-total // 8)}")
     qp, sp = np.zeros(np.add(shape, 2 * BASE_SPACING), np.int64), _padded(csum)
     done = bits = 0
-    for k, parts in zip(ks, stage_slices(shape)):
-        count = sum(qp[t].size for t, _ in parts)
-        if bits + count * k > rem_bits.size:
-            raise TcsFormatError("predict-rice remainder stream is too short")
-        u = (m[done:done + count] << np.uint64(k)) | _unpack_fields(rem_bits[bits:], count, k)
+    for k, count, parts in zip(ks, counts, stages):
+        u = (m[done:done + count] << np.uint64(k)) | _unpack_fields(rem, bits, count, k)
         r = np.where(u & np.uint64(1), -((u >> np.uint64(1)).astype(np.int64)) - 1, (u >> np.uint64(1)).astype(np.int64))
         at = 0
         for t, nb in parts:
@@ -201,7 +258,5 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
             qp[t] = r[at:at + size].reshape(qp[t].shape) + _predict(qp, sp, t, nb)
             at += size
         done, bits = done + count, bits + count * k
-    if (bits + 7) // 8 != rem_bits.size // 8:
-        raise TcsFormatError("predict-rice remainder stream has trailing bytes")
     p = BASE_SPACING
     return qp[p:p + shape[0], p:p + shape[1]]
