@@ -51,9 +51,10 @@ def _spacings() -> list[int]:
     return out
 
 
-#: (offsets of the stage's pixel sets, neighbour offsets) in coding order, in
-#: units of half the spacing; the base stage has no neighbours
 def _stage_specs():
+    """Per stage, in coding order: (spacing, offsets of its pixel sets,
+    neighbour offsets), in pixels (spec section 4.2's table); the base
+    stage has no neighbours."""
     specs = [(BASE_SPACING, [(0, 0)], [])]
     for s in _spacings():
         h = s // 2
