@@ -165,6 +165,18 @@ def test_incompressible_tiles_fall_back_to_stored():
     assert payload[0] == 0 and np.array_equal(decode_payload(payload, "predict-rice", "uint8", q.shape, S), q)
 
 
+def test_sparse_counts_keep_the_smaller_stored_payload():
+    """Electron counting at 0.005 e-/px/frame: Y is mostly 0, where a Rice
+    code costs 1 bit per pixel and zstd a tenth of that."""
+    from tcscodec.encoder import encode_group
+
+    frames = np.random.default_rng(3).poisson(0.005, (2, 128, 128)).astype(np.uint8)
+    y, S = encode_group(frames, 3, 2), mask_sum(3, 2, 128, 128)
+    payload = encode_payload(y, "predict-rice", csum=S)
+    assert payload[0] == 0 and len(payload) < len(encode_predicted(y, S)) / 3
+    assert np.array_equal(decode_payload(payload, "predict-rice", y.dtype, y.shape, S), y)
+
+
 def test_mask_sums_are_required_for_integer_tiles():
     q = np.arange(12, dtype=np.uint16).reshape(3, 4)
     with pytest.raises(ValueError, match="needs the tile's mask sums"):

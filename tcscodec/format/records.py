@@ -64,6 +64,9 @@ _ENTRY = struct.Struct("<QIHH")
 _FOOTER = struct.Struct("<QQII8s")
 FOOTER_SIZE = _FOOTER.size  # 32
 _CODEC_IDS = {"zstd": 1, "shuffle-zstd": 2, "predict-rice": 3}
+#: predict-rice tiles coded in fewer bits per pixel than this are also
+#: tried as stored (zstd) payloads, which win on sparse electron counts
+_SPARSE_BITS = 2
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,9 @@ def encode_payload(tile: np.ndarray, codec: str, level: int = 3, csum: np.ndarra
     high bytes of a measurement are nearly constant, which zstd then codes
     in few bits.  ``predict-rice`` (:mod:`.predictive`) needs the tile's
     mask sums ``csum``; it stores the shuffle-zstd frame behind a mode byte
-    where prediction does not apply (float values, values beyond 2^52) or
-    would not be smaller than the raw values.
+    where prediction does not apply (float values, values beyond 2^52),
+    where it would not be smaller than the raw values, and where that frame
+    is smaller (sparse counts, below 2 bits per pixel).
     """
     if codec != "predict-rice":
         return _zstd_frame(tile, codec == "shuffle-zstd", level)
@@ -120,9 +124,13 @@ def encode_payload(tile: np.ndarray, codec: str, level: int = 3, csum: np.ndarra
         if csum is None or csum.shape != tile.shape:
             raise ValueError(f"predict-rice needs the tile's mask sums, shape {tile.shape}")
         content = encode_predicted(tile, csum)
-    if content is None or len(content) > tile.nbytes:
-        return bytes([MODE_STORED]) + _zstd_frame(tile, True, level)
-    return content
+    if content is not None and _SPARSE_BITS * tile.size < 8 * len(content) <= 8 * tile.nbytes:
+        return content
+    # Sparse counts (mostly zeros: Rice codes cost at least 1 bit per pixel,
+    # zstd's matches much less), no prediction, or incompressible: store
+    # whichever is smaller.
+    stored = bytes([MODE_STORED]) + _zstd_frame(tile, True, level)
+    return stored if content is None or len(stored) <= len(content) else content
 
 
 def decode_payload(payload: bytes, codec: str, dtype, shape, csum: np.ndarray | None = None) -> np.ndarray:
