@@ -215,8 +215,8 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
 
 
 def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_predicted` (content after nothing: starts
-    with the mode byte); returns int64 values of ``csum``'s shape."""
+    """Inverse of :func:`encode_predicted`: ``content`` is the whole mode-1
+    payload, mode byte first; returns int64 values of ``csum``'s shape."""
     shape = csum.shape
     n = int(np.prod(shape))
     head = _HEAD.size + N_STAGES + _COUNTS.size
