@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 from tcscodec import TcsError, __version__
+from tcscodec.format import CODECS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -79,7 +80,7 @@ def _parse_meta(items) -> dict:
                    "at most 3/16 of the shot-noise variance (files 2-4x smaller than lossless, about "
                    "0.1-0.3 dB lower PSNR after decoding, bench/quantize.py); 1: lossless, the exact measurement.")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device: cpu or cuda.")
-@click.option("--codec", type=click.Choice(["predict-rice", "shuffle-zstd", "zstd"]), default="predict-rice",
+@click.option("--codec", type=click.Choice(list(CODECS.values())), default="predict-rice",
               show_default=True,
               help="Record codec. predict-rice predicts each value from its neighbours and their mask sums "
                    "(1.2-1.9x smaller files than shuffle-zstd); the zstd codecs make files that .tcs 1.0 readers read.")

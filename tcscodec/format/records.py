@@ -35,6 +35,7 @@ import numpy as np
 import zstandard
 
 from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
+from .header import CODECS
 from .predictive import MODE_PREDICTED, MODE_STORED, decode_predicted, encode_predicted
 
 __all__ = [
@@ -63,7 +64,7 @@ RECORD_HEADER_SIZE = _RECORD.size  # 24
 _ENTRY = struct.Struct("<QIHH")
 _FOOTER = struct.Struct("<QQII8s")
 FOOTER_SIZE = _FOOTER.size  # 32
-_CODEC_IDS = {"zstd": 1, "shuffle-zstd": 2, "predict-rice": 3}
+_CODEC_IDS = {name: code for code, name in CODECS.items()}
 #: predict-rice tiles coded in fewer bits per pixel than this are also
 #: tried as stored (zstd) payloads, which win on sparse electron counts
 _SPARSE_BITS = 2
