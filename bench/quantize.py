@@ -21,8 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import tcscodec
 from tcscodec.metrics import psnr
 from tcscodec.writer import AUTO_FRACTION
@@ -56,9 +54,7 @@ def main(argv=None):
             if loaded is None:
                 continue
             frames, clean, _, clean_scale = loaded
-            ref = np.asarray(clean, np.float32)
-            if clean_scale == "auto":  # abTEM's clean movie is a normalised intensity: fit its gain
-                ref = ref * np.float32(frames.sum(dtype=np.float64) / ref.sum(dtype=np.float64))
+            ref = ev.reference_movie(frames, clean, clean_scale)[0]  # as bench/quality.py compares
             for B in (int(b) for b in a.B.split(",")):
                 base = None
                 for frac in [None, *fractions]:

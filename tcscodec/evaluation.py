@@ -74,6 +74,7 @@ __all__ = [
     "EvalRow",
     "evaluate",
     "naive_decode",
+    "reference_movie",
     "ssim",
     "ssim_map",
     "tv_denoise",
@@ -1160,7 +1161,14 @@ def _frames_for_writer(frames) -> np.ndarray:
     return a
 
 
-def _reference(frames: np.ndarray, clean, clean_scale) -> tuple[np.ndarray, str, float]:
+def reference_movie(frames: np.ndarray, clean, clean_scale="auto") -> tuple[np.ndarray, str, float]:
+    """What decoded frames are compared with: ``(movie, "clean" or "raw", gain)``.
+
+    The clean movie (float32) times its gain, or the raw frames when
+    ``clean`` is None.  ``clean_scale`` "auto" fits the gain (the Poisson
+    MLE) when the clean movie is in other units than the counts and the fit
+    is off 1 by more than 1 %; a number sets it; None keeps 1.
+    """
     if clean is None:
         return frames.astype(np.float32), "raw", 1.0
     ref = np.asarray(clean, np.float32)
@@ -1235,7 +1243,7 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
         Frame kept in every row's ``example`` for figures (default T // 2).
     clean_scale : "auto", float or None
         Gain applied to ``clean``: "auto" fits it when the clean movie is in
-        other units than the frames (see ``_reference``), None keeps it.
+        other units than the frames (see :func:`reference_movie`), None keeps it.
     threads : int
         torch threads for TV and the codecs' threads.
     workdir : path, optional
@@ -1256,7 +1264,7 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
     say = log or (lambda msg: None)
     frames = _frames_for_writer(frames)
     T, H, W = frames.shape
-    ref, ref_name, gain = _reference(frames, clean, clean_scale)
+    ref, ref_name, gain = reference_movie(frames, clean, clean_scale)
     R = float(ref.max() - ref.min()) or 1.0
     k_ex = T // 2 if example_frame is None else int(example_frame) % T
     raw_bytes = int(frames.nbytes)
