@@ -1127,17 +1127,15 @@ def _decode_file(path: Path, name: str, device: str, options: dict) -> tuple[np.
 
 
 def naive_decode(path) -> np.ndarray:
-    """``Y / sum_b C_b`` of each group, repeated for the group's frames."""
-    from .masks import mask_sum
+    """``Y / sum_b C_b`` of each group (0 where no frame measured a pixel),
+    repeated for the group's frames."""
     from .reader import TcsReader
 
     with TcsReader(path) as r:
         T, H, W = r.shape
         out = np.empty((T, H, W), np.float32)
         for g in range(r.n_groups):
-            n = r.group_frames(g)
-            s = mask_sum(r.header.mask_seed, n, H, W).astype(np.float64)
-            out[g * r.B: g * r.B + n] = (np.asarray(r.measurements(g), np.float64) / np.maximum(s, 1))[None]
+            out[g * r.B: g * r.B + r.group_frames(g)] = np.nan_to_num(r.group_mean(g), nan=0.0)[None]
     return out
 
 

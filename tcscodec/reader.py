@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import TcsInputError, TcsValueError
 from .format import ContainerReader
-from .masks import GENERATOR_NAME, masks as spec_masks, tile_mask_sum
+from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, tile_mask_sum
 from .quantize import dequantize
 
 __all__ = ["TcsReader", "TcsProperties"]
@@ -162,6 +162,19 @@ class TcsReader:
         region = _region(region, self.header.height, self.header.width)
         return dequantize(self._container.read_measurement(group, region), self.header.quant_step)
 
+    def group_mean(self, group: int, region=None) -> np.ndarray:
+        """``Y / sum_b C_b`` of ``group`` (H x W float32, or the
+        ``region``'s): the mean of the frames each pixel measured, NaN where
+        no frame of the group measured it.  The learned decoder reads the
+        neighbouring groups' as context."""
+        group = self._group_index(group)
+        H, W = self.header.height, self.header.width
+        bounds = _region(region, H, W)
+        s = mask_sum(self.header.mask_seed, self.group_frames(group), H, W, region=bounds)
+        y = np.asarray(self.measurements(group, bounds), np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(s > 0, y / s, np.nan).astype(np.float32)
+
     def masks(self, group: int | None = None, region=None) -> np.ndarray:
         """The masks C_b as 0/1 uint8, shape (B, H, W) (or the region's).
 
@@ -204,9 +217,23 @@ class TcsReader:
         def mask_fn(a0, a1, b0, b1):
             return spec_masks(seed, n, H, W, (a0 + cy0, a1 + cy0, b0 + cx0, b1 + cx0))
 
+        neighbours = None
+
+        def context_fn(a0, a1, b0, b1):
+            # The neighbours' Y / sum C over the decoded window, read once
+            # and only when the decoder asks for them.
+            nonlocal neighbours
+            if neighbours is None:
+                window = (cy0, cy1, cx0, cx1)
+                neighbours = np.stack([
+                    self.group_mean(g, window) if 0 <= g < self.n_groups
+                    else np.full((cy1 - cy0, cx1 - cx0), np.nan, np.float32)
+                    for g in (group - 1, group + 1)])
+            return neighbours[:, a0:a1, b0:b1]
+
         return decode_tiled(
-            y, mask_fn, n, decoder=name, device=device or self.device, out=out,
-            progress=progress, region=(y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0), **opts,
+            y, mask_fn, n, decoder=name, device=device or self.device, out=out, progress=progress,
+            region=(y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0), context_fn=context_fn, **opts,
         )
 
     def _group_frames_cached(self, group: int, region, **options) -> np.ndarray:

@@ -42,6 +42,7 @@ def reconstruct(
     progress=None,
     region=None,
     half: bool = False,
+    context=None,
     **options,
 ) -> np.ndarray:
     """Reconstruct the B frames of a snapshot measurement.
@@ -76,6 +77,11 @@ def reconstruct(
         Reconstruct only this window (with context decoded around it).
     half : bool, optional
         float16 autocast on CUDA (learned decoders; ignored on the CPU).
+    context : array_like, optional
+        ``(2, H, W)``: ``Y / sum C`` of the measurement before this one and
+        of the one after (``measurement / masks.sum(0)`` of each), NaN where
+        there is none.  Decoders that use it (the learned one) see that
+        much more of a slowly changing scene; others ignore it.
     **options
         Options of the chosen decoder, e.g. ``iterations=60, tv_weight=0.4``
         with ``decoder="gap-tv"`` (:func:`tcscodec.decoders.gap_tv.gap_tv`);
@@ -137,6 +143,15 @@ def reconstruct(
     def mask_fn(y0, y1, x0, x1):
         return C[:, y0:y1, x0:x1]
 
+    context_fn = None
+    if context is not None:
+        ctx = _to_numpy(context, "context").astype(np.float32, copy=False)
+        if ctx.shape != (2, *y.shape):
+            raise TcsValueError(f"context must have shape {(2, *y.shape)} (before, after), got {ctx.shape}")
+
+        def context_fn(y0, y1, x0, x1):
+            return ctx[:, y0:y1, x0:x1]
+
     from .decoders.tiling import decode_tiled
 
     return decode_tiled(
@@ -152,5 +167,6 @@ def reconstruct(
         progress=progress,
         region=region,
         half=half,
+        context_fn=context_fn,
         **options,
     )

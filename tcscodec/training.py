@@ -66,6 +66,10 @@ class TrainConfig:
     quant_prob: float = 0.5
     #: largest quantisation step, relative to the measurement's shot-noise std
     quant_max: float = 1.0
+    #: for models with ``context``: probability that a present neighbouring
+    #: group is withheld anyway (files of one group, random access at the
+    #: ends), so the net also learns to decode without it
+    context_drop: float = 0.15
     #: "log-start": mean over samples of log(MSE / MSE of the net's starting
     #: estimate), i.e. the mean dB gained over the start (GAP-TV with a warm
     #: start), so a sample made worse counts as much as one made better;
@@ -168,13 +172,16 @@ class MoviePool:
         for j, slot in enumerate(self._slots(event)):
             self.movies[slot] = self.make((3, event, j))
 
-    def batch(self, n: int, rng: np.random.Generator):
+    def batch(self, n: int, rng: np.random.Generator, context: bool = False):
         """A batch: frames, clean (batch, n, crop, crop) from random movies,
-        times, crops and orientations."""
+        times, crops and orientations.  With ``context`` also, per sample,
+        the frames of the group before and of the group after (up to ``n``
+        each, fewer at the movie's ends, ``(0, crop, crop)`` where absent)."""
         cfg = self.cfg
         c = cfg.crop
         X = np.empty((cfg.batch, n, c, c), np.float32)
         Z = np.empty_like(X)
+        neighbours = []
         for i in range(cfg.batch):
             frames, clean = self.movies[int(rng.integers(len(self.movies)))]
             T, H, W = frames.shape
@@ -183,31 +190,65 @@ class MoviePool:
             sl = (slice(t0, t0 + n), slice(y0, y0 + c), slice(x0, x0 + c))
             f, z = frames[sl], clean[sl]
             k = int(rng.integers(4))
+            before = frames[max(t0 - n, 0):t0, y0:y0 + c, x0:x0 + c]
+            after = frames[t0 + n:t0 + 2 * n, y0:y0 + c, x0:x0 + c]
             if rng.uniform() < 0.5:  # time reversal: motion either way
                 f, z = f[::-1], z[::-1]
+                before, after = after[::-1], before[::-1]
             X[i], Z[i] = np.rot90(f, k, axes=(1, 2)), np.rot90(z, k, axes=(1, 2))
+            if context:
+                neighbours.append(tuple(
+                    np.rot90(g if rng.uniform() >= cfg.context_drop else g[:0], k, axes=(1, 2))
+                    for g in (before, after)))
+        if context:
+            return X, Z, neighbours
         return X, Z
 
 
-def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig):
-    """Masks from the spec's generator (random seed and position) and the
-    measurement Y, quantised like ``--quantize auto`` for part of the batch."""
+def _spec_masks(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
+    """``n`` masks of the spec's generator at a random seed and position."""
     from .masks import masks as spec_masks
 
+    oy, ox = (int(v) for v in rng.integers(0, 4096 - h, 2))
+    return spec_masks(int(rng.integers(0, 2**63)), n, 4096, 4096, (oy, oy + h, ox, ox + w)).astype(np.float32)
+
+
+def _quantise(Y: np.ndarray, n: int, fraction: float) -> np.ndarray:
+    """``Y`` rounded to ``fraction`` of its noise step (as ``--quantize``)."""
+    from .quantize import noise_step
+
+    step = noise_step(Y, n) * fraction
+    return np.floor(Y / step + 0.5) * step if step > 0 else Y
+
+
+def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, neighbours=None):
+    """Masks from the spec's generator (random seed and position) and the
+    measurement Y, quantised like ``--quantize auto`` for part of the batch.
+    With ``neighbours`` (from :meth:`MoviePool.batch`) also the context
+    (N, 2, h, w): each neighbouring group's Y / sum C, measured with the
+    same masks (as in a file) and quantised the same way, NaN where absent
+    or unmeasured."""
     N, n, h, w = X.shape
     C = np.empty(X.shape, np.float32)
     for i in range(N):
-        oy, ox = (int(v) for v in rng.integers(0, 4096 - h, 2))
-        C[i] = spec_masks(int(rng.integers(0, 2**63)), n, 4096, 4096, (oy, oy + h, ox, ox + w))
+        C[i] = _spec_masks(rng, n, h, w)
     Y = (C * X).sum(1)
+    ctx = None if neighbours is None else np.full((N, 2, h, w), np.nan, np.float32)
     for i in range(N):
         if rng.uniform() < cfg.quant_prob:
-            from .quantize import noise_step
-
-            step = noise_step(Y[i], n) * rng.uniform(0, cfg.quant_max)
-            if step > 0:
-                Y[i] = np.floor(Y[i] / step + 0.5) * step
-    return Y, C
+            fraction = rng.uniform(0, cfg.quant_max)
+            Y[i] = _quantise(Y[i], n, fraction)
+        else:
+            fraction = 0.0
+        if ctx is None:
+            continue
+        for j, g in enumerate(neighbours[i]):
+            if len(g):
+                Cg = C[i, :len(g)]  # every group of a file has the same masks
+                Yg = _quantise((Cg * g).sum(0), len(g), fraction) if fraction else (Cg * g).sum(0)
+                S = Cg.sum(0)
+                ctx[i, j] = np.where(S > 0, Yg / np.maximum(S, 1), np.nan)
+    return Y, C, ctx
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
@@ -244,7 +285,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     pool = MoviePool(cfg)
     step = 0
     if cfg.init_from and not ckpt_path.exists():
-        net.load_state_dict(initial_state(cfg))
+        net.load_parent_state(initial_state(cfg))
         log(f"starting from {cfg.init_from}")
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -278,12 +319,17 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     try:
         while step < end:
             n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
-            X, Z = pool.batch(n, rng)
-            Y, C = _measure(X, rng, cfg)
+            if net.config.context:
+                X, Z, neighbours = pool.batch(n, rng, context=True)
+                Y, C, ctx = _measure(X, rng, cfg, neighbours)
+                ctx = torch.from_numpy(ctx).to(device)
+            else:
+                X, Z = pool.batch(n, rng)
+                Y, C, ctx = _measure(X, rng, cfg)
             y, c, z = (torch.from_numpy(a).to(device) for a in (Y, C, Z))
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            est, start = net(y, c, with_start=True)
+            est, start = net(y, c, ctx, with_start=True)
             scale, xbar = _scale(y, c)
             mse = (((est - z) / scale[:, None]) ** 2).mean((1, 2, 3)).clamp(min=1e-12)
             # Each sample's error relative to a reference decoder's, so every

@@ -12,6 +12,10 @@ Contract of :meth:`Decoder.decode` (torch tensors, on the decoder's device):
   (``Y = sum_b C_b * X_b``, already dequantised);
 * ``masks``: ``(N, n, h, w)`` float32 0/1 masks of the ``n`` frames the
   measurement holds (``n <= B``; a short last group has fewer);
+* ``context`` (only for decoders whose ``uses_context`` is true, and
+  then optional): ``(N, 2, h, w)`` float32 ``Y / sum C`` of the group
+  before and of the group after, NaN where there is none (the first or last
+  group of a movie, a lone measurement, pixels no frame of it measured);
 * returns ``(N, n, h, w)`` float32 frames in the input's units.
 
 A decoder must be purely a function of its inputs (no state between
@@ -37,6 +41,8 @@ class Decoder:
     #: pixels of context a tile needs on each side for a seamless result;
     #: the tiling engine uses at least this overlap
     receptive_margin: int = 16
+    #: whether :meth:`decode` takes the neighbouring groups' ``context``
+    uses_context: bool = False
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device

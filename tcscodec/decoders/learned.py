@@ -44,8 +44,9 @@ class UnfoldDecoder(Decoder):
             net.load_state_dict(state)
         self.net = net.to(device).eval()
         self.half = half and str(device).startswith("cuda")
+        self.uses_context = bool(self.net.config.context)
 
-    def decode(self, y: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def decode(self, y: torch.Tensor, masks: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         f = self.net.config.factor
         h, w = y.shape[-2:]
         ph, pw = -h % f, -w % f
@@ -54,6 +55,10 @@ class UnfoldDecoder(Decoder):
             mode = "reflect" if h > ph and w > pw else "replicate"
             y = F.pad(y[:, None], (0, pw, 0, ph), mode=mode)[:, 0]
             masks = F.pad(masks, (0, pw, 0, ph), mode=mode)
+            if context is not None:
+                context = F.pad(context, (0, pw, 0, ph), mode=mode)
+        if context is not None:
+            context = context.float()
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-            x = self.net(y.float(), masks.float()).float()
+            x = self.net(y.float(), masks.float(), context).float()
         return x[..., :h, :w]

@@ -180,6 +180,7 @@ def decode_tiled(
     half: bool = False,
     region=None,
     outliers: bool = True,
+    context_fn: MaskFn | None = None,
     **options,
 ) -> np.ndarray:
     """Decode the frames of one measurement, tile by tile.
@@ -240,6 +241,13 @@ def decode_tiled(
         of their neighbours there, and they get their own ``Y / sum C`` in
         every frame, so they do not smear over their neighbourhood
         (:mod:`tcscodec.decoders.outliers`).
+    context_fn : callable, optional
+        ``context_fn(y0, y1, x0, x1)`` returns the neighbouring groups'
+        ``Y / sum C`` over that window as a ``(2, y1-y0, x1-x0)`` float
+        array (group before, group after; NaN where there is none), in
+        full-frame coordinates like ``mask_fn``.  Called once per band, and
+        only for decoders that use it (``Decoder.uses_context``); without
+        it such decoders decode the group alone.
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
@@ -289,6 +297,7 @@ def decode_tiled(
     multiple = max(int(getattr(dec, "tile_multiple", 1)), 1)
     if tile <= overlap:
         raise TcsValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
+    with_context = context_fn is not None and bool(getattr(dec, "uses_context", False))
 
     ry0, ry1, rx0, rx1 = _check_region(region, H, W)
     # The decoded window: the region plus `overlap` context, inside the frame.
@@ -332,18 +341,29 @@ def decode_tiled(
         yband_t = torch.from_numpy(yband).to(dev)
         cband_t = torch.from_numpy(cband.astype(np.uint8, copy=False)).to(dev)
         wy = torch.from_numpy(wys[iy]).to(dev)
+        xband_t = None
+        if with_context:
+            xband = np.asarray(context_fn(a0, a1, wx0, wx1), dtype=np.float32)
+            if xband.shape != (2, th, Ww):
+                raise TcsValueError(f"context_fn{(a0, a1, wx0, wx1)} returned shape {xband.shape}, "
+                                    f"expected {(2, th, Ww)}")
+            xband_t = torch.from_numpy(xband).to(dev)
 
         for b0 in range(0, len(xs), batch):
             xb = xs[b0 : b0 + batch]
             yt = torch.stack([yband_t[:, x : x + tw] for x in xb])
             ct = torch.stack([cband_t[:, :, x : x + tw] for x in xb]).to(torch.float32)
+            xt = None if xband_t is None else torch.stack([xband_t[:, :, x : x + tw] for x in xb])
             if pad_h or pad_w:
                 # Replicating both the measurement and the masks is a
                 # consistent (edge-extended) scene.
                 yt = torch.nn.functional.pad(yt[:, None], (0, pad_w, 0, pad_h), mode="replicate")[:, 0]
                 ct = torch.nn.functional.pad(ct, (0, pad_w, 0, pad_h), mode="replicate")
+                if xt is not None:
+                    xt = torch.nn.functional.pad(xt, (0, pad_w, 0, pad_h), mode="replicate")
+            args = () if xt is None else (xt,)
             with torch.no_grad(), autocast:
-                rt = decode_apart(dec.decode, yt, ct) if outliers else dec.decode(yt, ct)
+                rt = decode_apart(dec.decode, yt, ct, *args) if outliers else dec.decode(yt, ct, *args)
             if tuple(rt.shape) != tuple(ct.shape):
                 raise TcsValueError(
                     f"decoder {getattr(dec, 'name', dec)!r} returned shape "

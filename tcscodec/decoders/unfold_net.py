@@ -38,6 +38,9 @@ from torch import nn
 from .gap_tv import gap_tv
 from .noise import dark_level, noise_level
 
+#: context inputs of the denoiser: two neighbours and their presence flags
+CONTEXT_CHANNELS = 4
+
 __all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "affine_normalise", "noise_level"]
 
 
@@ -58,6 +61,11 @@ class UnfoldConfig:
     #: scaling, so bright-field HRTEM and offset cameras, whose contrast is a
     #: small modulation on a large level, reach the network as contrast.
     offset: bool = False
+    #: Also see the neighbouring groups' ``Y / sum C`` (the group before and
+    #: the one after): in a slowly changing scene they hold three times the
+    #: electrons of the group alone, which the denoiser can use where they
+    #: agree with it.
+    context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,12 +136,20 @@ class _Block(nn.Module):
 
 class _Denoiser(nn.Module):
     """Per-frame CNN at half resolution; input channels per frame:
-    current estimate, own mask, Y / sum C, noise level."""
+    current estimate, own mask, Y / sum C, noise level (and with
+    ``context``: the neighbouring groups' Y / sum C with their presence
+    flags, and the frame's place in the group)."""
 
-    def __init__(self, width: int, blocks: int, factor: int):
+    def __init__(self, width: int, blocks: int, factor: int, context: bool = False):
         super().__init__()
         self.factor = factor
         self.head = nn.Conv2d(4 * factor**2, width, 3, padding=1)
+        if context:
+            # Apart from `head` and zero at first, so weights trained without
+            # context load unchanged and start out ignoring it.
+            self.context_head = nn.Conv2d(CONTEXT_CHANNELS * factor**2, width, 3, padding=1, bias=False)
+            nn.init.zeros_(self.context_head.weight)
+            self.position = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(_Block(width) for _ in range(blocks))
         self.tail = nn.Conv2d(width, factor**2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
@@ -143,7 +159,7 @@ class _Denoiser(nn.Module):
         # 500 e-/px the same features must not move pixels as far as at 1.
         self.floor = nn.Parameter(torch.tensor(-3.0))
 
-    def forward(self, x, C, xbar, sigma):
+    def forward(self, x, C, xbar, sigma, context=None):
         N, n, H, W = x.shape
         f2 = self.factor**2
         # The head is linear: the part of its input shared by the group
@@ -154,6 +170,12 @@ class _Denoiser(nn.Module):
         w = self.head.weight
         h = F.conv2d(own, w[:, :2 * f2], self.head.bias, padding=1)
         h = h.view(N, n, *h.shape[1:]) + F.conv2d(shared, w[:, 2 * f2:], padding=1)[:, None]
+        if context is not None:
+            h = h + self.context_head(F.pixel_unshuffle(context, self.factor))[:, None]
+            # Place in the group, -1/2 (first frame) .. 1/2 (last): which
+            # neighbour a frame is nearer to.
+            place = (torch.arange(n, device=x.device, dtype=x.dtype) + 0.5) / n - 0.5
+            h = h + (place[:, None] * self.position[None, :])[None, :, :, None, None]
         h = F.silu(h.view(N * n, *h.shape[2:]))
         for block in self.blocks:
             h = block(h, n)
@@ -176,11 +198,29 @@ class UnfoldNet(nn.Module):
         # the learned steps at 0, so an untrained net returns GAP-TV's frames.
         self.steps = nn.Parameter(torch.full((config.stages,), 0.0 if config.warm_start else 1.0))
         self.denoisers = nn.ModuleList(
-            _Denoiser(config.width, config.blocks, config.factor) for _ in range(config.stages))
+            _Denoiser(config.width, config.blocks, config.factor, config.context) for _ in range(config.stages))
 
-    def forward(self, y: torch.Tensor, C: torch.Tensor, *, with_start: bool = False):
+    def load_parent_state(self, state: dict) -> None:
+        """Load weights of a network without context into one with it (the
+        context inputs start at zero weight); other states load strictly."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state and ".context_head." not in k and not k.endswith(".position")]
+        wrong = [k for k in state if k not in own or state[k].shape != own[k].shape]
+        if missing or wrong:
+            raise RuntimeError(f"state does not fit {type(self).__name__}({self.config}): "
+                               f"missing {missing}, unexpected or of another shape {wrong}")
+        self.load_state_dict(state, strict=False)
+
+    def forward(self, y: torch.Tensor, C: torch.Tensor, context: torch.Tensor | None = None, *,
+                with_start: bool = False):
         """Frames ``(N, n, h, w)``; with ``with_start`` also the starting
-        estimate (GAP-TV or Y / sum C, same units) the stages refined."""
+        estimate (GAP-TV or Y / sum C, same units) the stages refined.
+
+        ``context`` (N, 2, h, w): ``Y / sum C`` of the group before and of
+        the group after, in the input's units, NaN where there is none (the
+        first or last group, or pixels no frame of that group measured).
+        Networks without ``config.context`` ignore it; those with it read
+        None as no neighbours."""
         csum = C.sum(1)
         if self.config.offset:
             offset, scale, xbar = affine_normalise(y, csum)
@@ -190,6 +230,7 @@ class UnfoldNet(nn.Module):
             offset = torch.zeros_like(scale)
         yn, xbar = (y - offset * csum) / scale, xbar / scale
         sigma = noise_level(xbar)
+        ctx = self._context_channels(context, xbar, offset, scale) if self.config.context else None
         inv = 1.0 / csum.clamp(min=1)
         if self.config.warm_start:
             with torch.no_grad():
@@ -200,8 +241,23 @@ class UnfoldNet(nn.Module):
         for step, denoise in zip(self.steps, self.denoisers):
             residual = (yn - (C * x).sum(1)) * inv
             x = x + step * C * residual[:, None]
-            x = denoise(x, C, xbar, sigma)
+            x = denoise(x, C, xbar, sigma, ctx)
         x = x * scale[:, None] + offset[:, None]
         if with_start:
             return x, start * scale[:, None] + offset[:, None]
         return x
+
+    @staticmethod
+    def _context_channels(context, xbar, offset, scale):
+        """The denoiser's context inputs (N, 4, h, w): both neighbours
+        normalised like ``xbar`` (``xbar`` itself where absent) and their
+        presence flags."""
+        N, h, w = xbar.shape
+        if context is None:
+            context = torch.full((N, 2, h, w), float("nan"), dtype=xbar.dtype, device=xbar.device)
+        if context.shape != (N, 2, h, w):
+            raise ValueError(f"context must have shape {(N, 2, h, w)}, got {tuple(context.shape)}")
+        present = torch.isfinite(context)
+        norm = (context - offset[:, None]) / scale[:, None]
+        filled = torch.where(present, norm, xbar[:, None])
+        return torch.cat([filled, present.to(xbar.dtype)], dim=1)
