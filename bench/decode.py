@@ -4,6 +4,7 @@
                            [--decoder gap-tv] [--device cpu] [--tile 256]
                            [--overlap 32] [--batch N] [--threads 1]
                            [--repeat N] [--json out.json]
+                           [--checkpoint runs/NAME/checkpoint.pt]   # a training checkpoint as the decoder
 
 Each (size, B) configuration runs in its own subprocess, so its peak RSS
 (``ru_maxrss``) is its own.  The measurement is a synthetic low-dose EM-like
@@ -124,6 +125,10 @@ def worker(a) -> dict:
     from tcscodec.decoders import decode_tiled
     from tcscodec.masks import masks as spec_masks
 
+    if a.checkpoint:
+        from tcscodec.evaluation import checkpoint_decoder
+
+        a.decoder = checkpoint_decoder(a.checkpoint)
     size, B, seed = a.size, int(a.B), 7
     y, clean = _measurement(size, B, seed, keep_clean=size <= 1024)
 
@@ -214,6 +219,7 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1,
                     help="decode the group this many times; later calls give the steady rate of a long movie")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--checkpoint", help="decode with the network of this training checkpoint")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -227,6 +233,8 @@ def main(argv=None):
                    "--iterations", str(a.iterations), "--decoder", a.decoder, "--device", a.device,
                    "--tile", str(a.tile), "--overlap", str(a.overlap), "--threads", str(a.threads),
                    "--repeat", str(a.repeat)]
+            if a.checkpoint:
+                cmd += ["--checkpoint", a.checkpoint]
             if a.batch is not None:
                 cmd += ["--batch", str(a.batch)]
             env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))

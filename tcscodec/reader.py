@@ -198,7 +198,11 @@ class TcsReader:
         """Decode one group into ``(n, h, w)`` float32 frames in the input's units.
 
         Only the records overlapping ``region`` (plus the decoder's context
-        margin) are read.
+        margin) are read.  A decoder that reads context (the learned one
+        with ``context`` in its config) also gets ``Y / sum C`` of groups
+        ``group - 1`` and ``group + 1`` (:meth:`group_mean`) over the same
+        window, so a group decodes slightly differently once its successor
+        has been written.
         """
         from .decoders import decode_tiled, default_decoder
 
