@@ -165,8 +165,8 @@ class TcsReader:
     def group_mean(self, group: int, region=None) -> np.ndarray:
         """``Y / sum_b C_b`` of ``group`` (H x W float32, or the
         ``region``'s): the mean of the frames each pixel measured, NaN where
-        no frame of the group measured it.  The learned decoder reads the
-        neighbouring groups' as context."""
+        no frame of the group measured it.  Learned decoders with
+        ``context`` read those of the neighbouring groups."""
         group = self._group_index(group)
         H, W = self.header.height, self.header.width
         bounds = _region(region, H, W)
@@ -201,8 +201,8 @@ class TcsReader:
         margin) are read.  A decoder that reads context (the learned one
         with ``context`` in its config) also gets ``Y / sum C`` of groups
         ``group - 1`` and ``group + 1`` (:meth:`group_mean`) over the same
-        window, so a group decodes slightly differently once its successor
-        has been written.
+        window (two float32 arrays of the window's size), so a group decodes
+        slightly differently once its successor has been written.
         """
         from .decoders import decode_tiled, default_decoder
 

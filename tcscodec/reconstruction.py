@@ -80,8 +80,10 @@ def reconstruct(
     context : array_like, optional
         ``(2, H, W)``: ``Y / sum C`` of the measurement before this one and
         of the one after (``measurement / masks.sum(0)`` of each), NaN where
-        there is none.  Decoders that use it (the learned one) see that
-        much more of a slowly changing scene; others ignore it.
+        there is none.  Decoders that use it (``Decoder.uses_context``: a
+        learned decoder whose config has ``context``; not the shipped
+        weights) see that much more of a slowly changing scene; others
+        ignore it.
     **options
         Options of the chosen decoder, e.g. ``iterations=60, tv_weight=0.4``
         with ``decoder="gap-tv"`` (:func:`tcscodec.decoders.gap_tv.gap_tv`);

@@ -15,6 +15,10 @@ With ``warm_start`` > 0 the first estimate is not Y / sum C but the frames
 of that many GAP-TV iterations (:func:`.gap_tv.gap_tv`, run without
 gradients), which the learned stages then refine.
 
+With ``context`` the denoisers also see the neighbouring groups' Y / sum C
+(NaN where there is none), through an extra head that starts at zero, so
+weights trained without it fine-tune into it.
+
 Nothing in it depends on B or on a particular mask: the masks enter
 explicitly (as the GAP operator and as an input channel of the denoiser), and
 the frame axis is only shifted and averaged over, so one model serves every
