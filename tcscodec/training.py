@@ -174,14 +174,15 @@ class MoviePool:
 
     def batch(self, n: int, rng: np.random.Generator, context: bool = False):
         """A batch: frames, clean (batch, n, crop, crop) from random movies,
-        times, crops and orientations.  With ``context`` also, per sample,
-        the frames of the group before and of the group after (up to ``n``
-        each, fewer at the movie's ends, ``(0, crop, crop)`` where absent)."""
+        times, crops and orientations, and the neighbours: None, or with
+        ``context`` per sample the frames of the group before and of the
+        group after (up to ``n`` each, fewer at the movie's ends,
+        ``(0, crop, crop)`` where absent)."""
         cfg = self.cfg
         c = cfg.crop
         X = np.empty((cfg.batch, n, c, c), np.float32)
         Z = np.empty_like(X)
-        neighbours = []
+        neighbours = [] if context else None
         for i in range(cfg.batch):
             frames, clean = self.movies[int(rng.integers(len(self.movies)))]
             T, H, W = frames.shape
@@ -200,9 +201,7 @@ class MoviePool:
                 neighbours.append(tuple(
                     np.rot90(g if rng.uniform() >= cfg.context_drop else g[:0], k, axes=(1, 2))
                     for g in (before, after)))
-        if context:
-            return X, Z, neighbours
-        return X, Z
+        return X, Z, neighbours
 
 
 def _spec_masks(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
@@ -235,17 +234,15 @@ def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, neighbou
     Y = (C * X).sum(1)
     ctx = None if neighbours is None else np.full((N, 2, h, w), np.nan, np.float32)
     for i in range(N):
-        if rng.uniform() < cfg.quant_prob:
-            fraction = rng.uniform(0, cfg.quant_max)
+        fraction = rng.uniform(0, cfg.quant_max) if rng.uniform() < cfg.quant_prob else 0.0
+        if fraction:
             Y[i] = _quantise(Y[i], n, fraction)
-        else:
-            fraction = 0.0
-        if ctx is None:
-            continue
-        for j, g in enumerate(neighbours[i]):
+        for j, g in enumerate(neighbours[i] if neighbours is not None else ()):
             if len(g):
                 Cg = C[i, :len(g)]  # every group of a file has the same masks
-                Yg = _quantise((Cg * g).sum(0), len(g), fraction) if fraction else (Cg * g).sum(0)
+                Yg = (Cg * g).sum(0)
+                if fraction:
+                    Yg = _quantise(Yg, len(g), fraction)
                 S = Cg.sum(0)
                 ctx[i, j] = np.where(S > 0, Yg / np.maximum(S, 1), np.nan)
     return Y, C, ctx
@@ -319,14 +316,11 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     try:
         while step < end:
             n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
-            if net.config.context:
-                X, Z, neighbours = pool.batch(n, rng, context=True)
-                Y, C, ctx = _measure(X, rng, cfg, neighbours)
-                ctx = torch.from_numpy(ctx).to(device)
-            else:
-                X, Z = pool.batch(n, rng)
-                Y, C, ctx = _measure(X, rng, cfg)
+            X, Z, neighbours = pool.batch(n, rng, context=net.config.context)
+            Y, C, ctx = _measure(X, rng, cfg, neighbours)
             y, c, z = (torch.from_numpy(a).to(device) for a in (Y, C, Z))
+            if ctx is not None:
+                ctx = torch.from_numpy(ctx).to(device)
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
             est, start = net(y, c, ctx, with_start=True)
