@@ -10,6 +10,7 @@ import tcscodec  # noqa: E402
 from tcscodec import TcsValueError  # noqa: E402
 from tcscodec.decoders import Decoder, decode_tiled, register_decoder  # noqa: E402
 from tcscodec.decoders.base import _REGISTRY  # noqa: E402
+from tcscodec.decoders.tiling import tile_layout  # noqa: E402
 from tcscodec.decoders.learned import UnfoldDecoder  # noqa: E402
 from tcscodec.decoders.unfold_net import UnfoldConfig, UnfoldNet  # noqa: E402
 from tcscodec.masks import masks as spec_masks  # noqa: E402
@@ -110,6 +111,9 @@ def test_reader_gives_the_neighbours_group_means(tmp_path):
     with tcscodec.open(path) as r:
         assert r.n_groups == 4  # the last group is short (2 frames)
         means = [r.group_mean(g) for g in range(r.n_groups)]
+        # tile starts as the engine lays them out (whole frame, no region)
+        th, ys = tile_layout(40, 24, 8)
+        tw, xs = tile_layout(52, 24, 8)
         y, s = r.measurements(3).astype(np.float64), r.masks(3).sum(0)
         assert np.array_equal(np.isnan(means[3]), s == 0)
         assert np.allclose(means[3][s > 0], (y / np.maximum(s, 1))[s > 0])
@@ -122,11 +126,6 @@ def test_reader_gives_the_neighbours_group_means(tmp_path):
             after = means[g + 1] if g + 1 < r.n_groups else np.full_like(means[0], np.nan)
             expect = np.stack([before, after])
             seen = _ContextSpy.seen
-            # tile starts as the engine lays them out (whole frame, no region)
-            from tcscodec.decoders.tiling import tile_layout
-
-            th, ys = tile_layout(40, 24, 8)
-            tw, xs = tile_layout(52, 24, 8)
             k = 0
             for y0 in ys:
                 for x0 in xs:
