@@ -90,6 +90,7 @@ __all__ = [
     "with_checkpoint",
     "markdown_table",
     "summary_table",
+    "margin_table",
     "sort_rows",
     "rows_to_json",
     "save_figure",
@@ -1470,6 +1471,44 @@ def summary_table(rows: Iterable[EvalRow], *, metric: str = "both") -> str:
         if notes:
             out.append("\n" + "\n".join(f"- {n}" for n in notes))
         out.append("")
+    return "\n".join(out)
+
+
+def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
+                 against: dict[str, float] | None = None) -> str:
+    """How far ``decoder`` is ahead of other methods, in PSNR (dB).
+
+    One line per movie and B; a column per method of ``against`` (method
+    name -> required lead in dB, e.g. ``{"jpeg": 3.0, "h265": 0.0}``; default:
+    every other as-decoded method at 0) giving ``PSNR(decoder) - PSNR(method)
+    - required``, so a cell >= 0 means the requirement is met.  The last
+    line counts, per column, the cells met out of those measured (skipped
+    or missing methods are left out).
+    """
+    rows = [r for r in rows if not r.skipped and math.isfinite(r.psnr)]
+    if against is None:
+        against = {m: 0.0 for m in dict.fromkeys(
+            r.method for r in rows if r.method != decoder and r.kind in ("decoder", "naive", "codec"))}
+    psnr = {(r.movie, r.B, r.method): r.psnr for r in rows}
+    order = {m: i for i, m in enumerate(dict.fromkeys(r.movie for r in rows))}
+    cells = sorted({(r.movie, r.B) for r in rows if r.method == decoder}, key=lambda k: (order[k[0]], k[1]))
+    head = [f"{m} + {req:g}" if req else m for m, req in against.items()]
+    out = [f"| movie | B | {decoder} | " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * len(against)]
+    met = {m: [0, 0] for m in against}
+    for movie, B in cells:
+        own = psnr[movie, B, decoder]
+        line = []
+        for m, req in against.items():
+            other = psnr.get((movie, B, m))
+            if other is None:
+                line.append("—")
+                continue
+            lead = own - other - req
+            met[m][0] += lead >= 0
+            met[m][1] += 1
+            line.append(f"{lead:+.2f}")
+        out.append(f"| {movie} | {B} | {own:.2f} | " + " | ".join(line) + " |")
+    out.append("| **met** | | | " + " | ".join(f"{k} / {n}" for k, n in met.values()) + " |")
     return "\n".join(out)
 
 

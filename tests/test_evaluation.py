@@ -186,6 +186,26 @@ def test_missing_ffmpeg_is_skipped_with_a_note(monkeypatch):
     assert "skipped" in ev.summary_table(rows)
 
 
+def test_margin_table_gives_leads_over_required_margins_and_counts_them():
+    def row(movie, B, method, kind, psnr, skipped=False):
+        return ev.EvalRow(movie=movie, B=B, method=method, kind=kind, reference="clean", psnr=psnr, ssim=0.5,
+                          nbytes=100, tcs_bytes=100, raw_bytes=1000, skipped=skipped)
+
+    rows = [row("a", 10, "tcs-unfold", "decoder", 30.0), row("a", 10, "jpeg", "codec", 26.5),
+            row("a", 10, "h265", "codec", 31.0), row("a", 30, "tcs-unfold", "decoder", 25.0),
+            row("a", 30, "jpeg", "codec", 23.0), row("a", 30, "h265", "codec", float("nan"), skipped=True),
+            row("b", 10, "tcs-unfold", "decoder", 20.0), row("b", 10, "jpeg", "codec", 21.0),
+            row("b", 10, "h265", "codec", 19.99)]
+    lines = ev.margin_table(rows, against={"jpeg": 3.0, "h265": 0.0}).splitlines()
+    assert lines[0] == "| movie | B | tcs-unfold | jpeg + 3 | h265 |"
+    assert lines[2] == "| a | 10 | 30.00 | +0.50 | -1.00 |"
+    assert lines[3] == "| a | 30 | 25.00 | -1.00 | — |"  # skipped H.265 is not a cell
+    assert lines[4] == "| b | 10 | 20.00 | -4.00 | +0.01 |"
+    assert lines[5] == "| **met** | | | 1 / 3 | 1 / 2 |"
+    # Without `against`: every other as-decoded method, at a required lead of 0.
+    assert ev.margin_table(rows).splitlines()[0] == "| movie | B | tcs-unfold | jpeg | h265 |"
+
+
 # -- the evaluation loop ---------------------------------------------------------------------------------
 
 
