@@ -140,6 +140,7 @@ def main(argv=None):
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--frames", type=int, help="use only the first N frames of each movie")
     ap.add_argument("--no-tv", action="store_true", help="skip the TV-filtered codec rows")
+    ap.add_argument("--no-figures", action="store_true", help="write no PNG figures (sweeps over many movies)")
     ap.add_argument("--tv-iterations", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0, help="mask seed")
     ap.add_argument("--quantize", default="auto",
@@ -196,7 +197,7 @@ def main(argv=None):
         figs = []
         # A run without JPEG (say, a checkpoint alone) keeps the earlier, complete figures.
         keep_figs = "jpeg" not in codecs and old["movies"].get(name, {}).get("figures")
-        for B in [] if keep_figs else Bs:
+        for B in [] if keep_figs or a.no_figures else Bs:
             p = ev.save_figure(a.out / f"quality_{name}_B{B}.png", rows, frames, clean, B=B,
                                title=f"{name}: B={B}")
             if p is not None:

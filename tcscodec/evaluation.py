@@ -1482,8 +1482,8 @@ def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
     name -> required lead in dB, e.g. ``{"jpeg": 3.0, "h265": 0.0}``; default:
     every other as-decoded method at 0) giving ``PSNR(decoder) - PSNR(method)
     - required``, so a cell >= 0 means the requirement is met.  The last
-    line counts, per column, the cells met out of those measured (skipped
-    or missing methods are left out).
+    lines count, per column, the cells met out of those measured (skipped
+    or missing methods are left out) and give the median lead.
     """
     rows = [r for r in rows if not r.skipped and math.isfinite(r.psnr)]
     if against is None:
@@ -1494,7 +1494,7 @@ def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
     cells = sorted({(r.movie, r.B) for r in rows if r.method == decoder}, key=lambda k: (order[k[0]], k[1]))
     head = [f"{m} + {req:g}" if req else m for m, req in against.items()]
     out = [f"| movie | B | {decoder} | " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * len(against)]
-    met = {m: [0, 0] for m in against}
+    leads = {m: [] for m in against}
     for movie, B in cells:
         own = psnr[movie, B, decoder]
         line = []
@@ -1503,12 +1503,11 @@ def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
             if other is None:
                 line.append("—")
                 continue
-            lead = own - other - req
-            met[m][0] += lead >= 0
-            met[m][1] += 1
-            line.append(f"{lead:+.2f}")
+            leads[m].append(own - other - req)
+            line.append(f"{leads[m][-1]:+.2f}")
         out.append(f"| {movie} | {B} | {own:.2f} | " + " | ".join(line) + " |")
-    out.append("| **met** | | | " + " | ".join(f"{k} / {n}" for k, n in met.values()) + " |")
+    out.append("| **met** | | | " + " | ".join(f"{sum(v >= 0 for v in x)} / {len(x)}" for x in leads.values()) + " |")
+    out.append("| **median** | | | " + " | ".join(f"{np.median(x):+.2f}" if x else "—" for x in leads.values()) + " |")
     return "\n".join(out)
 
 

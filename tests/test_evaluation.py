@@ -202,6 +202,7 @@ def test_margin_table_gives_leads_over_required_margins_and_counts_them():
     assert lines[3] == "| a | 30 | 25.00 | -1.00 | — |"  # skipped H.265 is not a cell
     assert lines[4] == "| b | 10 | 20.00 | -4.00 | +0.01 |"
     assert lines[5] == "| **met** | | | 1 / 3 | 1 / 2 |"
+    assert lines[6] == "| **median** | | | -1.00 | -0.49 |"
     # Without `against`: every other as-decoded method, at a required lead of 0.
     assert ev.margin_table(rows).splitlines()[0] == "| movie | B | tcs-unfold | jpeg | h265 |"
 
