@@ -89,6 +89,20 @@ def test_weights_without_context_load_and_start_unchanged():
         other.load_parent_state(parent.state_dict())
 
 
+def test_weights_of_fewer_stages_load_and_start_unchanged():
+    parent = context_net(2, context=False)
+    cfg = parent.config.to_dict()
+    child = UnfoldNet(UnfoldConfig(**{**cfg, "stages": cfg["stages"] + 2}))
+    child.load_parent_state(parent.state_dict())
+    assert torch.equal(child.steps[:cfg["stages"]], parent.steps) and not child.steps[cfg["stages"]:].any()
+    y, C, _ = _group()
+    with torch.no_grad():
+        assert torch.equal(parent(y, C), child(y, C))
+    fewer = UnfoldNet(UnfoldConfig(**{**cfg, "stages": cfg["stages"] - 1}))
+    with pytest.raises(RuntimeError, match="does not fit"):
+        fewer.load_parent_state(parent.state_dict())
+
+
 def test_learned_decoder_passes_context_through_padding():
     dec = UnfoldDecoder(net=context_net(3))
     assert dec.uses_context

@@ -205,10 +205,26 @@ class UnfoldNet(nn.Module):
             _Denoiser(config.width, config.blocks, config.factor, config.context) for _ in range(config.stages))
 
     def load_parent_state(self, state: dict) -> None:
-        """Load weights of a network without context into one with it (the
-        context inputs start at zero weight); other states load strictly."""
+        """Load the weights of a smaller parent network, so that this one
+        starts out computing exactly what the parent does: a parent without
+        context (the context inputs start at zero weight), or one with fewer
+        stages (the extra stages come last and start as the identity: a zero
+        GAP step and the denoiser's zero tail).  Other states load strictly."""
         own = self.state_dict()
-        missing = [k for k in own if k not in state and ".context_head." not in k and not k.endswith(".position")]
+        state = dict(state)
+        n_parent = state["steps"].numel() if "steps" in state else len(self.steps)
+        if n_parent < len(self.steps):
+            state["steps"] = torch.cat([state["steps"], torch.zeros(len(self.steps) - n_parent)])
+            with torch.no_grad():
+                for extra in self.denoisers[n_parent:]:
+                    extra.tail.weight.zero_()
+                    extra.tail.bias.zero_()
+        new_stage = {f"denoisers.{i}." for i in range(n_parent, len(self.steps))}
+
+        def new(k):
+            return ".context_head." in k or k.endswith(".position") or any(k.startswith(p) for p in new_stage)
+
+        missing = [k for k in own if k not in state and not new(k)]
         wrong = [k for k in state if k not in own or state[k].shape != own[k].shape]
         if missing or wrong:
             raise RuntimeError(f"state does not fit {type(self).__name__}({self.config}): "
