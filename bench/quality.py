@@ -30,7 +30,10 @@ decoded and with an oracle-tuned TV denoiser).  Results accumulate in
 ``--out`` (default ``bench/results``): ``quality.json`` keeps the rows of
 every movie ever run there (a re-run replaces the rows of the (movie, B,
 method) it measured again, so ``--decoders X --codecs none`` adds a decoder
-to earlier results), and ``quality.md`` is rebuilt from it; figures go to ``quality_<movie>_B<B>.png``.
+to earlier results), and ``quality.md`` is rebuilt from it, ending with the
+targets of the learned decoder (:data:`TARGETS`: its lead over each method,
+per movie and B); figures go to ``quality_<movie>_B<B>.png`` (``--no-figures``
+for sweeps over many movies: about 2.5 MB of PNG per movie).
 
 Runtime: about 6 to 10 minutes per 48..64-frame 256^2 movie at B = 10, 20, 30
 with every codec on two busy CPU cores (AV1 at cpu-used 4 and the TV tuning
