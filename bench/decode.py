@@ -123,7 +123,7 @@ def worker(a) -> dict:
 
     torch.set_num_threads(a.threads)
     from tcscodec.decoders import decode_tiled
-    from tcscodec.masks import masks as spec_masks
+    from tcscodec.masks import masks as spec_masks, measured_mean
 
     if a.checkpoint:
         from tcscodec.evaluation import checkpoint_decoder
@@ -139,9 +139,7 @@ def worker(a) -> dict:
         # Neighbouring groups of a static scene (this group's Y / sum C), made
         # band by band as the reader reads them: what a decoder with context
         # costs in time and memory.
-        s = mask_fn(y0, y1, x0, x1).sum(0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(s > 0, y[y0:y1, x0:x1] / s, np.nan).astype(np.float32)
+        mean = measured_mean(y[y0:y1, x0:x1], mask_fn(y0, y1, x0, x1).sum(0)).astype(np.float32)
         return np.stack([mean, mean])
 
     out = np.empty((B, size, size), np.float32)

@@ -36,6 +36,7 @@ __all__ = [
     "masks",
     "mask_frame",
     "mask_sum",
+    "measured_mean",
     "tile_mask_sum",
 ]
 
@@ -146,6 +147,12 @@ def mask_sum(seed: int, n: int, height: int, width: int, band: int = 256, region
         y1 = min(ry1, y0 + band)
         out[y0 - ry0:y1 - ry0] = masks(seed, n, height, width, (y0, y1, x0, x1)).sum(0, dtype=np.uint8)
     return out
+
+
+def measured_mean(y: np.ndarray, csum: np.ndarray) -> np.ndarray:
+    """``Y / sum C``: the mean of the frames each pixel measured, NaN where
+    no frame measured it (``csum == 0``), in the dtype of ``y / csum``."""
+    return np.where(csum > 0, y / np.maximum(csum, 1), np.nan)
 
 
 @functools.lru_cache(maxsize=256)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import TcsInputError, TcsValueError
 from .format import ContainerReader
-from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, tile_mask_sum
+from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, measured_mean, tile_mask_sum
 from .quantize import dequantize
 
 __all__ = ["TcsReader", "TcsProperties"]
@@ -172,8 +172,7 @@ class TcsReader:
         bounds = _region(region, H, W)
         s = mask_sum(self.header.mask_seed, self.group_frames(group), H, W, region=bounds)
         y = np.asarray(self.measurements(group, bounds), np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(s > 0, y / s, np.nan).astype(np.float32)
+        return measured_mean(y, s).astype(np.float32)
 
     def masks(self, group: int | None = None, region=None) -> np.ndarray:
         """The masks C_b as 0/1 uint8, shape (B, H, W) (or the region's).

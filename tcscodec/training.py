@@ -227,6 +227,8 @@ def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, neighbou
     (N, 2, h, w): each neighbouring group's Y / sum C, measured with the
     same masks (as in a file) and quantised the same way, NaN where absent
     or unmeasured."""
+    from .masks import measured_mean
+
     N, n, h, w = X.shape
     C = np.empty(X.shape, np.float32)
     for i in range(N):
@@ -243,8 +245,7 @@ def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, neighbou
                 Yg = (Cg * g).sum(0)
                 if fraction:
                     Yg = _quantise(Yg, len(g), fraction)
-                S = Cg.sum(0)
-                ctx[i, j] = np.where(S > 0, Yg / np.maximum(S, 1), np.nan)
+                ctx[i, j] = measured_mean(Yg, Cg.sum(0))
     return Y, C, ctx
 
 
