@@ -130,8 +130,11 @@ def _quant_step(value: str):
 @main.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(file, as_json):
-    """Show a .tcs file's header, metadata and real compression ratio."""
+@click.option("--motion", "with_motion", is_flag=True,
+              help="Also estimate the movie's drift from the measurements (reads every group).")
+def info(file, as_json, with_motion):
+    """Show a .tcs file's header, metadata and real compression ratio
+    (and, with --motion, the drift the decoders compensate)."""
     import tcscodec
 
     with tcscodec.open(file) as r:
@@ -143,6 +146,8 @@ def info(file, as_json):
         m.update(file=str(file), file_bytes=size, raw_bytes=raw, groups=r.n_groups,
                  tile_grid=[rows, cols], ratio=raw / size if size else 0.0,
                  bits_per_pixel=8 * size / (T * H * W) if T else 0.0)
+        if with_motion:
+            m["motion"] = r.motion().summary()
     if as_json:
         click.echo(json.dumps(m, indent=2, default=list))
         return
@@ -154,6 +159,11 @@ def info(file, as_json):
     click.echo(f"masks       {m['mask_generator']}  seed {m['mask_seed']}")
     click.echo(f"tiles       {m['tile'][0]}x{m['tile'][1]}  grid {rows}x{cols}")
     click.echo(f"ratio       {m['ratio']:.2f}x real (raw bytes / file bytes), {m['bits_per_pixel']:.3f} bits/pixel")
+    if with_motion:
+        mo = m["motion"]
+        click.echo(f"motion      drift {mo['speed_median_px']:.2f} px/frame (median; max {mo['speed_max_px']:.2f}), "
+                   f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
+                   f"{mo['groups']} groups")
     for k, v in m["user"].items():
         click.echo(f"metadata    {k} = {v}")
 
@@ -195,9 +205,12 @@ def _parse_region(spec: str | None):
               help="Output dtype: float32, or the input's dtype (rounded and clipped).")
 @click.option("--tile", type=int, help="Decoder tile size [decoder default].")
 @click.option("--overlap", type=int, help="Tile overlap [decoder default].")
+@click.option("--motion", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+              help="auto: estimate the drift from the file and decode in the moving frame where "
+                   "it is significant; off: decode every group as still.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, force, quiet):
+def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, motion, force, quiet):
     """Decode a .tcs file into a TIFF stack or .npy movie."""
     from tqdm import tqdm
 
@@ -207,6 +220,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
 
     _check_output(output, force)
     opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
+    opts["motion"] = motion == "auto"
     with tcscodec.open(file, decoder=decoder, device=device, **opts) as r:
         wanted = _parse_frames(frames, r.n_frames)
         if not wanted:

@@ -21,6 +21,7 @@ import numpy as np
 from .errors import TcsInputError, TcsValueError
 from .format import ContainerReader
 from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, measured_mean, tile_mask_sum
+from .motion import MotionPath, estimate_motion
 from .quantize import dequantize
 
 __all__ = ["TcsReader", "TcsProperties"]
@@ -91,6 +92,7 @@ class TcsReader:
         self.device = device
         self.decode_options = decode_options
         self._cache: tuple[Any, np.ndarray] | None = None
+        self._motion: MotionPath | None = None
 
     def _tile_mask_sum(self, n_frames: int, bounds) -> np.ndarray:
         h = self._container.header
@@ -174,6 +176,18 @@ class TcsReader:
         y = np.asarray(self.measurements(group, bounds), np.float64)
         return measured_mean(y, s).astype(np.float32)
 
+    def motion(self) -> MotionPath:
+        """The movie's global motion, estimated from the measurements
+        (:func:`tcscodec.motion.estimate_motion`): registration of
+        consecutive groups' :meth:`group_mean` over a central window of at
+        most 2048 x 2048 pixels.  Computed once per reader (it reads that
+        window of every group); a file of one group is still.  Decoders
+        that compensate motion use it (``motion=False`` turns that off)."""
+        if self._motion is None:
+            sizes = [self.group_frames(g) for g in range(self.n_groups)]
+            self._motion = estimate_motion(self.group_mean, sizes, (self.header.height, self.header.width))
+        return self._motion
+
     def masks(self, group: int | None = None, region=None) -> np.ndarray:
         """The masks C_b as 0/1 uint8, shape (B, H, W) (or the region's).
 
@@ -193,8 +207,14 @@ class TcsReader:
 
     # -- decoding --------------------------------------------------------------------------------
     def decode_group(self, group: int, *, region=None, decoder=None, device=None,
-                     out=None, progress=None, **options) -> np.ndarray:
+                     out=None, progress=None, motion: bool = True, **options) -> np.ndarray:
         """Decode one group into ``(n, h, w)`` float32 frames in the input's units.
+
+        With ``motion`` (default) a decoder that compensates motion
+        (``Decoder.uses_motion``: GAP-TV and the learned one) gets the
+        group's frame displacements from :meth:`motion`, where they reach
+        :data:`tcscodec.motion.MIN_EXCURSION` (0.5 px from the group's
+        middle); ``motion=False`` decodes every group as still.
 
         Only the records overlapping ``region`` (plus the decoder's context
         margin) are read.  A decoder that reads context (the learned one
@@ -203,14 +223,20 @@ class TcsReader:
         window (two float32 arrays of the window's size), so a group decodes
         slightly differently once its successor has been written.
         """
-        from .decoders import decode_tiled, default_decoder
+        from .decoders import Decoder, decode_tiled, decoder_class, default_decoder
 
         group = self._group_index(group)
         H, W = self.header.height, self.header.width
         y0, y1, x0, x1 = _region(region, H, W)
         opts = {**self.decode_options, **options}
+        motion = opts.pop("motion", motion)
         name = decoder or self.decoder or default_decoder()
-        margin = int(opts.get("overlap", 32)) * 2
+        dec = name if isinstance(name, Decoder) else decoder_class(name)
+        compensates = motion and self.n_groups > 1 and dec.uses_motion
+        shifts = self.motion().compensated(group) if compensates else None
+        reach = 0 if shifts is None else int(np.ceil(np.abs(shifts).max()))
+        # Enough context for the tiling engine's overlap, grown by the motion.
+        margin = (int(opts.get("overlap", 32)) + 2 * reach) * 2
         # Read the region plus a context margin, in full-frame coordinates.
         cy0, cy1, cx0, cx1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
         y = self.measurements(group, (cy0, cy1, cx0, cx1)).astype(np.float32)
@@ -236,7 +262,7 @@ class TcsReader:
 
         return decode_tiled(
             y, mask_fn, n, decoder=name, device=device or self.device, out=out, progress=progress,
-            region=(y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0), context_fn=context_fn, **opts,
+            region=(y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0), context_fn=context_fn, shifts=shifts, **opts,
         )
 
     def _group_frames_cached(self, group: int, region, **options) -> np.ndarray:

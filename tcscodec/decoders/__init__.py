@@ -8,7 +8,7 @@ Importing this package does not import torch; the engine and the decoders
 
 Public names
 ------------
-:class:`Decoder`, :func:`register_decoder`, :func:`get_decoder`,
+:class:`Decoder`, :func:`register_decoder`, :func:`get_decoder`, :func:`decoder_class`,
 :func:`available_decoders`, :func:`default_decoder`
     The decoder interface and registry (:mod:`.base`).
 :func:`decode_tiled`, :func:`tile_layout`, :func:`blend_window`
@@ -22,6 +22,7 @@ Public names
 from .base import (
     Decoder,
     available_decoders,
+    decoder_class,
     default_decoder,
     get_decoder,
     register_decoder,
@@ -31,6 +32,7 @@ __all__ = [
     "Decoder",
     "register_decoder",
     "get_decoder",
+    "decoder_class",
     "available_decoders",
     "default_decoder",
     "decode_tiled",

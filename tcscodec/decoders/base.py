@@ -16,6 +16,10 @@ Contract of :meth:`Decoder.decode` (torch tensors, on the decoder's device):
   then optional): ``(N, 2, h, w)`` float32 ``Y / sum C`` of the group
   before and of the group after, NaN where there is none (the first or last
   group of a movie, a lone measurement, pixels no frame of it measured);
+* ``shifts`` (only for decoders whose ``uses_motion`` is true, keyword,
+  optional): ``(N, n, 2)`` float32 displacement ``(dy, dx)`` in pixels of
+  each frame's content (:mod:`tcscodec.motion`, relative to the group's
+  middle); None decodes the group as still;
 * returns ``(N, n, h, w)`` float32 frames in the input's units.
 
 A decoder must be purely a function of its inputs (no state between
@@ -28,7 +32,7 @@ from typing import Callable
 
 from ..errors import TcsDecoderError
 
-__all__ = ["Decoder", "register_decoder", "get_decoder", "available_decoders", "default_decoder"]
+__all__ = ["Decoder", "register_decoder", "get_decoder", "decoder_class", "available_decoders", "default_decoder"]
 
 _REGISTRY: dict[str, Callable[..., "Decoder"]] = {}
 
@@ -43,6 +47,8 @@ class Decoder:
     receptive_margin: int = 16
     #: whether :meth:`decode` takes the neighbouring groups' ``context``
     uses_context: bool = False
+    #: whether :meth:`decode` takes per-frame ``shifts`` (motion compensation)
+    uses_motion: bool = False
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device
@@ -70,13 +76,17 @@ def register_decoder(name: str):
 
 def get_decoder(name: str, device: str = "cpu", **options) -> Decoder:
     """Build the decoder registered as ``name`` on ``device``."""
+    return decoder_class(name)(device=device, **options)
+
+
+def decoder_class(name: str) -> type[Decoder]:
+    """The class registered as ``name`` (its flags, without building it)."""
     _load_builtin_decoders()
     try:
-        cls = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise TcsDecoderError(f"unknown decoder {name!r}; available: {known}") from None
-    return cls(device=device, **options)
 
 
 def available_decoders() -> list[str]:

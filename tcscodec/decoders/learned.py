@@ -32,6 +32,7 @@ class UnfoldDecoder(Decoder):
     """
 
     receptive_margin = 32
+    uses_motion = True
 
     def __init__(self, device: str = "cpu", net: UnfoldNet | None = None, half: bool = False, **options):
         if options:
@@ -46,7 +47,8 @@ class UnfoldDecoder(Decoder):
         self.half = half and str(device).startswith("cuda")
         self.uses_context = bool(self.net.config.context)
 
-    def decode(self, y: torch.Tensor, masks: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, y: torch.Tensor, masks: torch.Tensor, context: torch.Tensor | None = None,
+               shifts: torch.Tensor | None = None) -> torch.Tensor:
         f = self.net.config.factor
         h, w = y.shape[-2:]
         ph, pw = -h % f, -w % f
@@ -60,5 +62,5 @@ class UnfoldDecoder(Decoder):
         if context is not None:
             context = context.float()
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-            x = self.net(y.float(), masks.float(), context).float()
+            x = self.net(y.float(), masks.float(), context, shifts=shifts).float()
         return x[..., :h, :w]

@@ -91,7 +91,8 @@ def find_outliers(y: torch.Tensor, csum: torch.Tensor):
     return (hot | dead) & measured & (sigma > 0), ybar
 
 
-def decode_apart(decode, y: torch.Tensor, C: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+def decode_apart(decode, y: torch.Tensor, C: torch.Tensor, context: torch.Tensor | None = None,
+                 **kwargs) -> torch.Tensor:
     """``decode(y, C)`` with the isolated outliers of ``Y / sum C``
     (:func:`find_outliers`) replaced by the median of their 8 neighbours for
     the decoder, and set to their own ``Y / sum C`` in every frame of its
@@ -100,14 +101,15 @@ def decode_apart(decode, y: torch.Tensor, C: torch.Tensor, context: torch.Tensor
     With ``context`` (the neighbouring groups' ``Y / sum C``, see
     :class:`~.base.Decoder`) the call is ``decode(y, C, context)``, and the
     outliers are marked absent (NaN) in the context too: a stuck pixel is
-    stuck in every group."""
+    stuck in every group.  Other keyword arguments (``shifts``) go to
+    ``decode`` as they are."""
     csum = C.sum(1)
     bad, ybar = find_outliers(y, csum)
     args = () if context is None else (context,)
     if not bool(bad.any()):
-        return decode(y, C, *args)
+        return decode(y, C, *args, **kwargs)
     fill = _neighbours(ybar).median(0).values
     if context is not None:
         args = (torch.where(bad[:, None], torch.full_like(context, float("nan")), context),)
-    x = decode(torch.where(bad, fill * csum, y), C, *args)
+    x = decode(torch.where(bad, fill * csum, y), C, *args, **kwargs)
     return torch.where(bad[:, None], ybar[:, None].to(x.dtype), x)

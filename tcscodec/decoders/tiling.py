@@ -181,6 +181,7 @@ def decode_tiled(
     region=None,
     outliers: bool = True,
     context_fn: MaskFn | None = None,
+    shifts=None,
     **options,
 ) -> np.ndarray:
     """Decode the frames of one measurement, tile by tile.
@@ -248,6 +249,14 @@ def decode_tiled(
         full-frame coordinates like ``mask_fn``.  Called once per band, and
         only for decoders that use it (``Decoder.uses_context``); without
         it such decoders decode the group alone.
+    shifts : array_like, optional
+        ``(n_frames, 2)`` displacement ``(dy, dx)`` in pixels of each
+        frame's content (a global motion, :mod:`tcscodec.motion`), for
+        decoders that compensate it (``Decoder.uses_motion``; others ignore
+        it).  Every tile gets the same shifts, and the overlap grows by twice
+        the largest one so that each tile also sees the content that moves
+        into it during the group (the tile size grows with it, to at least
+        twice the overlap).
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
@@ -298,6 +307,16 @@ def decode_tiled(
     if tile <= overlap:
         raise TcsValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
     with_context = context_fn is not None and bool(getattr(dec, "uses_context", False))
+    shifts_t = None
+    if shifts is not None and bool(getattr(dec, "uses_motion", False)):
+        s = np.asarray(shifts, np.float32)
+        if s.shape != (n, 2) or not np.isfinite(s).all():
+            raise TcsValueError(f"shifts must be a finite ({n}, 2) array, got shape {s.shape}")
+        reach = int(math.ceil(float(np.abs(s).max(initial=0.0))))
+        if reach:
+            overlap += 2 * reach
+            tile = max(tile, 2 * overlap)
+            shifts_t = torch.from_numpy(s).to(dev)
 
     ry0, ry1, rx0, rx1 = _check_region(region, H, W)
     # The decoded window: the region plus `overlap` context, inside the frame.
@@ -362,8 +381,9 @@ def decode_tiled(
                 if xt is not None:
                     xt = torch.nn.functional.pad(xt, (0, pad_w, 0, pad_h), mode="replicate")
             args = () if xt is None else (xt,)
+            kw = {} if shifts_t is None else {"shifts": shifts_t.expand(len(xb), n, 2)}
             with torch.no_grad(), autocast:
-                rt = decode_apart(dec.decode, yt, ct, *args) if outliers else dec.decode(yt, ct, *args)
+                rt = decode_apart(dec.decode, yt, ct, *args, **kw) if outliers else dec.decode(yt, ct, *args, **kw)
             if tuple(rt.shape) != tuple(ct.shape):
                 raise TcsValueError(
                     f"decoder {getattr(dec, 'name', dec)!r} returned shape "

@@ -19,6 +19,13 @@ With ``context`` the denoisers also see the neighbouring groups' Y / sum C
 (NaN where there is none), through an extra head that starts at zero, so
 weights trained without it fine-tune into it.
 
+With ``shifts`` (each frame's displacement, :mod:`tcscodec.motion`) the
+warm start is motion-compensated GAP-TV, and each denoiser runs on the
+frames aligned by the shifts, its masks aligned alike and, in place of
+``Y / sum C``, the mean of the aligned starting frames: it sees a still
+scene.  Its correction is moved back to the detector's frame, where the GAP
+steps stay (:class:`.warp.FrameWarp`).
+
 Nothing in it depends on B or on a particular mask: the masks enter
 explicitly (as the GAP operator and as an input channel of the denoiser), and
 the frame axis is only shifted and averaged over, so one model serves every
@@ -41,6 +48,7 @@ from torch import nn
 
 from .gap_tv import gap_tv
 from .noise import dark_level, noise_level
+from .warp import FrameWarp
 
 #: context inputs of the denoiser: two neighbours and their presence flags
 CONTEXT_CHANNELS = 4
@@ -232,7 +240,7 @@ class UnfoldNet(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def forward(self, y: torch.Tensor, C: torch.Tensor, context: torch.Tensor | None = None, *,
-                with_start: bool = False):
+                shifts: torch.Tensor | None = None, with_start: bool = False):
         """Frames ``(N, n, h, w)``; with ``with_start`` also the starting
         estimate (GAP-TV or Y / sum C, same units) the stages refined.
 
@@ -240,7 +248,10 @@ class UnfoldNet(nn.Module):
         the group after, in the input's units, NaN where there is none (the
         first or last group, or pixels no frame of that group measured).
         Networks without ``config.context`` ignore it; those with it read
-        None as no neighbours."""
+        None as no neighbours.
+
+        ``shifts`` (N, n, 2) or (n, 2): displacement (dy, dx) of each
+        frame's content in pixels; None decodes the group as still."""
         csum = C.sum(1)
         if self.config.offset:
             offset, scale, xbar = affine_normalise(y, csum)
@@ -254,14 +265,32 @@ class UnfoldNet(nn.Module):
         inv = 1.0 / csum.clamp(min=1)
         if self.config.warm_start:
             with torch.no_grad():
-                x = (gap_tv(y, C, iterations=self.config.warm_start) - offset[:, None]) / scale[:, None]
+                x = gap_tv(y, C, iterations=self.config.warm_start, shifts=shifts)
+                x = (x - offset[:, None]) / scale[:, None]
         else:
             x = xbar[:, None].expand_as(C).contiguous()
         start = x
+        warp = None if shifts is None else FrameWarp(shifts, tuple(y.shape[-2:]), self.config.factor)
+        if warp is not None:
+            # The denoisers see the still scene on the warp's canvas: aligned
+            # masks (0 where a frame does not see) and frames, and for
+            # Y / sum C (smeared by the motion) the mean of the aligned start.
+            C_seen = warp.align(C, "zero")
+            cover = warp.coverage(*C.shape[:2], C.device)
+            xbar_seen = (warp.align(x, "edge") * cover).sum(1) / cover.sum(1).clamp(min=1)
+            if ctx is not None:
+                m = warp.margin
+                ctx = F.pad(ctx, (m, m, m, m), mode="replicate")
+        else:
+            C_seen, xbar_seen = C, xbar
         for step, denoise in zip(self.steps, self.denoisers):
             residual = (yn - (C * x).sum(1)) * inv
             x = x + step * C * residual[:, None]
-            x = denoise(x, C, xbar, sigma, ctx)
+            if warp is None:
+                x = denoise(x, C, xbar, sigma, ctx)
+            else:
+                z = warp.align(x)
+                x = x + warp.unalign(denoise(z, C_seen, xbar_seen, sigma, ctx) - z)
         x = x * scale[:, None] + offset[:, None]
         if with_start:
             return x, start * scale[:, None] + offset[:, None]

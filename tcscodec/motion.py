@@ -1,0 +1,348 @@
+"""Global motion of a movie, estimated from its measurements alone.
+
+Stage drift moves the whole scene by up to several pixels per frame, and a
+group of ``B`` frames summed through the masks then holds a smeared scene.
+A decoder that knows each frame's displacement can reconstruct in the
+moving frame, where the scene is nearly still (:mod:`tcscodec.decoders`
+take it as ``shifts``).  The displacement needs nothing but the file:
+
+1. ``Y / sum C`` of each group (:func:`tcscodec.masks.measured_mean`) is the
+   scene averaged over the group, centred on the group's middle time;
+2. consecutive group means are registered (:func:`register`) by
+   cross-correlation in two passes: a coarse one, low-passed far below any
+   lattice frequency, which follows the scene's large features (a particle's
+   outline, thickness, the support) and so cannot lock onto a lattice
+   period, then a fine one, searched only within a few pixels of the coarse
+   peak, for sub-pixel precision;
+3. the displacements of the group centres are joined into a path, linear
+   between centres and extended with the nearest segment's velocity before
+   the first and after the last (:class:`MotionPath`).
+
+Conventions: a displacement ``(dy, dx)`` in pixels is where the scene's
+content has moved to, ``X_t(r) = Z(r - d_t)``; ``MotionPath.frames[t]`` is
+the displacement of frame ``t`` from frame 0 (as ``drift_px`` in the
+simulator's metadata).
+
+Only global translation is estimated; rotation, local motion (particles
+moving on a still support) and scene changes are left to the decoder's prior.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import TcsValueError
+
+__all__ = [
+    "MotionPath",
+    "register",
+    "estimate_motion",
+    "COARSE_SIGMA",
+    "FINE_SIGMA",
+    "MIN_EXCURSION",
+    "MAX_SIDE",
+]
+
+#: low-pass (Gaussian sigma, px) of the coarse registration pass: kills
+#: lattice fringes of periods up to ~4 sigma, keeps a particle's outline
+COARSE_SIGMA = 4.0
+#: low-pass of the fine pass: above the shot noise of one pixel, below the
+#: finest fringes a group mean keeps
+FINE_SIGMA = 1.0
+#: the fine pass searches this far (px) around the coarse peak
+FINE_RADIUS = 2.5
+#: a group whose frames move less than this (px, largest displacement from
+#: the group's middle) is decoded as still: compensation could not gain
+MIN_EXCURSION = 0.5
+#: group means are registered over a central window at most this many
+#: pixels on a side (after binning), enough for a global displacement and
+#: cheap on 4k frames
+MAX_SIDE = 512
+
+
+def _fill(a: np.ndarray) -> np.ndarray:
+    """float64 copy with NaN (unmeasured pixels) replaced by the mean."""
+    a = np.asarray(a, np.float64)
+    ok = np.isfinite(a)
+    if ok.all():
+        return a.copy()
+    fill = float(a[ok].mean()) if ok.any() else 0.0
+    return np.where(ok, a, fill)
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian low-pass (std ``sigma`` px) through the FFT, edges mirrored."""
+    if not sigma:
+        return a
+    h, w = a.shape
+    m = np.pad(a, ((0, h), (0, w)), mode="symmetric")  # no wrap across the edges
+    k2 = np.fft.fftfreq(2 * h)[:, None] ** 2 + np.fft.rfftfreq(2 * w)[None, :] ** 2
+    return np.fft.irfft2(np.fft.rfft2(m) * np.exp(-2 * np.pi**2 * sigma**2 * k2), s=m.shape)[:h, :w]
+
+
+def _masked_ncc(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray, min_overlap: float):
+    """Normalised cross-correlation of ``a`` and ``b`` over their valid
+    pixels (masks ``ma``, ``mb``) at every integer shift ``d`` of ``b``
+    (Padfield, IEEE TIP 21, 2012): each shift is normalised over the pixels
+    the two images share there, so large shifts are not biased towards 0.
+    Returns the fftshifted surface, NaN where the overlap is below
+    ``min_overlap`` of the frame."""
+    h, w = a.shape
+    s = (2 * h, 2 * w)
+    fft = lambda x: np.fft.rfft2(x, s=s)  # noqa: E731 - zero padded: no wrap
+    A, A2, MA = fft(a * ma), fft(a * a * ma), fft(ma)
+    Bf, B2, MB = fft(b * mb), fft(b * b * mb), fft(mb)
+
+    def x(f, g):  # sum_r f(r) g(r + d)
+        return np.fft.fftshift(np.fft.irfft2(np.conj(f) * g, s=s))
+
+    n = np.maximum(np.rint(x(MA, MB)), 1.0)
+    sa, sb = x(A, MB), x(MA, Bf)
+    num = x(A, Bf) - sa * sb / n
+    va = x(A2, MB) - sa * sa / n
+    vb = x(MA, B2) - sb * sb / n
+    den = np.sqrt(np.maximum(va * vb, 0.0))
+    ok = (n >= min_overlap * ma.sum()) & (den > 1e-12 * max(float(den.max()), 1e-300))
+    return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+
+
+def _peak(corr: np.ndarray, centre=None, radius=None) -> tuple[float, float, float]:
+    """Sub-pixel peak of a correlation surface (shift 0 at index
+    ``(h // 2, w // 2)``, NaN where not searched), optionally only within
+    ``radius`` of ``centre``.  Returns ``(dy, dx, height)``."""
+    h, w = corr.shape
+    cy, cx = h // 2, w // 2
+    search = np.where(np.isfinite(corr), corr, -np.inf)
+    if centre is not None:
+        yy = np.arange(h)[:, None] - cy - centre[0]
+        xx = np.arange(w)[None, :] - cx - centre[1]
+        search = np.where(yy**2 + xx**2 <= radius**2, search, -np.inf)
+    iy, ix = np.unravel_index(int(np.argmax(search)), corr.shape)
+    c = float(search[iy, ix])
+    if not np.isfinite(c):
+        return 0.0, 0.0, 0.0
+
+    def vertex(m, p):
+        if not (np.isfinite(m) and np.isfinite(p)):
+            return 0.0
+        den = m - 2 * c + p
+        return 0.0 if den >= 0 else float(np.clip(0.5 * (m - p) / den, -0.5, 0.5))
+
+    oy = vertex(search[iy - 1, ix] if iy > 0 else np.nan, search[iy + 1, ix] if iy + 1 < h else np.nan)
+    ox = vertex(search[iy, ix - 1] if ix > 0 else np.nan, search[iy, ix + 1] if ix + 1 < w else np.nan)
+    return iy - cy + oy, ix - cx + ox, c
+
+
+#: shifts at which the two images share less than this fraction of the
+#: frame are not considered
+MIN_OVERLAP = 0.2
+
+
+def register(reference: np.ndarray, moved: np.ndarray, *, coarse_sigma: float = COARSE_SIGMA,
+             fine_sigma: float | None = FINE_SIGMA, fine_radius: float = FINE_RADIUS,
+             min_overlap: float = MIN_OVERLAP) -> tuple[float, float, float]:
+    """Displacement ``(dy, dx)`` of ``moved`` relative to ``reference``
+    (``moved(r) ~ reference(r - d)``) and the correlation at it.
+
+    Two passes of masked normalised cross-correlation (:func:`_masked_ncc`;
+    NaN pixels are left out): the coarse one on both images low-passed at
+    ``coarse_sigma`` px, over every shift at which they share at least
+    ``min_overlap`` of the frame; the fine one low-passed at ``fine_sigma``
+    and searched within ``fine_radius`` px of the coarse peak.  The third
+    value is the coarse pass's correlation coefficient at its peak (near 1
+    for a clean match; low for noise or a changed scene).
+    """
+    a, b = np.asarray(reference, np.float64), np.asarray(moved, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise TcsValueError(f"register needs two 2-D images of one shape, got {a.shape} and {b.shape}")
+    ma, mb = np.isfinite(a).astype(np.float64), np.isfinite(b).astype(np.float64)
+    a, b = _fill(a), _fill(b)
+
+    def surface(sigma):
+        return _masked_ncc(_blur(a, sigma), ma, _blur(b, sigma), mb, min_overlap)
+
+    dy, dx, score = _peak(surface(coarse_sigma))
+    if fine_sigma is not None and fine_sigma < coarse_sigma:
+        dy, dx, _ = _peak(surface(fine_sigma), (dy, dx), fine_radius)
+    return float(dy), float(dx), score
+
+
+def _bin(a: np.ndarray, f: int) -> np.ndarray:
+    if f == 1:
+        return a
+    h, w = (a.shape[0] // f) * f, (a.shape[1] // f) * f
+    return a[:h, :w].reshape(h // f, f, w // f, f).mean((1, 3))
+
+
+@dataclass(frozen=True)
+class MotionPath:
+    """Per-frame global displacement of a movie.
+
+    Attributes
+    ----------
+    frames : numpy.ndarray
+        ``(T, 2)`` float64 displacement ``(dy, dx)`` of each frame's content
+        from frame 0, in pixels.
+    group_starts : tuple of int
+        First frame of each group (``len == n_groups``); group ``g`` holds
+        frames ``group_starts[g]`` up to the next start (or ``T``).
+    confidence : tuple of float
+        Correlation of each consecutive pair of groups' low-passed means at
+        their registered shift (1 for a perfect match; empty for a single
+        group).
+    """
+
+    frames: np.ndarray
+    group_starts: tuple[int, ...]
+    confidence: tuple[float, ...] = ()
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    def velocity(self) -> np.ndarray:
+        """``(T, 2)`` displacement per frame (px/frame), the last repeated."""
+        if self.n_frames < 2:
+            return np.zeros_like(self.frames)
+        v = np.diff(self.frames, axis=0)
+        return np.concatenate([v, v[-1:]])
+
+    def group_shifts(self, group: int) -> np.ndarray:
+        """``(n, 2)`` displacements of the group's frames from the
+        displacement at its middle time (so they straddle zero)."""
+        starts = list(self.group_starts) + [self.n_frames]
+        if not 0 <= group < len(self.group_starts):
+            raise TcsValueError(f"group {group} out of range 0..{len(self.group_starts) - 1}")
+        d = self.frames[starts[group]:starts[group + 1]]
+        t = np.arange(len(d), dtype=np.float64)
+        middle = np.array([np.interp((len(d) - 1) / 2, t, d[:, k]) for k in range(2)])
+        return d - middle
+
+    def compensated(self, group: int, min_excursion: float = MIN_EXCURSION) -> np.ndarray | None:
+        """:meth:`group_shifts`, or None where the group's frames move less
+        than ``min_excursion`` px from its middle (decode it as still)."""
+        s = self.group_shifts(group)
+        return s if float(np.abs(s).max(initial=0.0)) >= min_excursion else None
+
+    def summary(self) -> dict:
+        """Speeds in px/frame (median and largest), total travel, and how
+        many groups move enough to be compensated."""
+        speed = np.hypot(*self.velocity().T)
+        moving = sum(self.compensated(g) is not None for g in range(len(self.group_starts)))
+        travel = float(np.hypot(*(self.frames[-1] - self.frames[0]))) if self.n_frames else 0.0
+        return {
+            "speed_median_px": float(np.median(speed)) if speed.size else 0.0,
+            "speed_max_px": float(speed.max()) if speed.size else 0.0,
+            "travel_px": travel,
+            "groups_compensated": int(moving),
+            "groups": len(self.group_starts),
+            "confidence_min": float(min(self.confidence)) if self.confidence else None,
+        }
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames.tolist(), "group_starts": list(self.group_starts),
+                "confidence": list(self.confidence)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MotionPath":
+        return cls(np.asarray(d["frames"], np.float64).reshape(-1, 2), tuple(int(v) for v in d["group_starts"]),
+                   tuple(float(v) for v in d.get("confidence", ())))
+
+    @classmethod
+    def still(cls, group_sizes: Sequence[int]) -> "MotionPath":
+        """No motion."""
+        starts = tuple(int(v) for v in np.cumsum([0, *group_sizes[:-1]]))
+        return cls(np.zeros((int(sum(group_sizes)), 2)), starts)
+
+
+#: pairs of groups whose low-passed means correlate less than this at the
+#: registered shift (a cut, a blanked beam) move at the median velocity of
+#: the others
+MIN_CONFIDENCE = 0.15
+#: a pair whose velocity is further than this (px/frame) plus half the
+#: consensus speed from the velocity most pairs agree on is an outlier
+#: (given >= 3 pairs)
+OUTLIER_VELOCITY = 1.0
+
+
+def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.ndarray],
+                    group_sizes: Sequence[int], shape: tuple[int, int], *,
+                    max_side: int = MAX_SIDE) -> MotionPath:
+    """Estimate a movie's global motion path from its groups' ``Y / sum C``.
+
+    Parameters
+    ----------
+    group_mean : callable
+        ``group_mean(g, (y0, y1, x0, x1))`` returns ``Y / sum C`` of group
+        ``g`` over that window (NaN where unmeasured), e.g.
+        :meth:`tcscodec.TcsReader.group_mean`.
+    group_sizes : sequence of int
+        Frames in each group.
+    shape : (H, W)
+        Frame size.
+    max_side : int, optional
+        Registration window: a central window of the frame, binned by the
+        smallest factor that makes it at most ``max_side`` pixels on a side
+        after binning, and at most ``4 * max_side`` before.
+
+    Returns
+    -------
+    MotionPath
+        Still for a single group (no neighbour to register against).
+    """
+    sizes = [int(n) for n in group_sizes]
+    if not sizes or min(sizes) < 1:
+        raise TcsValueError(f"group sizes must be positive, got {sizes}")
+    G = len(sizes)
+    if G < 2:
+        return MotionPath.still(sizes)
+    H, W = (int(v) for v in shape)
+    side = 4 * max_side
+    wy, wx = min(H, side), min(W, side)
+    y0, x0 = (H - wy) // 2, (W - wx) // 2
+    window = (y0, y0 + wy, x0, x0 + wx)
+    f = max(1, math.ceil(max(wy, wx) / max_side))
+
+    starts = np.cumsum([0, *sizes[:-1]])
+    centres = starts + (np.asarray(sizes) - 1) / 2.0
+    steps, confidence = [], []
+    previous = _bin(_fill(group_mean(0, window)), f)
+    for g in range(1, G):
+        current = _bin(_fill(group_mean(g, window)), f)
+        dy, dx, c = register(previous, current)
+        steps.append((dy * f, dx * f))
+        confidence.append(c)
+        previous = current
+    steps = np.asarray(steps, np.float64)
+    gaps = np.diff(centres)
+    good = np.asarray(confidence) >= MIN_CONFIDENCE
+    velocity = steps / gaps[:, None]
+    if good.sum() >= 3:
+        # With enough pairs, those far from the velocity most of them agree
+        # on registered a blank group or a scene change, not the drift.
+        def agree(v):
+            return good & (np.hypot(*(velocity - v).T) <= OUTLIER_VELOCITY + 0.5 * np.hypot(*v))
+        support = [(int(agree(v).sum()), i) for i, v in enumerate(velocity) if good[i]]
+        good = agree(velocity[max(support)[1]])
+    if not good.all():
+        # An unreliable pair moves at the median velocity of the reliable
+        # ones, or not at all.
+        v = np.median(velocity[good], axis=0) if good.any() else np.zeros(2)
+        steps[~good] = v * gaps[~good, None]
+    positions = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+    t = np.arange(sum(sizes), dtype=np.float64)
+    path = np.empty((t.size, 2))
+    for k in range(2):
+        p = np.interp(t, centres, positions[:, k])
+        # Extend the end segments' velocities beyond the first and last centre.
+        v0 = (positions[1, k] - positions[0, k]) / gaps[0]
+        v1 = (positions[-1, k] - positions[-2, k]) / gaps[-1]
+        p = np.where(t < centres[0], positions[0, k] + v0 * (t - centres[0]), p)
+        p = np.where(t > centres[-1], positions[-1, k] + v1 * (t - centres[-1]), p)
+        path[:, k] = p
+    path -= path[0]
+    return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence))

@@ -1,0 +1,232 @@
+"""Motion estimated from the measurements, and motion-compensated decoding."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tcscodec.masks import masks as spec_masks, measured_mean
+from tcscodec.motion import MIN_EXCURSION, MotionPath, estimate_motion, register
+from tcscodec.simulate import texture_movie
+
+torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _texture(seed: int = 0, size: int = 384) -> np.ndarray:
+    """A random, smooth-and-detailed 2-D texture (blobs over fine grain)."""
+    rng = np.random.default_rng(seed)
+    f2 = np.fft.fftfreq(size)[:, None] ** 2 + np.fft.rfftfreq(size)[None] ** 2
+    noise = rng.standard_normal((size, size))
+    coarse = np.fft.irfft2(np.fft.rfft2(noise) * np.exp(-2 * np.pi**2 * 6.0**2 * f2), s=noise.shape)
+    fine = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((size, size))) * np.exp(-2 * np.pi**2 * 1.0**2 * f2),
+                         s=noise.shape)
+    img = 1.0 + coarse / coarse.std() * 0.35 + fine / fine.std() * 0.15
+    return np.clip(img, 0.05, None).astype(np.float32)
+
+
+def _movie(drift=(0.9, -1.2), T=40, dose=40.0, size=96, seed=1):
+    return texture_movie(_texture(seed), T, np.random.default_rng(seed), dose, shape=(size, size),
+                         drift_px=drift, drift_jitter_px=0.0, rotation_deg=0.0, flicker=0.0)
+
+
+def _group_means(frames, B, seed=5):
+    T, H, W = frames.shape
+    C = spec_masks(seed, B, H, W).astype(np.float64)
+    sizes = [min(B, T - s) for s in range(0, T, B)]
+    ys = [(C[:n] * frames[s:s + n]).sum(0) for s, n in zip(range(0, T, B), sizes)]
+    return C, ys, [measured_mean(y, C[:n].sum(0)) for y, n in zip(ys, sizes)], sizes
+
+
+def _estimate(frames, B):
+    _, _, means, sizes = _group_means(frames.astype(np.float64), B)
+    return estimate_motion(lambda g, w: means[g][w[0]:w[1], w[2]:w[3]], sizes, frames.shape[1:])
+
+
+def _psnr(x, ref):
+    r, mse = float(ref.max() - ref.min()), float(np.mean((x - ref) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(r * r / mse)
+
+
+def test_register_finds_whole_and_subpixel_shifts_far_from_zero():
+    img = _texture(3, 256).astype(np.float64)
+    ref = img[60:188, 60:188]
+    for dy, dx in [(0, 0), (7, -11), (-25, 31)]:
+        moved = img[60 - dy:188 - dy, 60 - dx:188 - dx]
+        ey, ex, score = register(ref, moved)
+        assert (ey, ex) == pytest.approx((dy, dx), abs=0.05)
+        assert score > 0.95
+    # half a pixel: the mean of two neighbouring whole shifts
+    moved = 0.5 * (img[50:178, 60:188] + img[49:177, 60:188])
+    assert register(ref, moved)[:2] == pytest.approx((10.5, 0.0), abs=0.15)
+
+
+def test_register_ignores_unmeasured_pixels():
+    img = _texture(4, 256).astype(np.float64)
+    ref, moved = img[60:188, 60:188].copy(), img[52:180, 65:193].copy()
+    ref[::7, ::5] = np.nan
+    moved[10:30, 40:90] = np.nan
+    assert register(ref, moved)[:2] == pytest.approx((8, -5), abs=0.1)
+
+
+def test_register_rejects_images_of_different_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        register(np.zeros((8, 8)), np.zeros((8, 9)))
+
+
+@pytest.mark.parametrize("B", [5, 10, 20])
+def test_estimate_motion_follows_a_constant_drift(B):
+    m = _movie()
+    path = _estimate(m.frames, B)
+    truth = np.asarray(m.meta["drift_px"])
+    assert path.frames.shape == truth.shape
+    # the velocity, which is what a group's shifts are made of
+    assert np.median(path.velocity(), axis=0) == pytest.approx((0.9, -1.2), abs=0.08)
+    worst = max(np.abs(path.group_shifts(g) - (truth[s:s + n] - truth[s:s + n].mean(0))).max()
+                for g, (s, n) in enumerate(zip(path.group_starts, [B] * len(path.group_starts))))
+    assert worst < 0.25 * B * 0.1 + 0.6
+    assert all(path.compensated(g) is not None for g in range(len(path.group_starts)))
+
+
+def test_estimate_motion_of_a_still_movie_compensates_nothing():
+    m = _movie(drift=(0.0, 0.0), dose=5.0)
+    path = _estimate(m.frames, 10)
+    assert np.abs(path.velocity()).max() < 0.03
+    assert [path.compensated(g) for g in range(4)] == [None] * 4
+    assert path.summary()["groups_compensated"] == 0
+
+
+def test_estimate_motion_of_one_group_is_still_and_bad_sizes_are_refused():
+    path = estimate_motion(lambda g, w: np.ones((8, 8)), [7], (8, 8))
+    assert path.frames.shape == (7, 2) and not path.frames.any()
+    assert path.compensated(0) is None
+    with pytest.raises(ValueError, match="positive"):
+        estimate_motion(lambda g, w: np.ones((8, 8)), [], (8, 8))
+
+
+def test_estimate_motion_replaces_an_unregistrable_pair_by_the_median_velocity():
+    m = _movie(T=50)
+    frames = m.frames.astype(np.float64)
+    frames[30:40] = np.random.default_rng(9).poisson(40.0, frames[30:40].shape)  # a blank group
+    path = _estimate(frames, 10)
+    assert np.median(path.velocity(), axis=0) == pytest.approx((0.9, -1.2), abs=0.1)
+
+
+def test_motion_path_round_trips_through_a_dict_and_measures_groups():
+    frames = np.cumsum(np.full((12, 2), 0.5), axis=0) - 0.5
+    p = MotionPath(frames, (0, 5, 10), (0.9, 0.8))
+    q = MotionPath.from_dict(p.to_dict())
+    assert np.array_equal(q.frames, p.frames) and q.group_starts == p.group_starts and q.confidence == p.confidence
+    assert p.group_shifts(0)[:, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert p.group_shifts(2)[:, 0].tolist() == [-0.25, 0.25]
+    assert p.compensated(2) is None and p.compensated(0) is not None  # 0.25 < MIN_EXCURSION
+    assert MIN_EXCURSION == 0.5
+    with pytest.raises(ValueError, match="out of range"):
+        p.group_shifts(3)
+
+
+def test_frame_warp_moves_content_exactly_and_back():
+    from tcscodec.decoders.warp import FrameWarp
+
+    x = torch.rand(2, 3, 20, 24)
+    shifts = torch.tensor([[[0.0, 0.0], [2.2, -3.0], [-1.0, 4.6]]]).expand(2, 3, 2)
+    w = FrameWarp(shifts, (20, 24), multiple=4)
+    assert w.margin == 8 and w.canvas == (36, 40)
+    z = w.align(x)
+    # content of frame b at r + s_b in the detector is at r on the canvas
+    assert torch.equal(z[:, 1, 8 - 2 + 5:8 + 10, 8 + 3:8 + 10], x[:, 1, 5:12, 0:7])
+    assert torch.equal(w.unalign(z), x)
+    assert torch.equal(w.unalign(w.align(x, "zero")), x)
+    cover = w.coverage(2, 3)
+    assert torch.equal(w.align(torch.ones_like(x), "zero"), cover)
+    with pytest.raises(ValueError, match="warp made for"):
+        w.align(torch.rand(2, 3, 20, 20))
+
+
+def _decode_groups(decoder, C, ys, sizes, path):
+    out = []
+    for g, (y, n) in enumerate(zip(ys, sizes)):
+        s = None if path is None else path.compensated(g)
+        kw = {} if s is None else {"shifts": torch.from_numpy(s).float()[None]}
+        out.append(decoder.decode(torch.from_numpy(y).float()[None], torch.from_numpy(C[:n]).float()[None], **kw)[0])
+    return torch.cat(out).numpy()
+
+
+@pytest.mark.parametrize("name, gain", [("gap-tv", 0.8), ("tcs-unfold", 2.0)])
+def test_compensated_decoding_beats_still_decoding_on_a_drifting_movie(name, gain):
+    from tcscodec.decoders import get_decoder
+    from tcscodec import weights
+
+    if name == "tcs-unfold" and not weights.available(name):
+        pytest.skip("learned weights not installed")
+    m = _movie(drift=(1.5, 1.0), T=30, dose=30.0)
+    C, ys, means, sizes = _group_means(m.frames.astype(np.float64), 10)
+    path = estimate_motion(lambda g, w: means[g][w[0]:w[1], w[2]:w[3]], sizes, m.frames.shape[1:])
+    dec = get_decoder(name)
+    still = _psnr(_decode_groups(dec, C, ys, sizes, None), m.clean)
+    moving = _psnr(_decode_groups(dec, C, ys, sizes, path), m.clean)
+    assert moving > still + gain, (still, moving)
+
+
+def test_gap_tv_with_zero_excursion_is_plain_gap_tv():
+    from tcscodec.decoders.gap_tv import gap_tv
+
+    g = torch.Generator().manual_seed(0)
+    C = (torch.rand(1, 6, 32, 32, generator=g) > 0.5).float()
+    y = (C * (5 + torch.rand(1, 6, 32, 32, generator=g))).sum(1)
+    plain = gap_tv(y, C, iterations=8, temporal_weight=0.5)
+    still = gap_tv(y, C, iterations=8, temporal_weight=0.5, shifts=torch.full((6, 2), 0.3))
+    assert torch.equal(plain, still)
+
+
+@pytest.fixture(scope="module")
+def drifting_file(tmp_path_factory):
+    import tcscodec
+
+    m = _movie(drift=(1.5, 1.0), T=30, dose=30.0)
+    path = tmp_path_factory.mktemp("motion") / "drift.tcs"
+    tcscodec.write(path, m.frames, B=10, seed=11)
+    return path, m
+
+
+def test_reader_estimates_motion_and_decodes_in_the_moving_frame(drifting_file):
+    import tcscodec
+
+    path, m = drifting_file
+    with tcscodec.open(path, decoder="gap-tv") as r:
+        motion = r.motion()
+        assert motion is r.motion()  # computed once
+        assert np.median(motion.velocity(), axis=0) == pytest.approx((1.5, 1.0), abs=0.1)
+        assert motion.summary()["groups_compensated"] == 3
+        moving = r.read()
+        still = r.read(motion=False)
+        region = r.read(12, region=(20, 70, 10, 60))
+    assert _psnr(moving, m.clean) > _psnr(still, m.clean) + 0.8
+    # a region decodes as the whole frame does, up to the tiling's blending
+    assert _psnr(region, moving[12, 20:70, 10:60]) > 35
+    with tcscodec.open(path, decoder="gap-tv", motion=False) as r:
+        assert np.array_equal(r.read(), still)
+
+
+def test_cli_info_shows_motion_and_decode_turns_it_off(drifting_file, tmp_path):
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    path, m = drifting_file
+    runner = CliRunner()
+    res = runner.invoke(main, ["info", str(path), "--motion"])
+    assert res.exit_code == 0, res.output
+    assert "motion      drift 1.8" in res.output and "compensated in 3 of 3 groups" in res.output
+    res = runner.invoke(main, ["info", str(path)])
+    assert "\nmotion" not in res.output
+    outs = {}
+    for mode in ("auto", "off"):
+        out = tmp_path / f"{mode}.npy"
+        res = runner.invoke(main, ["decode", str(path), "-o", str(out), "--decoder", "gap-tv", "--motion", mode, "-q"])
+        assert res.exit_code == 0, res.output
+        outs[mode] = np.load(out)
+    assert _psnr(outs["auto"], m.clean) > _psnr(outs["off"], m.clean) + 0.8
