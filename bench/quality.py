@@ -16,7 +16,13 @@ Movies (all with a clean ground truth):
   48 x 256^2, ~7 counts/px; its clean movie is a normalised intensity, so a
   gain is fitted, see ``tcscodec.evaluation``);
 * ``semireal``: ../shared/data/semireal/semireal_MoS2_ADF_64x256 (a real
-  ADF-STEM image moved along a drift path, ~1 count/px).
+  ADF-STEM image moved along a drift path, ~1 count/px);
+* ``drift0`` ... ``drift5``: drift-dominated movies (:data:`DRIFT_MOVIES`),
+  simulated HRTEM and STEM drifting 0.5 to 3 px/frame, and real micrographs
+  of ../shared/data/real moved 1 to 6 px/frame (60 x 256^2; the drift's
+  direction and the scenes come from seeds no training run uses).  Compare
+  ``--decoders tcs-unfold,tcs-unfold/still`` for what motion compensation
+  adds (``/still``: the decoder with ``motion=False``).
 
 Movies in ../shared are skipped with a message when it is absent.
 
@@ -61,6 +67,15 @@ SHARED_FILES = {
     "semireal": ("semireal/semireal_MoS2_ADF_64x256_counts.tif", "semireal/semireal_MoS2_ADF_64x256_clean.npy"),
 }
 N_SIM = 3
+#: drift-dominated movies: (kind, seed or texture file, dose e-/px/frame, dtype, speed px/frame)
+DRIFT_MOVIES = {
+    "drift0": ("hrtem", 20_000, 200.0, "uint16", 1.5),
+    "drift1": ("stem", 20_001, 50.0, "uint16", 0.5),
+    "drift2": ("hrtem", 20_002, 30.0, "uint8", 3.0),
+    "drift3": ("HAADF_multi_signal_dm3_512_uint16.npy", 20_003, 5.0, "uint16", 6.0),
+    "drift4": ("SrTiO3_STEM_TitanCubed_1024_uint16.npy", 20_004, 20.0, "uint16", 2.0),
+    "drift5": ("MoS2_Se_ADF_STEM_60kV_1024_uint32.npy", 20_005, 2.0, "uint16", 1.0),
+}
 #: The learned decoder's targets (issue 5): its PSNR lead over each method, in dB.
 TARGETS = {"jpeg": 3.0, "Y/sum(C)": 1.5, "gap-tv": 3.0, "h265": 0.0, "av1": 0.0}
 
@@ -70,7 +85,7 @@ def _machine() -> str:
 
 
 def movie_names(n_sim: int = N_SIM) -> list[str]:
-    return ["abtem", "semireal", "sample"] + [f"sim{k}" for k in range(n_sim)]
+    return ["abtem", "semireal", "sample"] + [f"sim{k}" for k in range(n_sim)] + list(DRIFT_MOVIES)
 
 
 def load_movie(name: str, shared: Path):
@@ -86,8 +101,30 @@ def load_movie(name: str, shared: Path):
             return None
         # abTEM's clean movie is a normalised intensity: "auto" fits its gain.
         return tifffile.imread(counts), np.load(clean), f"{counts.name} vs {clean.name}", "auto"
-    from tcscodec.simulate import random_config, sample_movie, simulate_movie
+    from tcscodec.simulate import random_config, sample_movie, simulate_movie, texture_movie
 
+    if name in DRIFT_MOVIES:
+        import dataclasses
+        import math
+
+        kind, seed, dose, dtype, speed = DRIFT_MOVIES[name]
+        rng = np.random.default_rng(seed)
+        angle = rng.uniform(0, 2 * math.pi)
+        drift = (speed * math.sin(angle), speed * math.cos(angle))
+        if kind in ("hrtem", "stem"):
+            cfg = random_config(rng, shape=(256, 256), n_frames=60)
+            cfg = dataclasses.replace(cfg, mode=kind, dose=dose, dtype=dtype, drift_px=drift,
+                                      drift_jitter_px=0.05 * speed, rotation_deg=0.0)
+            m = simulate_movie(cfg)
+            what = f"{kind} {cfg.scene} {cfg.lattice}, dose {dose:g}, {dtype}, drift {speed:g} px/frame"
+            return m.frames, m.clean, what, None
+        path = shared / "data" / "real" / kind
+        if not path.exists():
+            print(f"skipping {name}: {path} not found (../shared is absent)", file=sys.stderr)
+            return None
+        m = texture_movie(np.load(path), 60, rng, dose, shape=(256, 256), drift_px=drift,
+                          drift_jitter_px=0.05 * speed, dtype=dtype)
+        return m.frames, m.clean, f"{kind} moved {speed:g} px/frame, dose {dose:g}, {dtype}", None
     if name == "sample":
         m = sample_movie((256, 256), 60, seed=0)
         return m.frames, m.clean, "sample_movie((256, 256), 60, seed=0): HRTEM, dose 50", None

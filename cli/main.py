@@ -205,9 +205,10 @@ def _parse_region(spec: str | None):
               help="Output dtype: float32, or the input's dtype (rounded and clipped).")
 @click.option("--tile", type=int, help="Decoder tile size [decoder default].")
 @click.option("--overlap", type=int, help="Tile overlap [decoder default].")
-@click.option("--motion", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+@click.option("--motion", type=click.Choice(["auto", "off"]), default="off", show_default=True,
               help="auto: estimate the drift from the file and decode in the moving frame where "
-                   "it is significant; off: decode every group as still.")
+                   "it is significant (experimental: not yet better with the shipped weights); "
+                   "off: decode every group as still.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, motion, force, quiet):

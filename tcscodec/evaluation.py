@@ -1096,6 +1096,11 @@ def _decoder_unavailable(name: str, device: str, options: dict) -> str | None:
     return None
 
 
+#: a decoder name with this suffix (``"tcs-unfold/still"``) is that decoder
+#: with motion compensation off (``motion=False``), for comparison
+STILL_SUFFIX = "/still"
+
+
 def _decode_file(path: Path, name: str, device: str, options: dict) -> tuple[np.ndarray, str]:
     """Decode every group of a ``.tcs`` file with decoder ``name``.
 
@@ -1210,7 +1215,9 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
         Frames per measurement to evaluate.
     decoders : names
         Registered decoders to run (see :func:`checkpoint_decoder` for a
-        training checkpoint); unavailable ones give a skipped row.
+        training checkpoint); unavailable ones give a skipped row.  A name
+        ending in :data:`STILL_SUFFIX` (``"tcs-unfold/still"``) runs that
+        decoder without motion compensation.
     codecs : names
         Keys of :data:`CODECS`; unavailable ones give skipped rows.
     seed, quant_step
@@ -1332,13 +1339,16 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
             # -- the .tcs file's decoders -------------------------------------------------------
             for dname in decoders:
                 opts = dict(decoder_options.get(dname, {}))
-                why = _decoder_unavailable(dname, device, opts)
+                base = dname.removesuffix(STILL_SUFFIX)
+                if base != dname:
+                    opts["motion"] = False
+                why = _decoder_unavailable(base, device, {k: v for k, v in opts.items() if k != "motion"})
                 if why:
                     skipped(B, dname, "decoder", tcs_bytes, why)
                     continue
                 t0 = time.perf_counter()
                 try:
-                    est, note = _decode_file(path, dname, device, opts)
+                    est, note = _decode_file(path, base, device, opts)
                 except Exception as exc:  # a decoder bug must not lose the other rows
                     skipped(B, dname, "decoder", tcs_bytes, f"decoding failed: {type(exc).__name__}: {exc}")
                     continue

@@ -70,6 +70,13 @@ class TrainConfig:
     #: group is withheld anyway (files of one group, random access at the
     #: ends), so the net also learns to decode without it
     context_drop: float = 0.15
+    #: fraction of batches decoded with motion compensation, their movies'
+    #: true per-frame drift perturbed as an estimate from the file would be
+    #: (``motion_error``), so the denoisers learn aligned frames
+    motion_prob: float = 0.0
+    #: std of the velocity error (px/frame) added to a batch's true drift,
+    #: plus a quarter of it as per-frame jitter (px)
+    motion_error: float = 0.05
     #: "log-start": mean over samples of log(MSE / MSE of the net's starting
     #: estimate), i.e. the mean dB gained over the start (GAP-TV with a warm
     #: start), so a sample made worse counts as much as one made better;
@@ -133,10 +140,11 @@ class MoviePool:
         self._random_config, self._simulate, self._texture = random_config, simulate_movie, texture_movie
         self.cfg = cfg
         self.textures = _texture_images(cfg.texture_dir)
-        self.movies: list[tuple[np.ndarray, np.ndarray] | None] = [None] * cfg.pool_movies
+        self.movies: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * cfg.pool_movies
 
-    def make(self, key) -> tuple[np.ndarray, np.ndarray]:
-        """The movie of schedule position ``key`` (a tuple of ints)."""
+    def make(self, key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The movie of schedule position ``key`` (a tuple of ints): frames,
+        clean and the drift ``(T, 2)`` of each frame's content in px."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, *key])
         size, T = cfg.movie_size, cfg.movie_frames
@@ -149,7 +157,8 @@ class MoviePool:
             m = self._texture(img, T, rng, dose, shape=(size, size), zoom=zoom, dtype=dtype, speed=speed)
         else:
             m = self._simulate(self._random_config(rng, shape=(size, size), n_frames=T))
-        return m.frames.astype(np.float32), m.clean.astype(np.float32)
+        drift = np.asarray(m.meta["drift_px"], np.float64).reshape(-1, 2)
+        return m.frames.astype(np.float32), m.clean.astype(np.float32), drift
 
     def _slots(self, event: int) -> list[int]:
         rng = np.random.default_rng([self.cfg.seed, 2, event])
@@ -177,14 +186,16 @@ class MoviePool:
         times, crops and orientations, and the neighbours: None, or with
         ``context`` per sample the frames of the group before and of the
         group after (up to ``n`` each, fewer at the movie's ends,
-        ``(0, crop, crop)`` where absent)."""
+        ``(0, crop, crop)`` where absent), and each sample's frame
+        displacements ``(batch, n, 2)`` (px, oriented like the crop)."""
         cfg = self.cfg
         c = cfg.crop
         X = np.empty((cfg.batch, n, c, c), np.float32)
         Z = np.empty_like(X)
         neighbours = [] if context else None
+        D = np.empty((cfg.batch, n, 2))
         for i in range(cfg.batch):
-            frames, clean = self.movies[int(rng.integers(len(self.movies)))]
+            frames, clean, drift = self.movies[int(rng.integers(len(self.movies)))]
             T, H, W = frames.shape
             t0 = int(rng.integers(0, T - n + 1))
             y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
@@ -193,15 +204,38 @@ class MoviePool:
             k = int(rng.integers(4))
             before = frames[max(t0 - n, 0):t0, y0:y0 + c, x0:x0 + c]
             after = frames[t0 + n:t0 + 2 * n, y0:y0 + c, x0:x0 + c]
+            d = drift[t0:t0 + n]
             if rng.uniform() < 0.5:  # time reversal: motion either way
-                f, z = f[::-1], z[::-1]
+                f, z, d = f[::-1], z[::-1], d[::-1]
                 before, after = after[::-1], before[::-1]
             X[i], Z[i] = np.rot90(f, k, axes=(1, 2)), np.rot90(z, k, axes=(1, 2))
+            for _ in range(k):  # np.rot90 takes (y, x) to (W - 1 - x, y)
+                d = np.stack([-d[:, 1], d[:, 0]], axis=1)
+            D[i] = d
             if context:
                 neighbours.append(tuple(
                     np.rot90(g if rng.uniform() >= cfg.context_drop else g[:0], k, axes=(1, 2))
                     for g in (before, after)))
-        return X, Z, neighbours
+        return X, Z, neighbours, D
+
+
+def _estimated_shifts(D: np.ndarray, rng: np.random.Generator, cfg: TrainConfig):
+    """The shifts a decoder would be given for true displacements ``D``
+    (batch, n, 2): relative to each group's middle, with a velocity error
+    and per-frame jitter like an estimate's, and zero for samples that move
+    less than :data:`tcscodec.motion.MIN_EXCURSION` (decoded as still).
+    None when no sample moves enough."""
+    from .motion import MIN_EXCURSION, MotionPath
+
+    N, n, _ = D.shape
+    t = np.arange(n) - (n - 1) / 2
+    out = np.zeros_like(D)
+    for i in range(N):
+        s = MotionPath(D[i], (0,)).group_shifts(0)
+        s = s + rng.normal(0, cfg.motion_error, 2) * t[:, None] + rng.normal(0, cfg.motion_error / 4, (n, 2))
+        if np.abs(s).max() >= MIN_EXCURSION:
+            out[i] = s
+    return out.astype(np.float32) if out.any() else None
 
 
 def _spec_masks(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
@@ -317,14 +351,16 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     try:
         while step < end:
             n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
-            X, Z, neighbours = pool.batch(n, rng, context=net.config.context)
+            X, Z, neighbours, D = pool.batch(n, rng, context=net.config.context)
             Y, C, ctx = _measure(X, rng, cfg, neighbours)
+            shifts = _estimated_shifts(D, rng, cfg) if cfg.motion_prob and rng.uniform() < cfg.motion_prob else None
             y, c, z = (torch.from_numpy(a).to(device) for a in (Y, C, Z))
             if ctx is not None:
                 ctx = torch.from_numpy(ctx).to(device)
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            est, start = net(y, c, ctx, with_start=True)
+            est, start = net(y, c, ctx, shifts=None if shifts is None else torch.from_numpy(shifts).to(device),
+                             with_start=True)
             scale, xbar = _scale(y, c)
             mse = (((est - z) / scale[:, None]) ** 2).mean((1, 2, 3)).clamp(min=1e-12)
             # Each sample's error relative to a reference decoder's, so every

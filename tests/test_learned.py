@@ -217,7 +217,8 @@ def test_texture_movies_drift_at_the_configured_speed(tmp_path):
                 movie_size=64, texture_dose=(1e4, 1e4))
     for speed, lo, hi in ((None, 0.0, 5.0), ((3.0, 3.0), 13.0, 17.0)):
         for k in range(3):
-            _, clean = MoviePool(TrainConfig(**base, texture_speed=speed)).make((1, k))
+            _, clean, drift = MoviePool(TrainConfig(**base, texture_speed=speed)).make((1, k))
+            assert drift.shape == (6, 2)
             assert lo <= _displacement(clean[0], clean[5]) <= hi, (speed, k)
     with pytest.raises(ValueError, match="texture_speed"):
         TrainConfig(texture_speed=(0.0, 1.0))

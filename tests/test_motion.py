@@ -201,14 +201,16 @@ def test_reader_estimates_motion_and_decodes_in_the_moving_frame(drifting_file):
         assert motion is r.motion()  # computed once
         assert np.median(motion.velocity(), axis=0) == pytest.approx((1.5, 1.0), abs=0.1)
         assert motion.summary()["groups_compensated"] == 3
-        moving = r.read()
-        still = r.read(motion=False)
-        region = r.read(12, region=(20, 70, 10, 60))
+        moving = r.read(motion=True)
+        still = r.read()
+        region = r.read(12, region=(20, 70, 10, 60), motion=True)
     assert _psnr(moving, m.clean) > _psnr(still, m.clean) + 0.8
     # a region decodes as the whole frame does, up to the tiling's blending
     assert _psnr(region, moving[12, 20:70, 10:60]) > 35
     with tcscodec.open(path, decoder="gap-tv", motion=False) as r:
         assert np.array_equal(r.read(), still)
+    with tcscodec.open(path, decoder="gap-tv", motion=True) as r:
+        assert np.array_equal(r.read(), moving)
 
 
 def test_cli_info_shows_motion_and_decode_turns_it_off(drifting_file, tmp_path):
@@ -230,3 +232,40 @@ def test_cli_info_shows_motion_and_decode_turns_it_off(drifting_file, tmp_path):
         assert res.exit_code == 0, res.output
         outs[mode] = np.load(out)
     assert _psnr(outs["auto"], m.clean) > _psnr(outs["off"], m.clean) + 0.8
+
+
+def test_training_batches_carry_the_crops_drift_oriented_like_the_crop():
+    from tcscodec.training import MoviePool, TrainConfig, _estimated_shifts
+
+    cfg = TrainConfig(batch=16, crop=32, pool_movies=1, movie_frames=8, movie_size=48, texture_fraction=0.0)
+    pool = MoviePool(cfg)
+    frames = np.zeros((8, 48, 48), np.float32)
+    frames[:, 20:24, 10:14] = 1.0  # a square moving (+1, +2) px per frame
+    for t in range(8):
+        frames[t] = np.roll(frames[0], (t, 2 * t), axis=(0, 1))
+    drift = np.stack([np.arange(8.0), 2 * np.arange(8.0)], axis=1)
+    pool.movies = [(frames, frames.copy(), drift)]
+    X, Z, neighbours, D = pool.batch(4, np.random.default_rng(0))
+    assert neighbours is None and D.shape == (16, 4, 2)
+    checked = 0
+    for x, d in zip(X, D):
+        # the square's centre of mass moves as D says, whatever the crop's rotation
+        if all(np.count_nonzero(f) == 16 for f in x):  # the square stays inside the crop
+            com = [np.array(np.nonzero(f)).mean(1) for f in x]
+            assert com[-1] - com[0] == pytest.approx(d[-1] - d[0])
+            checked += 1
+    assert checked >= 3
+    cfg = TrainConfig(motion_error=0.0)
+    s = _estimated_shifts(D, np.random.default_rng(1), cfg)
+    assert s.shape == D.shape and np.allclose(s.mean(1), 0) and np.allclose(s[:, -1] - s[:, 0], D[:, -1] - D[:, 0])
+    assert _estimated_shifts(np.zeros((3, 4, 2)), np.random.default_rng(1), cfg) is None
+
+
+def test_training_with_motion_runs(tmp_path):
+    from tcscodec.training import TrainConfig, train
+
+    cfg = TrainConfig(steps=2, batch=2, crop=32, n_min=4, n_max=6, pool_movies=2, movie_frames=8,
+                      movie_size=48, checkpoint_every=1, threads=1, motion_prob=1.0, texture_fraction=0.0,
+                      model={"stages": 1, "width": 8, "blocks": 1, "factor": 2, "warm_start": 2})
+    ckpt = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    assert torch.load(ckpt, weights_only=True)["step"] == 2
