@@ -113,7 +113,7 @@ def load_movie(name: str, shared: Path):
         drift = (speed * math.sin(angle), speed * math.cos(angle))
         if kind in ("hrtem", "stem"):
             cfg = random_config(rng, shape=(256, 256), n_frames=60)
-            cfg = dataclasses.replace(cfg, mode=kind, dose=dose, dtype=dtype, drift_px=drift,
+            cfg = dataclasses.replace(cfg, mode=kind, dose=dose, dtype=dtype, gain=1.0, offset=0.0, drift_px=drift,
                                       drift_jitter_px=0.05 * speed, rotation_deg=0.0)
             m = simulate_movie(cfg)
             what = f"{kind} {cfg.scene} {cfg.lattice}, dose {dose:g}, {dtype}, drift {speed:g} px/frame"
