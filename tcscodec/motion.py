@@ -44,6 +44,7 @@ __all__ = [
     "COARSE_SIGMA",
     "FINE_SIGMA",
     "MIN_EXCURSION",
+    "MAX_EXCURSION",
     "MAX_SIDE",
 ]
 
@@ -58,6 +59,11 @@ FINE_RADIUS = 2.5
 #: a group whose frames move less than this (px, largest displacement from
 #: the group's middle) is decoded as still: compensation could not gain
 MIN_EXCURSION = 0.5
+#: a group whose frames move further than this (px from its middle) is
+#: decoded as still too: its scene crosses most of a tile within the group,
+#: and the aligned canvas (the frame plus this margin on every side) would
+#: cost the decoder up to (1 + 2 * 48 / 256)^2 = 1.9x the work of a 256 tile
+MAX_EXCURSION = 48.0
 #: group means are registered over a central window at most this many
 #: pixels on a side (after binning), enough for a global displacement and
 #: cheap on 4k frames
@@ -222,11 +228,13 @@ class MotionPath:
         middle = np.array([np.interp((len(d) - 1) / 2, t, d[:, k]) for k in range(2)])
         return d - middle
 
-    def compensated(self, group: int, min_excursion: float = MIN_EXCURSION) -> np.ndarray | None:
+    def compensated(self, group: int, min_excursion: float = MIN_EXCURSION,
+                    max_excursion: float = MAX_EXCURSION) -> np.ndarray | None:
         """:meth:`group_shifts`, or None where the group's frames move less
-        than ``min_excursion`` px from its middle (decode it as still)."""
+        than ``min_excursion`` or more than ``max_excursion`` px from its
+        middle (decode it as still)."""
         s = self.group_shifts(group)
-        return s if float(np.abs(s).max(initial=0.0)) >= min_excursion else None
+        return s if min_excursion <= float(np.abs(s).max(initial=0.0)) <= max_excursion else None
 
     def summary(self) -> dict:
         """Speeds in px/frame (median and largest), total travel, and how

@@ -62,6 +62,24 @@ def _frames_buffer(shape) -> np.ndarray:
         return np.memmap(fh, np.float32, "w+", shape=shape)
 
 
+class _GroupMeasurement:
+    """A group's measurement as a lazy ``(H, W)`` float32 array: 2-D slicing
+    reads only the records under the slice (the tiling engine reads it band
+    by band)."""
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, reader: "TcsReader", group: int):
+        self.reader, self.group = reader, group
+        self.shape = (reader.header.height, reader.header.width)
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows, cols = index
+        y0, y1, _ = rows.indices(self.shape[0])
+        x0, x1, _ = cols.indices(self.shape[1])
+        return self.reader.measurements(self.group, (y0, y1, x0, x1)).astype(np.float32)
+
+
 class TcsReader:
     """Reader of a ``.tcs`` file.
 
@@ -218,12 +236,12 @@ class TcsReader:
         4 dB on drifting movies the still decoder already follows (README,
         "Motion"), until weights trained with it ship.
 
-        Only the records overlapping ``region`` (plus the decoder's context
-        margin) are read.  A decoder that reads context (the learned one
-        with ``context`` in its config) also gets ``Y / sum C`` of groups
-        ``group - 1`` and ``group + 1`` (:meth:`group_mean`) over the same
-        window (two float32 arrays of the window's size), so a group decodes
-        slightly differently once its successor has been written.
+        Only the records under the tiles that touch ``region`` are read, and
+        the region's frames are exactly that crop of the whole frame's.  A
+        decoder that reads context (the learned one with ``context`` in its
+        config) also gets ``Y / sum C`` of groups ``group - 1`` and
+        ``group + 1`` (:meth:`group_mean`) over the same tiles, so a group
+        decodes slightly differently once its successor has been written.
         """
         from .decoders import Decoder, decode_tiled, decoder_class, default_decoder
 
@@ -236,35 +254,23 @@ class TcsReader:
         dec = name if isinstance(name, Decoder) else decoder_class(name)
         compensates = motion and self.n_groups > 1 and dec.uses_motion
         shifts = self.motion().compensated(group) if compensates else None
-        reach = 0 if shifts is None else int(np.ceil(np.abs(shifts).max()))
-        # Enough context for the tiling engine's overlap, grown by the motion.
-        margin = (int(opts.get("overlap", 32)) + 2 * reach) * 2
-        # Read the region plus a context margin, in full-frame coordinates.
-        cy0, cy1, cx0, cx1 = max(0, y0 - margin), min(H, y1 + margin), max(0, x0 - margin), min(W, x1 + margin)
-        y = self.measurements(group, (cy0, cy1, cx0, cx1)).astype(np.float32)
         n = self.group_frames(group)
         seed = self.header.mask_seed
 
         def mask_fn(a0, a1, b0, b1):
-            return spec_masks(seed, n, H, W, (a0 + cy0, a1 + cy0, b0 + cx0, b1 + cx0))
-
-        neighbours = None
+            return spec_masks(seed, n, H, W, (a0, a1, b0, b1))
 
         def context_fn(a0, a1, b0, b1):
-            # The neighbours' Y / sum C over the decoded window, read once
-            # and only when the decoder asks for them.
-            nonlocal neighbours
-            if neighbours is None:
-                window = (cy0, cy1, cx0, cx1)
-                neighbours = np.stack([
-                    self.group_mean(g, window) if 0 <= g < self.n_groups
-                    else np.full((cy1 - cy0, cx1 - cx0), np.nan, np.float32)
-                    for g in (group - 1, group + 1)])
-            return neighbours[:, a0:a1, b0:b1]
+            # The neighbours' Y / sum C over one band, read only when the
+            # decoder asks for them.
+            return np.stack([
+                self.group_mean(g, (a0, a1, b0, b1)) if 0 <= g < self.n_groups
+                else np.full((a1 - a0, b1 - b0), np.nan, np.float32)
+                for g in (group - 1, group + 1)])
 
         return decode_tiled(
-            y, mask_fn, n, decoder=name, device=device or self.device, out=out, progress=progress,
-            region=(y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0), context_fn=context_fn, shifts=shifts, **opts,
+            _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
+            progress=progress, region=(y0, y1, x0, x1), context_fn=context_fn, shifts=shifts, **opts,
         )
 
     def _group_frames_cached(self, group: int, region, **options) -> np.ndarray:

@@ -222,10 +222,10 @@ class MoviePool:
 def _estimated_shifts(D: np.ndarray, rng: np.random.Generator, cfg: TrainConfig):
     """The shifts a decoder would be given for true displacements ``D``
     (batch, n, 2): relative to each group's middle, with a velocity error
-    and per-frame jitter like an estimate's, and zero for samples that move
-    less than :data:`tcscodec.motion.MIN_EXCURSION` (decoded as still).
-    None when no sample moves enough."""
-    from .motion import MIN_EXCURSION, MotionPath
+    and per-frame jitter like an estimate's, and zero for samples a decoder
+    would decode as still (:meth:`tcscodec.motion.MotionPath.compensated`).
+    None when no sample is compensated."""
+    from .motion import MAX_EXCURSION, MIN_EXCURSION, MotionPath
 
     N, n, _ = D.shape
     t = np.arange(n) - (n - 1) / 2
@@ -233,7 +233,7 @@ def _estimated_shifts(D: np.ndarray, rng: np.random.Generator, cfg: TrainConfig)
     for i in range(N):
         s = MotionPath(D[i], (0,)).group_shifts(0)
         s = s + rng.normal(0, cfg.motion_error, 2) * t[:, None] + rng.normal(0, cfg.motion_error / 4, (n, 2))
-        if np.abs(s).max() >= MIN_EXCURSION:
+        if MIN_EXCURSION <= np.abs(s).max() <= MAX_EXCURSION:
             out[i] = s
     return out.astype(np.float32) if out.any() else None
 

@@ -124,6 +124,9 @@ def test_motion_path_round_trips_through_a_dict_and_measures_groups():
     assert p.group_shifts(2)[:, 0].tolist() == [-0.25, 0.25]
     assert p.compensated(2) is None and p.compensated(0) is not None  # 0.25 < MIN_EXCURSION
     assert MIN_EXCURSION == 0.5
+    fast = MotionPath(np.cumsum(np.full((30, 2), 4.0), axis=0), (0,))
+    assert fast.compensated(0) is None  # 58 px from the middle: decoded as still
+    assert fast.compensated(0, max_excursion=60) is not None
     with pytest.raises(ValueError, match="out of range"):
         p.group_shifts(3)
 

@@ -190,7 +190,9 @@ def decode_tiled(
     ----------
     measurement : array_like
         ``(H, W)`` measurement ``Y = sum_b C_b * X_b`` in the input's units
-        (any real dtype; a numpy memmap is read band by band).
+        (any real dtype).  Read band by band through 2-D slicing, so a numpy
+        memmap, or any object with ``shape``, ``dtype`` and slicing (a
+        reader's lazy view of a group), is only read where tiles need it.
     mask_fn : callable
         ``mask_fn(y0, y1, x0, x1)`` returns the 0/1 masks of the window
         ``[y0:y1, x0:x1]`` of the frame as an ``(n_frames, y1-y0, x1-x0)``
@@ -234,8 +236,10 @@ def decode_tiled(
         decoders; no effect on the CPU).
     region : (y0, y1, x0, x1), optional
         Decode only this window of the frame.  ``measurement`` and
-        ``mask_fn`` stay in full-frame coordinates; ``overlap`` pixels of
-        context around the window are decoded too, then dropped.
+        ``mask_fn`` stay in full-frame coordinates.  The tiles of the whole
+        frame's layout that touch the window are decoded and blended as for
+        the whole frame, so the result equals that crop of the whole
+        frame's decode exactly; only their rows and columns are read.
     outliers : bool, optional
         Decode isolated outlier pixels of ``Y / sum C`` (hot or dead
         detector pixels) apart (default True): the decoder sees the median
@@ -280,13 +284,13 @@ def decode_tiled(
     meas = measurement
     if isinstance(meas, torch.Tensor):
         meas = meas.detach().cpu().numpy()
-    if not isinstance(meas, np.ndarray):
+    if not (hasattr(meas, "shape") and hasattr(meas, "dtype") and hasattr(meas, "__getitem__")):
         meas = np.asarray(meas)
-    if meas.ndim != 2 or meas.size == 0:
-        raise TcsValueError(f"measurement must be a non-empty 2-D array, got shape {meas.shape}")
-    if meas.dtype.kind not in "uif":
+    if len(meas.shape) != 2 or 0 in meas.shape:
+        raise TcsValueError(f"measurement must be a non-empty 2-D array, got shape {tuple(meas.shape)}")
+    if np.dtype(meas.dtype).kind not in "uif":
         raise TcsValueError(f"measurement must be real-valued, not {meas.dtype}")
-    H, W = meas.shape
+    H, W = (int(v) for v in meas.shape)
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise TcsValueError(f"n_frames must be a positive integer, got {n_frames!r}")
     n = int(n_frames)
@@ -319,25 +323,31 @@ def decode_tiled(
             shifts_t = torch.from_numpy(s).to(dev)
 
     ry0, ry1, rx0, rx1 = _check_region(region, H, W)
-    # The decoded window: the region plus `overlap` context, inside the frame.
-    wy0, wy1 = max(ry0 - overlap, 0), min(ry1 + overlap, H)
-    wx0, wx1 = max(rx0 - overlap, 0), min(rx1 + overlap, W)
-    Hw, Ww = wy1 - wy0, wx1 - wx0
-
     shape = (n, ry1 - ry0, rx1 - rx0)
     if out is None:
         out = np.empty(shape, np.float32 if dtype is None else dtype)
     elif tuple(out.shape) != shape:
         raise TcsValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
 
-    th, ys = tile_layout(Hw, tile, overlap, multiple)
-    tw, xs = tile_layout(Ww, tile, overlap, multiple)
-    wys = _axis_weights(Hw, th, ys, overlap)
-    wxs = [torch.from_numpy(w).to(dev) for w in _axis_weights(Ww, tw, xs, overlap)]
+    # Tiles are laid out over the whole frame, and a region decodes just the
+    # tiles that touch it, blended with the same weights: a region is then
+    # the same numbers as that crop of the whole frame, which lets any
+    # window (a dask chunk, a napari view) be decoded on its own.
+    th, ys_all = tile_layout(H, tile, overlap, multiple)
+    tw, xs_all = tile_layout(W, tile, overlap, multiple)
+    wys = _axis_weights(H, th, ys_all, overlap)
+    wxs_all = _axis_weights(W, tw, xs_all, overlap)
+    rows = [k for k, s in enumerate(ys_all) if s < ry1 and s + th > ry0]
+    cols = [k for k, s in enumerate(xs_all) if s < rx1 and s + tw > rx0]
+    # The decoded window: the columns of those tiles, in frame coordinates.
+    wx0, wx1 = xs_all[cols[0]], xs_all[cols[-1]] + tw
+    Ww = wx1 - wx0
+    xs = [xs_all[k] - wx0 for k in cols]
+    wxs = [torch.from_numpy(wxs_all[k]).to(dev) for k in cols]
     # A single tile smaller than the decoder's size multiple is padded.
     pad_h, pad_w = -th % multiple, -tw % multiple
 
-    total = len(ys) * len(xs)
+    total = len(rows) * len(xs)
     done = 0
     acc = np.zeros((n, th, Ww), np.float32)  # the band accumulator
     # float16 autocast only exists for speed on CUDA; on the CPU it is ignored.
@@ -346,8 +356,9 @@ def decode_tiled(
     if progress is not None:
         progress(0, total)
 
-    for iy, y in enumerate(ys):
-        a0, a1 = wy0 + y, wy0 + y + th  # band rows, frame coordinates
+    for iy in rows:
+        y = ys_all[iy]
+        a0, a1 = y, y + th  # band rows, frame coordinates
         yband = np.asarray(meas[a0:a1, wx0:wx1], dtype=np.float32)
         if not np.isfinite(yband).all():
             raise TcsValueError(f"measurement has NaN or infinite values in rows {a0}..{a1 - 1}")
@@ -398,8 +409,8 @@ def decode_tiled(
                 progress(done, total)
 
         # Rows before the next band's start are final: write them out.
-        last = iy == len(ys) - 1
-        fin = th if last else ys[iy + 1] - y
+        last = iy == len(ys_all) - 1
+        fin = th if last else ys_all[iy + 1] - y
         o0, o1 = max(a0, ry0), min(a0 + fin, ry1)
         if o0 < o1:
             _store(
