@@ -15,14 +15,16 @@ only when decoding or encoding on the GPU.
 """
 
 from ._version import __version__
-from .api import open, write
+from .api import open, to_dask, write
 from .errors import (
     TcsChecksumError,
     TcsDecoderError,
     TcsDeviceError,
     TcsError,
     TcsFormatError,
+    TcsDependencyError,
     TcsInputError,
+    TcsMemoryError,
     TcsTruncatedError,
     TcsValueError,
     TcsVersionError,
@@ -37,6 +39,7 @@ __all__ = [
     "__version__",
     "open",
     "write",
+    "to_dask",
     "reconstruct",
     "TcsReader",
     "TcsWriter",
@@ -51,6 +54,8 @@ __all__ = [
     "TcsInputError",
     "TcsDecoderError",
     "TcsDeviceError",
+    "TcsMemoryError",
+    "TcsDependencyError",
 ]
 
 from . import imageio_plugin as _imageio_plugin  # noqa: E402

@@ -18,6 +18,8 @@ __all__ = [
     "TcsInputError",
     "TcsDecoderError",
     "TcsDeviceError",
+    "TcsDependencyError",
+    "TcsMemoryError",
 ]
 
 
@@ -55,3 +57,11 @@ class TcsDecoderError(TcsError, LookupError):
 
 class TcsDeviceError(TcsError, RuntimeError):
     """The requested compute device (CUDA) is not available."""
+
+
+class TcsDependencyError(TcsError, ImportError):
+    """An optional dependency a feature needs (dask, torch, ...) is not installed."""
+
+
+class TcsMemoryError(TcsError, MemoryError):
+    """An array a file asks for (a frame, its masks) cannot be allocated."""

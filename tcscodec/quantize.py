@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import TcsValueError
 
-__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "temporal_gain"]
+__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "temporal_gain", "cast_frames"]
 
 
 def stored_dtype(measurement_dtype, quant_step: float) -> np.dtype:
@@ -115,3 +115,14 @@ def noise_step(y: np.ndarray, csum_or_n, fraction: float = 1.0) -> float:
     """
     csum = np.full(np.shape(y), csum_or_n / 2) if np.isscalar(csum_or_n) else csum_or_n
     return fraction * noise_std(y, csum)
+
+
+def cast_frames(frames: np.ndarray, dtype) -> np.ndarray:
+    """Decoded float frames in ``dtype``: integers rounded to the nearest
+    and clipped to the dtype's range (a decoder's denoised values can
+    overshoot it), floats converted as they are."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        frames = np.clip(np.rint(frames), info.min, info.max)
+    return frames.astype(dtype, copy=False)

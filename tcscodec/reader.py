@@ -12,17 +12,19 @@ Reading one group or a region touches only the records it needs.
 
 from __future__ import annotations
 
+import operator
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import TcsInputError, TcsValueError
+from .errors import TcsDependencyError, TcsInputError, TcsValueError
 from .format import ContainerReader
 from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, measured_mean, tile_mask_sum
 from .motion import MotionPath, estimate_motion
-from .quantize import dequantize
+from .quantize import cast_frames, dequantize
 
 __all__ = ["TcsReader", "TcsProperties"]
 
@@ -94,12 +96,31 @@ class TcsReader:
         available, :func:`tcscodec.decoders.default_decoder`).
     device : str
         "cpu" or "cuda" for decoding.
+    dtype : numpy dtype or "input", optional
+        dtype of the decoded frames :meth:`read`, indexing and :meth:`to_dask`
+        give: ``"input"`` (default) the encoded movie's (integers rounded
+        and clipped to their range), or e.g. ``np.float32`` for the
+        decoders' own values.
     **decode_options
         Passed to the decoder and the tiling engine (``tile``, ``overlap``,
-        ``batch``, and the decoder's options, e.g. ``iterations`` with ``decoder="gap-tv"``).
+        ``batch``, ``motion``, and the decoder's options, e.g.
+        ``iterations`` with ``decoder="gap-tv"``).
+
+    Notes
+    -----
+    The reader is array-like: ``len(r)``, ``r.shape``, ``r.dtype``,
+    ``r.ndim``, ``r[t]``, ``r[t0:t1, y0:y1, x0:x1]`` (decoding only the
+    groups and tiles the index touches, exactly the numbers :meth:`read`
+    gives), iteration over frames and ``np.asarray(r)``.  It pickles as its
+    path and options and reopens the file when unpickled, so it can be sent
+    to worker processes; :meth:`to_dask` builds a lazy dask array whose
+    tasks do that.  One reader may be shared by threads for
+    :meth:`measurements`; decoding keeps a one-group cache per reader, so
+    give each decoding thread its own (as :meth:`to_dask` does).
     """
 
-    def __init__(self, path, *, decoder: str | None = None, device: str = "cpu", **decode_options):
+    def __init__(self, path, *, decoder: str | None = None, device: str = "cpu", dtype="input",
+                 **decode_options):
         self.path = Path(path)
         try:
             self._container = ContainerReader(self.path, mask_sum=self._tile_mask_sum)
@@ -109,8 +130,27 @@ class TcsReader:
         self.decoder = decoder
         self.device = device
         self.decode_options = decode_options
+        self._dtype_option = dtype
+        try:
+            self.dtype = self.input_dtype if isinstance(dtype, str) and dtype == "input" else np.dtype(dtype)
+        except TypeError:
+            raise TcsValueError(f"dtype must be 'input' or a numpy dtype, got {dtype!r}") from None
+        if self.dtype.kind not in "uif":
+            raise TcsValueError(f"dtype must be an integer or float dtype, got {self.dtype}")
         self._cache: tuple[Any, np.ndarray] | None = None
         self._motion: MotionPath | None = None
+
+    # -- pickling: the path and options travel, the file is reopened --------------------
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path), "decoder": self.decoder, "device": self.device,
+                "dtype": self._dtype_option, "decode_options": dict(self.decode_options),
+                "motion": None if self._motion is None else self._motion.to_dict()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"], decoder=state["decoder"], device=state["device"], dtype=state["dtype"],
+                      **state["decode_options"])
+        if state.get("motion") is not None:
+            self._motion = MotionPath.from_dict(state["motion"])
 
     def _tile_mask_sum(self, n_frames: int, bounds) -> np.ndarray:
         h = self._container.header
@@ -135,9 +175,16 @@ class TcsReader:
         return self.header.B
 
     @property
-    def dtype(self) -> np.dtype:
+    def input_dtype(self) -> np.dtype:
         """dtype of the frames that were encoded."""
         return np.dtype(self.header.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __len__(self) -> int:
+        return self.n_frames
 
     @property
     def complete(self) -> bool:
@@ -149,11 +196,11 @@ class TcsReader:
         return self._container.group_frames(group)
 
     def properties(self, index=None) -> TcsProperties:
-        """Shape and dtype of ``read(index)``: decoded frames are float32."""
+        """Shape and dtype of ``read(index)`` (dtype: :attr:`dtype`)."""
         H, W = self.header.height, self.header.width
         if index is None:
-            return TcsProperties((self.n_frames, H, W), np.dtype(np.float32), self.n_frames, True)
-        return TcsProperties((H, W), np.dtype(np.float32), self.n_frames, False)
+            return TcsProperties((self.n_frames, H, W), self.dtype, self.n_frames, True)
+        return TcsProperties((H, W), self.dtype, self.n_frames, False)
 
     def metadata(self, index=None) -> dict[str, Any]:
         """The header's fields and, under ``"user"``, the user metadata."""
@@ -283,31 +330,104 @@ class TcsReader:
         return self._cache[1]
 
     def read(self, index=None, *, region=None, **options) -> np.ndarray:
-        """Decoded frames as float32 in the input's units.
+        """Decoded frames in the input's units, as :attr:`dtype`.
 
         ``index`` None gives all frames (T x H x W); an int gives one frame
         (H x W), decoding only its group; a slice gives those frames.
+        ``region`` (y0, y1, x0, x1) decodes only that window, the same
+        numbers as that crop of the whole frame.
         """
         if index is None:
             index = slice(None)
         if isinstance(index, slice):
             frames = range(*index.indices(self.n_frames))
-            return np.stack([f for f in self._frames(frames, region, **options)]) if frames else \
-                np.empty((0, *self.properties().shape[1:]), np.float32)
+            if not frames:
+                y0, y1, x0, x1 = _region(region, self.header.height, self.header.width)
+                return np.empty((0, y1 - y0, x1 - x0), self.dtype)
+            return np.stack(list(self._frames(frames, region, **options)))
         i = int(index)
         if i < 0:
             i += self.n_frames
         if not 0 <= i < self.n_frames:
             raise IndexError(f"{self.path}: frame {index} out of range 0..{self.n_frames - 1}")
-        return self._group_frames_cached(i // self.B, region, **options)[i % self.B].copy()
+        return cast_frames(self._group_frames_cached(i // self.B, region, **options)[i % self.B], self.dtype).copy()
 
     def iter(self, *, region=None, **options) -> Iterator[np.ndarray]:
-        """Yield decoded frames (H x W float32) one by one, group by group."""
+        """Yield decoded frames (H x W, :attr:`dtype`) one by one, group by group."""
         yield from self._frames(range(self.n_frames), region, **options)
 
     def _frames(self, frames, region, **options):
         for i in frames:
-            yield self._group_frames_cached(i // self.B, region, **options)[i % self.B]
+            yield cast_frames(self._group_frames_cached(i // self.B, region, **options)[i % self.B], self.dtype)
+
+    # -- array protocol ------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.iter()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self.read()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def __getitem__(self, key) -> np.ndarray:
+        """``r[t]``, ``r[t0:t1]``, ``r[t, y0:y1, x0:x1]``, ``r[..., y, x]``:
+        integers and slices (any step) over (frame, row, column).  Decodes
+        only the groups of the selected frames, over the tiles under the
+        selected rows and columns."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        if sum(k is Ellipsis for k in key) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        if Ellipsis in key:
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (3 - len(key) + 1) + key[at + 1:]
+        if len(key) > 3:
+            raise IndexError(f"too many indices for a 3-D movie: {len(key)}")
+        key = key + (slice(None),) * (3 - len(key))
+        ranges, squeeze = [], []
+        for axis, (k, n) in enumerate(zip(key, self.shape)):
+            if isinstance(k, slice):
+                ranges.append(range(*k.indices(n)))
+            else:
+                try:
+                    i = operator.index(k)
+                except TypeError:
+                    raise TypeError(f"a .tcs movie takes integers and slices as indices, not "
+                                    f"{type(k).__name__}") from None
+                if not -n <= i < n:
+                    raise IndexError(f"index {i} is out of range for axis {axis} of size {n}")
+                ranges.append(range(i % n, i % n + 1))
+                squeeze.append(axis)
+        t, ys, xs = ranges
+        shape = (len(t), len(ys), len(xs))
+        if 0 in shape:
+            out = np.empty(shape, self.dtype)
+        else:
+            y0, x0 = min(ys), min(xs)
+            region = (y0, max(ys) + 1, x0, max(xs) + 1)
+            rows = np.asarray(ys) - y0
+            cols = np.asarray(xs) - x0
+            out = np.stack([f[np.ix_(rows, cols)] for f in self._frames(t, region)])
+        return out.squeeze(axis=tuple(squeeze)) if squeeze else out
+
+    def to_dask(self, chunks=None):
+        """The decoded movie as a lazy dask array (needs ``dask``).
+
+        ``chunks`` (dask's forms; default: one group of frames by one
+        record tile of the file) sets the tasks.  Each task opens the file
+        by path in its own thread or process (the reader pickles as its path
+        and options) and decodes its window exactly as :meth:`read` does,
+        so ``to_dask(...).compute()`` equals ``read()`` with the threaded,
+        process and distributed schedulers alike.
+        """
+        try:
+            import dask.array as da
+        except ImportError as exc:
+            raise TcsDependencyError("to_dask needs dask: pip install 'tcscodec[dask]'") from exc
+        th, tw = self.header.tile
+        chunks = (self.B, th, tw) if chunks is None else chunks
+        chunks = da.core.normalize_chunks(chunks, self.shape, dtype=self.dtype)
+        return da.map_blocks(_dask_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0, 0), self.dtype),
+                             state=self.__getstate__(), name=f"tcs-{self.path.name}-{id(self):x}")
 
     def iter_groups(self, *, region=None, **options) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(group, frames)`` for every group, decoded."""
@@ -328,3 +448,25 @@ class TcsReader:
     def __repr__(self) -> str:
         T, H, W = self.shape
         return f"<TcsReader {str(self.path)!r} {T}x{H}x{W} {self.header.dtype} B={self.B}>"
+
+
+#: one reader per (thread, file state): dask tasks reuse it across chunks,
+#: and threads never share a reader's decoded-group cache
+_task_readers = threading.local()
+
+
+def _dask_block(block_info=None, state=None) -> np.ndarray:
+    """One chunk of :meth:`TcsReader.to_dask`: opens (or reuses, in this
+    thread) a reader of the file by path and decodes the chunk's window."""
+    (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    readers = getattr(_task_readers, "readers", None)
+    if readers is None:
+        readers = _task_readers.readers = {}
+    key = repr(sorted((k, repr(v)) for k, v in state.items() if k != "motion"))
+    reader = readers.get(key)
+    if reader is None:
+        if len(readers) >= 4:
+            readers.pop(next(iter(readers))).close()
+        reader = readers[key] = TcsReader.__new__(TcsReader)
+        reader.__setstate__(state)
+    return reader[t0:t1, y0:y1, x0:x1]

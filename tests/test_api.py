@@ -107,7 +107,7 @@ def test_imageio_plugin_registered_and_writes(tmp_path):
         assert r.shape == (6, 12, 14) and r.B == 3
         assert np.array_equal(r.measurements(1), encode_group(frames[3:], 4, 3))
     props = iio.improps(tmp_path / "m.tcs")
-    assert props.shape == (6, 12, 14) and props.dtype == np.float32 and props.is_batch
+    assert props.shape == (6, 12, 14) and props.dtype == np.uint16 and props.is_batch  # decoded as the input
     meta = iio.immeta(tmp_path / "m.tcs")
     assert meta["B"] == 3 and meta["mask_seed"] == 4
 

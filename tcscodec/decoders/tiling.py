@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import TcsDeviceError, TcsValueError
+from ..quantize import cast_frames
 from .base import Decoder, default_decoder, get_decoder
 from .outliers import decode_apart
 
@@ -158,11 +159,7 @@ def _check_region(region, H: int, W: int):
 def _store(out, index, src: np.ndarray) -> None:
     """``out[index] = src`` for float32 ``src`` and ``out`` of any numeric
     dtype (through ``__setitem__``, so zarr or h5py arrays work too)."""
-    dtype = np.dtype(out.dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        src = np.clip(np.rint(src), info.min, info.max)
-    out[index] = src.astype(dtype, copy=False)
+    out[index] = cast_frames(src, out.dtype)
 
 
 def decode_tiled(
