@@ -141,7 +141,7 @@ def info(file, as_json, with_motion):
         m = r.metadata()
         T, H, W = r.shape
         size = file.stat().st_size
-        raw = T * H * W * r.dtype.itemsize
+        raw = T * H * W * r.input_dtype.itemsize
         rows, cols = r.header.grid
         m.update(file=str(file), file_bytes=size, raw_bytes=raw, groups=r.n_groups,
                  tile_grid=[rows, cols], ratio=raw / size if size else 0.0,
@@ -201,8 +201,8 @@ def _parse_region(spec: str | None):
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--frames", help="Frames to decode: 'A:B', 'A:B:STEP' or 'I,J,K' [all].")
 @click.option("--region", help="Window to decode: 'Y0:Y1,X0:X1' [whole frame].")
-@click.option("--dtype", type=click.Choice(["float32", "input"]), default="float32", show_default=True,
-              help="Output dtype: float32, or the input's dtype (rounded and clipped).")
+@click.option("--dtype", type=click.Choice(["input", "float32"]), default="input", show_default=True,
+              help="Output dtype: the input's (rounded and clipped), or float32.")
 @click.option("--tile", type=int, help="Decoder tile size [decoder default].")
 @click.option("--overlap", type=int, help="Tile overlap [decoder default].")
 @click.option("--motion", type=click.Choice(["auto", "off"]), default="off", show_default=True,
@@ -222,23 +222,20 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
     _check_output(output, force)
     opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
     opts["motion"] = motion == "auto"
-    with tcscodec.open(file, decoder=decoder, device=device, **opts) as r:
+    with tcscodec.open(file, decoder=decoder, device=device, dtype=dtype, **opts) as r:
         wanted = _parse_frames(frames, r.n_frames)
         if not wanted:
             raise click.ClickException("no frames selected")
         reg = _parse_region(region)
         y0, y1, x0, x1 = reg or (0, r.shape[1], 0, r.shape[2])
-        out_dtype = np.dtype(np.float32) if dtype == "float32" else r.dtype
+        out_dtype = r.dtype
         bar = tqdm(total=len(wanted), unit="frame", desc=f"decode ({decoder or default_decoder()})", disable=quiet)
 
         def produce():
             for i in wanted:
                 f = r.read(i, region=reg)
-                if out_dtype.kind in "ui":
-                    info = np.iinfo(out_dtype)
-                    f = np.clip(np.rint(f), info.min, info.max).astype(out_dtype)
                 bar.update(1)
-                yield f.astype(out_dtype, copy=False)
+                yield f
 
         write_movie(output, produce(), (len(wanted), y1 - y0, x1 - x0), out_dtype,
                     metadata=None)
