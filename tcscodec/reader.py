@@ -429,10 +429,45 @@ class TcsReader:
         return da.map_blocks(_dask_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0, 0), self.dtype),
                              state=self.__getstate__(), name=f"tcs-{self.path.name}-{id(self):x}")
 
-    def iter_groups(self, *, region=None, **options) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(group, frames)`` for every group, decoded."""
-        for g in range(self.n_groups):
-            yield g, self.decode_group(g, region=region, **options)
+    def iter_groups(self, groups=None, *, region=None, executor=None, ahead: int | None = None,
+                    **options) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(group, frames)`` for ``groups`` (default all), decoded, in
+        order; frames in :attr:`dtype`.
+
+        With ``executor`` (a ``concurrent.futures`` executor, or a
+        ``dask.distributed.Client``) the groups are decoded in parallel by
+        its workers, each reopening the file by path (threads keep one
+        reader each), ``ahead`` groups at a time (default: twice the
+        executor's workers), so memory stays bounded by a few groups
+        whatever the movie's length.  Give each worker one torch thread
+        (``torch.set_num_threads(1)`` in this process for a thread pool):
+        on small tiles torch's own threads make decoding 3-5x slower.
+        """
+        groups = range(self.n_groups) if groups is None else [self._group_index(g) for g in groups]
+        if executor is None:
+            for g in groups:
+                yield g, cast_frames(self.decode_group(g, region=region, **options), self.dtype)
+            return
+        state = self.__getstate__()
+        if state["motion"] is None and self.n_groups > 1 and {**self.decode_options, **options}.get("motion"):
+            state["motion"] = self.motion().to_dict()  # estimated once, not by every worker
+        workers = getattr(executor, "_max_workers", None)
+        if workers is None and hasattr(executor, "nthreads"):
+            workers = sum(executor.nthreads().values())
+        ahead = max(1, ahead or 2 * (workers or 2))
+        pending: list = []
+        todo = iter(groups)
+        for g in todo:
+            pending.append((g, executor.submit(_decode_group_task, state, g, region, options)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            g, future = pending.pop(0)
+            frames = future.result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, executor.submit(_decode_group_task, state, nxt, region, options)))
+            yield g, frames
 
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
@@ -455,10 +490,8 @@ class TcsReader:
 _task_readers = threading.local()
 
 
-def _dask_block(block_info=None, state=None) -> np.ndarray:
-    """One chunk of :meth:`TcsReader.to_dask`: opens (or reuses, in this
-    thread) a reader of the file by path and decodes the chunk's window."""
-    (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+def _task_reader(state: dict) -> TcsReader:
+    """This thread's reader of the file ``state`` (:meth:`TcsReader.__getstate__`) describes."""
     readers = getattr(_task_readers, "readers", None)
     if readers is None:
         readers = _task_readers.readers = {}
@@ -469,4 +502,17 @@ def _dask_block(block_info=None, state=None) -> np.ndarray:
             readers.pop(next(iter(readers))).close()
         reader = readers[key] = TcsReader.__new__(TcsReader)
         reader.__setstate__(state)
-    return reader[t0:t1, y0:y1, x0:x1]
+    return reader
+
+
+def _dask_block(block_info=None, state=None) -> np.ndarray:
+    """One chunk of :meth:`TcsReader.to_dask`: the chunk's window, decoded
+    by this thread's reader of the file."""
+    (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    return _task_reader(state)[t0:t1, y0:y1, x0:x1]
+
+
+def _decode_group_task(state: dict, group: int, region, options: dict) -> np.ndarray:
+    """One group of :meth:`TcsReader.iter_groups` on a worker."""
+    reader = _task_reader(state)
+    return cast_frames(reader.decode_group(group, region=region, **options), reader.dtype)

@@ -106,3 +106,48 @@ def test_to_dask_on_a_local_cluster_equals_read(movie_file):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         assert np.array_equal(client.compute(x).result(), decoded)
+
+
+def test_cli_decode_in_parallel_equals_one_thread(movie_file, tmp_path):
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    path, _, _ = movie_file
+    outs = {}
+    for name, extra in [("one", ["--threads", "1"]), ("two", ["--threads", "2"]),
+                        ("part", ["--threads", "2", "--frames", "3:11:2", "--region", "5:30,7:44"])]:
+        out = tmp_path / f"{name}.npy"
+        res = CliRunner().invoke(main, ["decode", str(path), "-o", str(out), "--decoder", "gap-tv", "-q", *extra])
+        assert res.exit_code == 0, res.output
+        outs[name] = np.load(out)
+    assert outs["one"].dtype == np.uint16 and np.array_equal(outs["one"], outs["two"])
+    assert np.array_equal(outs["part"], outs["one"][3:11:2, 5:30, 7:44])
+
+
+@pytest.mark.slow
+def test_cli_decode_on_local_workers_equals_one_thread(movie_file, tmp_path):
+    pytest.importorskip("distributed")
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    path, _, _ = movie_file
+    outs = []
+    for extra in (["--threads", "1"], ["--workers", "2"]):
+        out = tmp_path / f"{len(outs)}.npy"
+        res = CliRunner().invoke(main, ["decode", str(path), "-o", str(out), "--decoder", "gap-tv", "-q", *extra])
+        assert res.exit_code == 0, res.output
+        outs.append(np.load(out))
+    assert np.array_equal(outs[0], outs[1])
+
+
+def test_iter_groups_with_an_executor_equals_read(movie_file):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, _, decoded = movie_file
+    with tcscodec.open(path, **FAST, dtype=np.float32) as r, ThreadPoolExecutor(3) as ex:
+        got = list(r.iter_groups([2, 0, 1], region=(3, 33, 0, 50), executor=ex, ahead=2))
+    assert [g for g, _ in got] == [2, 0, 1]
+    for g, frames in got:
+        assert np.array_equal(frames, decoded[5 * g:5 * g + len(frames), 3:33])
