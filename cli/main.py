@@ -271,7 +271,9 @@ def _decode_executor(threads: int, workers: int | None, scheduler: str | None):
     """Where `decode` runs its groups: None (here, one at a time), a thread
     pool, or a dask.distributed client.  Torch gets one thread per decoding
     thread: on small tiles its own threads make decoding 3-5x slower."""
-    import torch
+    from tcscodec.decoders import require_torch
+
+    torch = require_torch()
 
     saved = torch.get_num_threads()
     torch.set_num_threads(1)

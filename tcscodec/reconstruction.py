@@ -154,6 +154,9 @@ def reconstruct(
         def context_fn(y0, y1, x0, x1):
             return ctx[:, y0:y1, x0:x1]
 
+    from .decoders import require_torch
+
+    require_torch()
     from .decoders.tiling import decode_tiled
 
     return decode_tiled(

@@ -26,6 +26,7 @@ from .base import (
     default_decoder,
     get_decoder,
     register_decoder,
+    require_torch,
 )
 
 __all__ = [
@@ -59,6 +60,7 @@ def __getattr__(name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
+    require_torch()
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import TcsDecoderError
+from ..errors import TcsDecoderError, TcsDependencyError
 
-__all__ = ["Decoder", "register_decoder", "get_decoder", "decoder_class", "available_decoders", "default_decoder"]
+__all__ = ["Decoder", "register_decoder", "get_decoder", "decoder_class", "available_decoders", "default_decoder",
+           "require_torch"]
 
 _REGISTRY: dict[str, Callable[..., "Decoder"]] = {}
 
@@ -95,9 +96,22 @@ def available_decoders() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def require_torch():
+    """``torch``, or a :class:`~tcscodec.errors.TcsDependencyError` that
+    says how to install it: encoding needs no torch, decoding does."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise TcsDependencyError(
+            "decoding needs PyTorch, which is not installed: pip install 'tcscodec[decode]' "
+            "(or, CPU only, pip install torch==2.13.0)") from exc
+    return torch
+
+
 def _load_builtin_decoders() -> None:
     # Importing the modules registers them; done lazily so that importing
     # tcscodec never imports torch.
+    require_torch()
     from . import _builtin  # noqa: F401
 
 
