@@ -23,6 +23,8 @@ import secrets
 
 import numpy as np
 
+from .errors import TcsMemoryError
+
 __all__ = [
     "GENERATOR_ID",
     "GENERATOR_NAME",
@@ -43,6 +45,8 @@ __all__ = [
 GENERATOR_ID = 1
 GENERATOR_NAME = "splitmix64-v1"
 MAX_HEIGHT = 1 << 24
+#: masks() unpacks this many mask bits (bytes) at a time
+_MASK_BAND_BITS = 1 << 22
 MAX_WIDTH = 1 << 30
 
 _M64 = (1 << 64) - 1
@@ -118,16 +122,26 @@ def masks(seed: int, B: int, height: int, width: int, region=None) -> np.ndarray
     """The B masks as a 0/1 uint8 array ``(B, h, w)``.
 
     ``region`` is ``(y0, y1, x0, x1)`` to compute only that window of the
-    ``height x width`` frame (default: all of it).
+    ``height x width`` frame (default: all of it).  The output is allocated
+    first (:class:`~tcscodec.TcsMemoryError` if it cannot be) and filled in
+    bands of rows, so the work memory stays a few MiB at any frame size.
     """
     y0, y1, x0, x1 = (0, height, 0, width) if region is None else region
     if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
         raise ValueError(f"region {region} is outside the {height}x{width} frame")
     if height > MAX_HEIGHT or width > MAX_WIDTH:
         raise ValueError(f"frame {height}x{width} exceeds the mask generator's range")
+    try:
+        out = np.empty((B, y1 - y0, x1 - x0), np.uint8)
+    except MemoryError:
+        raise TcsMemoryError(f"masks of {B} x {y1 - y0} x {x1 - x0} pixels do not fit in memory") from None
     w0, w1 = x0 // 64, (x1 + 63) // 64
-    words = mask_words(seed, range(B), range(y0, y1), range(w0, max(w1, w0)))
-    return unpack_words(words, x0, x1, w0)
+    band = max(1, _MASK_BAND_BITS // max(1, B * 64 * (w1 - w0)))
+    for a in range(y0, y1, band):
+        b = min(y1, a + band)
+        words = mask_words(seed, range(B), range(a, b), range(w0, max(w1, w0)))
+        out[:, a - y0:b - y0] = unpack_words(words, x0, x1, w0)
+    return out
 
 
 def mask_frame(seed: int, b: int, height: int, width: int) -> np.ndarray:

@@ -198,14 +198,20 @@ def content():
 def test_damaged_content_is_rejected(content):
     c, S = content
     assert int.from_bytes(c[11:15], "little") == 2
+    U = int.from_bytes(c[15:19], "little")  # the unary stream starts at 19 + 8 * 2
     cases = {
         "shorter than its header": c[:10],
         "expected 1 and 9": c[:1] + b"\x08" + c[2:],
         "above 62": c[:2] + b"\x3f" + c[3:],
-        "run past the content": c[:15] + (10**6).to_bytes(4, "little") + c[19:],
+        "run past the content": c[:15] + (1800).to_bytes(4, "little") + c[19:],
+        "unary stream of 1000000 bytes is too long for 600 values": c[:15] + (10**6).to_bytes(4, "little") + c[19:],
+        "lists 601 escapes for 600 values": c[:11] + (601).to_bytes(4, "little") + c[15:],
+        "remainder stream holds": c + b"\x00",
+        "unary stream holds 613 codes where 600 are expected": (
+            c[:15] + (U + 1).to_bytes(4, "little") + c[19:35 + U] + b"\x00" + c[35 + U:]),
+        "unary stream has bits after its 600 codes": c[:34 + U] + bytes([c[34 + U] | 1]) + c[35 + U:],
         "lists 1 escapes but its codes hold 2": c[:11] + (1).to_bytes(4, "little") + c[15:27] + c[35:],
         "remainder stream holds .* bytes, expected": c[:-3],
-        "remainder stream holds": c + b"\x00",
     }
     for message, bad in cases.items():
         with pytest.raises(TcsFormatError, match=message):

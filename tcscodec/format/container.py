@@ -7,38 +7,64 @@ write never leaves a half-written file under the final name and never
 clobbers an existing one.  A writer that is killed leaves the temporary
 ``*.partial`` file: :class:`ContainerReader` opens it by rescanning the
 records and gives every complete group.
+
+:class:`ContainerReader` trusts no size or offset of the file before it has
+checked it against the header and the file's real size (spec section 8.1),
+so a damaged or crafted file fails quickly with a
+:class:`~tcscodec.TcsError` and in memory bounded by one tile.  It reads
+with positional reads (``os.pread``), so one reader may be shared by
+threads.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import struct
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
+from ..errors import TcsFormatError, TcsMemoryError, TcsTruncatedError, TcsValueError
 from .header import CODECS, TcsHeader
 from .records import (
     FOOTER_SIZE,
+    INDEX_HEAD_SIZE,
     RECORD_HEADER_SIZE,
+    RECORD_MAGIC,
     RecordInfo,
     check_record_crc,
     decode_payload,
+    max_payload_size,
     pack_footer,
     pack_index,
     pack_record,
+    record_crc,
     unpack_footer,
-    unpack_index,
+    unpack_index_entries,
+    unpack_index_head,
     unpack_record_header,
 )
 
-__all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning", "default_permissions"]
+__all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning", "TcsDamageWarning", "default_permissions"]
+
+_INDEX_ENTRY_SIZE = 16
+_CODEC_IDS = {name: code for code, name in CODECS.items()}
+#: a rescan that lost the record chain looks this far ahead for the next
+#: record magic, and checks at most this many candidates' checksums
+_RESYNC_WINDOW = 1 << 20
+_RESYNC_BYTES = 64 << 20
 
 
 class TcsRecoveryWarning(UserWarning):
     """A ``.tcs`` file had no valid index; its records were rescanned."""
+
+
+class TcsDamageWarning(UserWarning):
+    """Damaged groups of a ``.tcs`` file were skipped (``skip_damaged``)."""
 
 
 def default_permissions(path: Path) -> None:
@@ -58,32 +84,69 @@ class ContainerWriter:
         folder until :meth:`finish` renames it to ``path``.
     header : TcsHeader
         The header; its ``n_frames`` is rewritten by :meth:`finish`.
+
+    The header is serialised (and its metadata checked) before the
+    temporary file is created, and written through to the operating system
+    at once, so a writer killed at any time leaves either no file or a
+    readable one.  :meth:`flush` hands the records written so far to the
+    operating system: a process killed after it loses none of them.  Any
+    error while creating the file removes it again.
     """
 
     def __init__(self, path, header: TcsHeader):
         self.path = Path(path)
         self.header = header
+        head = header.to_bytes()  # raises on bad metadata before any file exists
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
             raise FileNotFoundError(f"{self.path}: folder {folder} does not exist")
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".partial", dir=folder)
         self.temp_path = Path(tmp)
-        default_permissions(self.temp_path)
-        self._fh = os.fdopen(fd, "w+b")
-        self._fh.write(header.to_bytes())
         self._entries: list[RecordInfo] = []
         self.closed = False
+        try:
+            self._fh = os.fdopen(fd, "w+b")
+        except BaseException:
+            os.close(fd)
+            self.temp_path.unlink(missing_ok=True)
+            raise
+        try:
+            default_permissions(self.temp_path)
+            self._fh.write(head)
+            self._fh.flush()
+        except BaseException:
+            self.abort()
+            raise
+        self._offset = len(head)
 
     def write_record(self, group: int, tile_row: int, tile_col: int, n_frames: int, payload: bytes) -> None:
         """Append one (group, tile) record whose payload is already encoded."""
-        offset = self._fh.tell()
-        self._fh.write(pack_record(group, tile_row, tile_col, n_frames, self.header.codec, payload))
-        self._entries.append(RecordInfo(offset, group, tile_row, tile_col, n_frames, len(payload)))
+        self._append(pack_record(group, tile_row, tile_col, n_frames, self.header.codec, payload),
+                     RecordInfo(self._offset, group, tile_row, tile_col, n_frames, len(payload)))
+
+    def write_raw_record(self, group: int, tile_row: int, tile_col: int, n_frames: int, raw: bytes) -> None:
+        """Append a record's bytes as they are, indexed as (group, tile).
+
+        ``tcscodec recover`` copies damaged records this way: their checksum
+        still fails in the new file, which names the same damage, while a
+        fresh checksum would pass the damage off as data."""
+        self._append(bytes(raw), RecordInfo(self._offset, group, tile_row, tile_col, n_frames,
+                                            max(0, len(raw) - RECORD_HEADER_SIZE)))
+
+    def _append(self, data: bytes, info: RecordInfo) -> None:
+        self._fh.write(data)
+        self._offset += len(data)
+        self._entries.append(info)
+
+    def flush(self) -> None:
+        """Hand everything written so far to the operating system (a killed
+        process loses none of it; a power cut may: that needs fsync)."""
+        self._fh.flush()
 
     def finish(self, n_frames: int) -> Path:
         """Write index and footer, record ``n_frames`` in the header, rename."""
         entries = sorted(self._entries, key=lambda e: e.key)
-        index_offset = self._fh.tell()
+        index_offset = self._offset
         self._fh.write(pack_index(entries))
         self._fh.write(pack_footer(index_offset, n_frames))
         # The header's size does not depend on n_frames, so it is patched in place.
@@ -96,119 +159,326 @@ class ContainerWriter:
         self.closed = True
         return self.path
 
-    def abort(self) -> None:
-        """Close and delete the temporary file; the destination is untouched."""
+    def keep_partial(self) -> Path:
+        """Close the temporary file without index and leave it, readable by
+        a rescan and repairable by ``tcscodec recover`` (an interrupted
+        writer); returns its path."""
         if not self.closed:
-            self._fh.close()
-            self.temp_path.unlink(missing_ok=True)
             self.closed = True
+            self._fh.close()
+        return self.temp_path
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; the destination is untouched.
+
+        The file is deleted even when closing it fails (a full disk fails
+        the last flush)."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            finally:
+                self.temp_path.unlink(missing_ok=True)
 
 
 class ContainerReader:
     """Random access to the records of a ``.tcs`` file.
 
-    Opening reads the header and the index (one seek to the footer, one to
+    Opening reads the header and the index (one read of the footer, one of
     the index).  Without a valid footer or index (a killed writer, a
-    truncated copy) the records are rescanned from the start: only their
-    24-byte headers are read, and every complete group is available.
+    truncated copy, an index that disagrees with the header) the records
+    are rescanned from the start: only their 24-byte headers are read, and
+    every complete group is available (spec section 8).
+
+    Attributes
+    ----------
+    indexed : bool
+        False when the records were rescanned.
+    recovery : str or None
+        Why they were rescanned (None when indexed).
+    expected_frames : int or None
+        The frames the header says the file holds (0 or None: unknown).
+    damaged_groups : dict
+        Groups found damaged while opening (a rescan's groups with a
+        missing record), group -> reason; reading them raises.
 
     ``mask_sum(n_frames, (y0, y1, x0, x1))`` gives a tile's mask sums
     (``tcscodec.masks.tile_mask_sum`` with the header's seed and frame
     size); only files with the ``predict-rice`` codec need it, to decode
     tiles.  The format layer does not compute masks itself.
+
+    Reads are positional (``os.pread``): there is no shared file position,
+    so threads may share one reader.
     """
 
     def __init__(self, path, mask_sum=None):
         self.path = Path(path)
         self.name = str(path)
         self.mask_sum = mask_sum
-        self._fh = open(self.path, "rb")
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        # Without pread (Windows) a lock keeps seek + read together.
+        self._lock = None if hasattr(os, "pread") else threading.Lock()
         try:
-            self.file_size = os.fstat(self._fh.fileno()).st_size
-            self.header = TcsHeader.read_from(self._fh, self.name)
-            self.data_offset = self.header.size
+            st = os.fstat(self._fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(21, "Is a directory", self.name)
+            if not stat.S_ISREG(st.st_mode):
+                raise TcsFormatError(f"{self.name}: not a regular file")
+            self.file_size = st.st_size
+            self.header, self.data_offset = TcsHeader.read_at(self._read, self.name, self.file_size)
+            self.damaged_groups: dict[int, str] = {}
+            self.recovery: str | None = None
+            self._ends: dict[tuple[int, int, int], int] | None = None
             self.indexed = self._load_index()
             if not self.indexed:
                 self._scan()
         except BaseException:
-            self._fh.close()
+            os.close(self._fd)
+            self._fd = -1
             raise
 
-    # -- opening ----------------------------------------------------------------
+    # -- reading bytes ------------------------------------------------------------------
+    def _read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+        if self._fd < 0:
+            raise TcsValueError(f"{self.name}: reader is closed")
+        size = max(0, min(size, self.file_size - offset))
+        if self._lock is not None:
+            with self._lock:
+                os.lseek(self._fd, offset, os.SEEK_SET)
+                return os.read(self._fd, size)
+        chunks = []
+        while size > 0:
+            chunk = os.pread(self._fd, min(size, 1 << 30), offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
+
+    # -- opening ----------------------------------------------------------------------------
+    def _tile_elements(self, row: int, col: int) -> int:
+        y0, y1, x0, x1 = self.header.tile_bounds(row, col)
+        return (y1 - y0) * (x1 - x0)
+
+    def _max_payload(self) -> int:
+        """The largest payload any tile of the grid may have."""
+        th, tw = min(self.header.tile[0], self.header.height), min(self.header.tile[1], self.header.width)
+        return max_payload_size(th * tw)
+
+    def _rescan(self, why: str) -> bool:
+        self.recovery = why
+        warnings.warn(f"{self.name}: {why}; rescanning records", TcsRecoveryWarning, stacklevel=4)
+        return False
+
     def _load_index(self) -> bool:
-        fh = self._fh
-        if self.file_size < self.data_offset + FOOTER_SIZE:
+        """Read footer and index; False (rescan) when there is none or it is
+        damaged (a checksum or magic fails).
+
+        Every offset and count is checked before the index is read, and the
+        index is read whole only when its size is what its count says.  A
+        footer and index whose checksums hold but which disagree with the
+        header or the file (frame count, number of records, an entry outside
+        the file or the grid, a record listed twice) cannot come from
+        damage: the file is refused (spec section 8.1)."""
+        h = self.header
+        if self.file_size < self.data_offset + INDEX_HEAD_SIZE + 4 + FOOTER_SIZE:
+            self.recovery = "no index (file too short)"
             return False
-        fh.seek(self.file_size - FOOTER_SIZE)
-        footer = unpack_footer(fh.read(FOOTER_SIZE))
+        footer = unpack_footer(self._read(self.file_size - FOOTER_SIZE, FOOTER_SIZE))
         if footer is None:
+            self.recovery = "no valid footer"
             return False
         index_offset, n_frames = footer
-        if not self.data_offset <= index_offset <= self.file_size - FOOTER_SIZE:
-            return False
-        fh.seek(index_offset)
+        index_end = self.file_size - FOOTER_SIZE
+        if not self.data_offset <= index_offset <= index_end - INDEX_HEAD_SIZE - 4:
+            raise TcsFormatError(f"{self.name}: footer's index offset {index_offset} is outside the file")
+        if h.n_frames and n_frames != h.n_frames:
+            raise TcsFormatError(f"{self.name}: header says {h.n_frames} frames, footer {n_frames}")
         try:
-            entries = unpack_index(fh.read(self.file_size - FOOTER_SIZE - index_offset))
+            count = unpack_index_head(self._read(index_offset, INDEX_HEAD_SIZE))
         except TcsFormatError as exc:
-            warnings.warn(f"{self.name}: {exc}; rescanning records", TcsRecoveryWarning, stacklevel=3)
-            return False
+            return self._rescan(str(exc))
+        if INDEX_HEAD_SIZE + count * _INDEX_ENTRY_SIZE + 4 != index_end - index_offset:
+            return self._rescan(f"index of {count} entries does not fill the "
+                                f"{index_end - index_offset} bytes before the footer")
+        try:
+            entries = unpack_index_entries(self._read(index_offset, index_end - index_offset))
+        except TcsFormatError as exc:
+            return self._rescan(str(exc))
+        rows, cols = h.grid
+        groups = -(-n_frames // h.B)
+        if count != groups * rows * cols:
+            raise TcsFormatError(f"{self.name}: index lists {count} records, {n_frames} frames in "
+                                 f"{rows}x{cols} tiles need {groups * rows * cols}")
+        if count:
+            offset, group = entries["offset"], entries["group"]
+            row, col = entries["tile_row"].astype(np.int64), entries["tile_col"].astype(np.int64)
+            bad = ((offset < self.data_offset) | (offset > index_offset - RECORD_HEADER_SIZE)
+                   | (group >= groups) | (row >= rows) | (col >= cols))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise TcsFormatError(f"{self.name}: index entry {i} (offset {int(offset[i])}, group "
+                                     f"{int(group[i])}, tile ({int(row[i])}, {int(col[i])})) is outside "
+                                     "the file or the grid")
+            keys = (group.astype(np.int64) * rows + row) * cols + col
+            if np.unique(keys).size != count:
+                raise TcsFormatError(f"{self.name}: index lists a record twice")
         self.n_frames = n_frames
-        self.records = {e.key: e for e in entries}
         self.expected_frames = n_frames
-        self._check_complete()
+        self.records = {
+            (int(g), int(r), int(c)): RecordInfo(int(o), int(g), int(r), int(c))
+            for o, g, r, c in entries.tolist()
+        }
+        self._records_end = index_offset
         return True
 
-    def _scan(self) -> None:
-        """Rebuild the index by walking the records from the header on."""
-        fh, pos, records = self._fh, self.data_offset, {}
-        while pos + RECORD_HEADER_SIZE <= self.file_size:
-            fh.seek(pos)
-            try:
-                g, r, c, n, _codec, size, _crc = unpack_record_header(fh.read(RECORD_HEADER_SIZE))
-            except TcsFormatError:
-                break  # the index (or garbage) begins here
-            end = pos + RECORD_HEADER_SIZE + size
-            if end > self.file_size:
-                break  # the last record was cut off
-            records[(g, r, c)] = RecordInfo(pos, g, r, c, n, size)
-            pos = end
-        # Keep the complete groups 0, 1, ...: every tile present.
+    def _plausible_record(self, pos: int, head: bytes, known: bool):
+        """``RecordInfo`` of the record header ``head`` at ``pos``, or None
+        where it cannot be one of this file's records: wrong magic or
+        codec, ``n_frames`` outside 1..B, a tile outside the grid, a payload
+        larger than the tile allows or running past the end of the file.
+        A candidate found by resynchronisation (``known`` False) must also
+        pass its checksum."""
+        try:
+            g, r, c, n, codec, size, _crc = unpack_record_header(head)
+        except TcsFormatError:
+            return None
         rows, cols = self.header.grid
-        n_frames, group = 0, 0
-        while all((group, r, c) in records for r in range(rows) for c in range(cols)):
-            sizes = {records[(group, r, c)].n_frames for r in range(rows) for c in range(cols)}
-            if len(sizes) != 1:
+        if (codec != _CODEC_IDS[self.header.codec] or not 1 <= n <= self.header.B
+                or r >= rows or c >= cols or size > max_payload_size(self._tile_elements(r, c))
+                or pos + RECORD_HEADER_SIZE + size > self.file_size):
+            return None
+        if not known:
+            payload = self._read(pos + RECORD_HEADER_SIZE, size)
+            if record_crc(head[:20], payload) != struct.unpack("<I", head[20:24])[0]:
+                return None
+        return RecordInfo(pos, g, r, c, n, size)
+
+    def _resync(self, pos: int, budget: list[int]) -> int | None:
+        """Position of the next valid record after ``pos`` (damage in the
+        record chain), looking at most :data:`_RESYNC_WINDOW` bytes ahead."""
+        end = min(self.file_size, pos + _RESYNC_WINDOW)
+        window = self._read(pos, end - pos)
+        budget[0] -= len(window)
+        at = window.find(RECORD_MAGIC, 1)
+        while at >= 0 and budget[0] > 0:
+            cand = pos + at
+            head = self._read(cand, RECORD_HEADER_SIZE)
+            if len(head) < RECORD_HEADER_SIZE:
+                return None
+            budget[0] -= RECORD_HEADER_SIZE + struct.unpack_from("<I", head, 16)[0]
+            if self._plausible_record(cand, head, known=False):
+                return cand
+            at = window.find(RECORD_MAGIC, at + 1)
+        return None
+
+    def _scan(self) -> None:
+        """Rebuild the index by walking the records from the header on.
+
+        A record header that cannot be one of this file's records (section
+        8.1) ends the chain; the scan then looks for the next record whose
+        checksum holds and goes on from there, so damage in one record does
+        not lose the groups after it.  Groups ``0..k-1`` are kept, where
+        ``k - 1`` is the last complete group (every tile present, all with
+        the same ``n_frames``; only the last may be short); a group before
+        it that is incomplete is damaged (it held B frames) and named in
+        :attr:`damaged_groups`.
+        """
+        h = self.header
+        pos, records, budget, damage, skipped = self.data_offset, {}, [_RESYNC_BYTES], [], 0
+        while pos + RECORD_HEADER_SIZE <= self.file_size:
+            info = self._plausible_record(pos, self._read(pos, RECORD_HEADER_SIZE), known=True)
+            if info is None:
+                nxt = self._resync(pos, budget)
+                if nxt is None:
+                    break  # the index, garbage, or the cut-off end of a killed writer's file
+                damage.append(pos)
+                skipped += nxt - pos
+                pos = nxt
+                continue
+            records.setdefault(info.key, info)
+            pos += RECORD_HEADER_SIZE + info.payload_size
+        self._records_end = pos
+        rows, cols = h.grid
+        max_groups = -(-h.n_frames // h.B) if h.n_frames else None
+        complete: dict[int, int] = {}  # group -> n_frames, for every complete group
+        for g in sorted({k[0] for k in records}):
+            if max_groups is not None and g >= max_groups:
+                break  # records beyond the header's frame count are not this movie's
+            sizes = set()
+            for r in range(rows):  # stops at the first missing tile: work bounded by the records
+                for c in range(cols):
+                    rec = records.get((g, r, c))
+                    if rec is None:
+                        break
+                    sizes.add(rec.n_frames)
+                else:
+                    continue
                 break
-            n = sizes.pop()
-            n_frames += n
-            group += 1
-            if n < self.header.B:
-                break  # a short group is always the last one
-        self.records = {k: v for k, v in records.items() if k[0] < group}
-        self.n_frames = n_frames
-        self.expected_frames = self.header.n_frames or None
-        what = "was not finished by its writer" if not self.header.n_frames else "is truncated or its index is damaged"
+            else:
+                if len(sizes) == 1:
+                    complete[g] = sizes.pop()
+        # Missing groups can only lie in the skipped bytes (a record takes at
+        # least 24): a damaged group id of 2^32 - 1 does not make 4 billion groups.
+        plausible = (len(records) + skipped // RECORD_HEADER_SIZE) // (rows * cols) + 1
+        complete = {g: n for g, n in complete.items() if g < plausible}
+        # The run ends at the first short group whose records hold (only
+        # the last group may be short); a short group whose checksums fail
+        # is damaged, not short.
+        last = -1
+        for g in sorted(complete):
+            n = complete[g]
+            if n < h.B and any(g2 > g for g2 in complete) and not self._group_intact(g, records):
+                del complete[g]
+                continue
+            last = g
+            if n < h.B:
+                break
+        n_groups = last + 1
+        self.records = {k: v for k, v in records.items() if k[0] < n_groups}
+        self.n_frames = sum(complete.get(g, h.B) for g in range(n_groups)) if n_groups else 0
+        self.expected_frames = h.n_frames or None
+        for g in range(n_groups):
+            if g not in complete:
+                self.damaged_groups[g] = "records missing or damaged (found by a rescan)"
+        what = ("was not finished by its writer" if not h.n_frames
+                else "is truncated or its index is damaged")
+        extra = ""
+        if self.damaged_groups:
+            extra = f", damaged group(s) {_group_list(self.damaged_groups)}"
+        if damage:
+            extra += f", {len(damage)} damaged record header(s) skipped"
+        self.recovery = self.recovery or ("no valid footer" if not h.n_frames else "no valid index")
         warnings.warn(
-            f"{self.name} {what}: recovered {group} complete group(s), {n_frames} frame(s)",
+            f"{self.name} {what}: recovered {n_groups} complete group(s), {self.n_frames} frame(s){extra}",
             TcsRecoveryWarning,
             stacklevel=3,
         )
 
-    def _check_complete(self) -> None:
+    def _group_intact(self, group: int, records) -> bool:
         rows, cols = self.header.grid
-        groups = -(-self.n_frames // self.header.B)
-        missing = [(g, r, c) for g in range(groups) for r in range(rows) for c in range(cols)
-                   if (g, r, c) not in self.records]
-        if missing:
-            g, r, c = missing[0]
-            raise TcsFormatError(
-                f"{self.name}: index lacks {len(missing)} record(s), first group {g} tile ({r}, {c})"
-            )
+        for r in range(rows):
+            for c in range(cols):
+                info = records[(group, r, c)]
+                head = self._read(info.offset, RECORD_HEADER_SIZE)
+                payload = self._read(info.offset + RECORD_HEADER_SIZE, info.payload_size)
+                if record_crc(head[:20], payload) != struct.unpack("<I", head[20:24])[0]:
+                    return False
+        return True
 
     # -- queries ------------------------------------------------------------------
     @property
     def n_groups(self) -> int:
         return -(-self.n_frames // self.header.B)
+
+    @property
+    def truncated(self) -> bool:
+        """True when the header says the file held frames it no longer has."""
+        return bool(self.expected_frames) and self.expected_frames > self.n_frames
 
     def group_frames(self, group: int) -> int:
         """Frames held by ``group``."""
@@ -217,7 +487,7 @@ class ContainerReader:
 
     def _check_group(self, group: int) -> None:
         if not 0 <= group < self.n_groups:
-            if self.expected_frames and group * self.header.B < self.expected_frames:
+            if self.expected_frames and 0 <= group and group * self.header.B < self.expected_frames:
                 raise TcsTruncatedError(
                     f"{self.name}: group {group} is missing: the file is truncated "
                     f"({self.n_groups} complete group(s) recovered)"
@@ -225,25 +495,53 @@ class ContainerReader:
             raise IndexError(f"{self.name}: group {group} out of range 0..{self.n_groups - 1}")
 
     def read_payload(self, group: int, tile_row: int, tile_col: int) -> bytes:
-        """The compressed payload of one record, checksum and ids verified."""
+        """The compressed payload of one record, checksum and ids verified.
+
+        The record's ``payload_size`` is checked against the tile's largest
+        payload and the file's size before the payload is read."""
         self._check_group(group)
         where = f"{self.name}: group {group} tile ({tile_row}, {tile_col})"
-        info = self.records[(group, tile_row, tile_col)]
-        self._fh.seek(info.offset)
-        head = self._fh.read(RECORD_HEADER_SIZE)
+        info = self.records.get((group, tile_row, tile_col))
+        if info is None:
+            rows, cols = self.header.grid
+            if not (0 <= tile_row < rows and 0 <= tile_col < cols):
+                raise IndexError(f"{where}: no such tile in the {rows}x{cols} grid")
+            raise TcsFormatError(f"{where}: the record is missing (damaged; found by a rescan)")
+        head = self._read(info.offset, RECORD_HEADER_SIZE)
         try:
             g, r, c, n, codec, size, _crc = unpack_record_header(head)
         except TcsFormatError as exc:
             raise TcsFormatError(f"{where}: {exc}") from None
-        payload = self._fh.read(size)
-        if len(payload) < size:
-            raise TcsTruncatedError(f"{where}: file ends inside the record")
-        check_record_crc(head, payload, where)
         if (g, r, c) != (group, tile_row, tile_col) or n != self.group_frames(group):
             raise TcsFormatError(f"{where}: record holds group {g} tile ({r}, {c}) of {n} frames")
         if CODECS.get(codec) != self.header.codec:
             raise TcsFormatError(f"{where}: record codec {codec} differs from the header's")
+        limit = max_payload_size(self._tile_elements(tile_row, tile_col))
+        if size > limit:
+            raise TcsFormatError(f"{where}: payload size {size:,} is over the tile's limit {limit:,}")
+        if info.offset + RECORD_HEADER_SIZE + size > self.file_size:
+            raise TcsTruncatedError(f"{where}: file ends inside the record")
+        payload = self._read(info.offset + RECORD_HEADER_SIZE, size)
+        if len(payload) < size:
+            raise TcsTruncatedError(f"{where}: file ends inside the record")
+        check_record_crc(head, payload, where)
         return payload
+
+    def raw_record(self, group: int, tile_row: int, tile_col: int) -> bytes:
+        """The bytes of one record as they are in the file, damaged or not:
+        from its offset to the next record's (at most the tile's largest
+        record).  ``tcscodec recover`` copies damaged records with it."""
+        self._check_group(group)
+        info = self.records.get((group, tile_row, tile_col))
+        if info is None:
+            return b""
+        if self._ends is None:
+            starts = sorted(e.offset for e in self.records.values())
+            nxt = dict(zip(starts, starts[1:] + [self._records_end]))
+            self._ends = {k: nxt[e.offset] for k, e in self.records.items()}
+        limit = RECORD_HEADER_SIZE + max_payload_size(self._tile_elements(tile_row, tile_col))
+        end = min(self._ends[(group, tile_row, tile_col)], info.offset + limit)
+        return self._read(info.offset, max(0, end - info.offset))
 
     def read_tile(self, group: int, tile_row: int, tile_col: int) -> np.ndarray:
         """The stored measurement of one tile, checksum verified."""
@@ -253,16 +551,18 @@ class ContainerReader:
         csum = None
         if self.header.codec == "predict-rice" and np.dtype(self.header.stored_dtype).kind in "iu":
             if self.mask_sum is None:
-                raise ValueError(f"{self.name}: the predict-rice codec needs the tiles' mask sums: "
-                                 "pass ContainerReader(path, mask_sum=...) or use tcscodec.open()")
+                raise TcsValueError(f"{self.name}: the predict-rice codec needs the tiles' mask sums: "
+                                    "pass ContainerReader(path, mask_sum=...) or use tcscodec.open()")
             csum = self.mask_sum(self.group_frames(group), bounds)
         y0, y1, x0, x1 = bounds
         try:
             return decode_payload(payload, self.header.codec, self.header.stored_dtype, (y1 - y0, x1 - x0), csum)
         except TcsFormatError as exc:
             raise TcsFormatError(f"{where}: {exc}") from None
-        except Exception as exc:  # zstd errors are not ours; re-raise named
-            raise TcsChecksumError(f"{where}: payload does not decode: {exc}") from None
+        except MemoryError:
+            raise TcsMemoryError(f"{where}: not enough memory to decode the tile") from None
+        except (ValueError, IndexError, OverflowError) as exc:  # numpy on malformed data: ours to name
+            raise TcsFormatError(f"{where}: payload does not decode: {exc}") from None
 
     def read_measurement(self, group: int, region=None) -> np.ndarray:
         """The stored measurement of ``group`` over ``region`` (y0, y1, x0, x1),
@@ -270,9 +570,15 @@ class ContainerReader:
         H, W = self.header.height, self.header.width
         y0, y1, x0, x1 = (0, H, 0, W) if region is None else region
         if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
-            raise ValueError(f"region {region} is empty or outside the {H}x{W} frame")
+            raise TcsValueError(f"region {region} is empty or outside the {H}x{W} frame")
+        self._check_group(group)
+        if group in self.damaged_groups:
+            raise TcsFormatError(f"{self.name}: group {group} is damaged: {self.damaged_groups[group]}")
         th, tw = self.header.tile
-        out = np.empty((y1 - y0, x1 - x0), np.dtype(self.header.stored_dtype))
+        try:
+            out = np.empty((y1 - y0, x1 - x0), np.dtype(self.header.stored_dtype))
+        except MemoryError:
+            raise TcsMemoryError(f"{self.name}: a {y1 - y0}x{x1 - x0} measurement does not fit in memory") from None
         for r in range(y0 // th, (y1 - 1) // th + 1):
             for c in range(x0 // tw, (x1 - 1) // tw + 1):
                 ty0, ty1, tx0, tx1 = self.header.tile_bounds(r, c)
@@ -281,11 +587,41 @@ class ContainerReader:
                 out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] = tile[a0 - ty0 : a1 - ty0, b0 - tx0 : b1 - tx0]
         return out
 
+    def check_group(self, group: int) -> list[str]:
+        """Every problem of ``group``'s records (checksums, ids, payloads),
+        one message per damaged tile; empty when the group is intact."""
+        if group in self.damaged_groups:
+            return [f"{self.name}: group {group} is damaged: {self.damaged_groups[group]}"]
+        rows, cols = self.header.grid
+        problems = []
+        for r in range(rows):
+            for c in range(cols):
+                try:
+                    self.read_tile(group, r, c)
+                except (TcsFormatError, TcsMemoryError) as exc:
+                    problems.append(str(exc))
+        return problems
+
     def close(self) -> None:
-        self._fh.close()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _group_list(groups, most: int = 10) -> str:
+    """``"3, 7, 9"`` (the first ``most``, then a count)."""
+    gs = sorted(groups)
+    text = ", ".join(str(g) for g in gs[:most])
+    return text + (f" and {len(gs) - most} more" if len(gs) > most else "")

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TcsFormatError, TcsTruncatedError, TcsVersionError, TcsChecksumError
+from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError, TcsValueError, TcsVersionError
 
 __all__ = [
     "MAGIC",
@@ -46,6 +46,12 @@ __all__ = [
     "CODECS",
     "TcsHeader",
     "HEADER_FIXED_SIZE",
+    "MAX_PIXELS",
+    "MAX_TILE_PIXELS",
+    "MAX_TILES",
+    "MAX_JSON_SIZE",
+    "parse_metadata",
+    "metadata_bytes",
 ]
 
 MAGIC = b"\x89TCS\r\n\x1a\n"
@@ -74,6 +80,110 @@ _CODEC_VERSION = {"zstd": (1, 0), "shuffle-zstd": (1, 0), "predict-rice": (1, 1)
 _FIXED = struct.Struct("<8sHHIIIIQHBBBBHQIIdI")
 HEADER_FIXED_SIZE = _FIXED.size  # 72
 assert HEADER_FIXED_SIZE == 72
+
+
+#: Reader limits (spec section 8.1).  They hold every file a real detector
+#: makes and refuse crafted headers before anything is allocated: a frame
+#: of at most 2^30 pixels (32768^2), a tile (clipped to the frame) of at
+#: most 2^26 pixels (512 MiB of uint64), at most 2^20 tiles per frame, and
+#: user metadata of at most 1 MiB, nested at most 64 deep, numbers of at
+#: most 100 characters.  Writers refuse to make files beyond them.
+MAX_PIXELS = 1 << 30
+MAX_TILE_PIXELS = 1 << 26
+MAX_TILES = 1 << 20
+MAX_JSON_SIZE = 1 << 20
+MAX_JSON_DEPTH = 64
+MAX_JSON_NUMBER = 100
+#: the mask generator's coordinate range (spec section 6.1: y < 2^24, x < 2^30)
+MAX_HEIGHT = 1 << 24
+MAX_WIDTH = 1 << 30
+
+
+def _json_number(text: str):
+    if len(text) > MAX_JSON_NUMBER:
+        raise TcsFormatError(f"metadata holds a number of {len(text)} characters (at most {MAX_JSON_NUMBER})")
+    return float(text) if any(ch in text for ch in ".eE") else int(text)
+
+
+def _json_depth(raw: bytes) -> int:
+    """The deepest nesting of ``[`` and ``{`` outside strings in JSON text
+    ``raw``, found without parsing (so a 100,000-deep document costs a few
+    vectorised passes, not a recursion)."""
+    a = np.frombuffer(raw, np.uint8)
+    if a.size == 0:
+        return 0
+    idx = np.arange(a.size)
+    backslash = a == 0x5C
+    # A quote is a string delimiter unless an odd run of backslashes precedes it.
+    last_plain = np.maximum.accumulate(np.where(backslash, -1, idx))
+    run = np.empty(a.size, np.int64)
+    run[0] = 0
+    run[1:] = idx[:-1] - last_plain[:-1]
+    quote = (a == 0x22) & (run % 2 == 0)
+    outside = np.cumsum(quote) % 2 == 0  # closing quotes count as outside: harmless
+    step = ((a == 0x5B) | (a == 0x7B)).astype(np.int64) - ((a == 0x5D) | (a == 0x7D))
+    return int(np.cumsum(np.where(outside, step, 0)).max())
+
+
+def parse_metadata(raw: bytes, name: str = "<file>") -> dict[str, Any]:
+    """The header's user metadata: UTF-8 JSON text that must be an object.
+
+    Refuses, with :class:`TcsFormatError`, text over :data:`MAX_JSON_SIZE`
+    bytes, nested deeper than :data:`MAX_JSON_DEPTH` (checked before
+    parsing, so no recursion limit is hit) and numbers longer than
+    :data:`MAX_JSON_NUMBER` characters (Python's int() of a long digit
+    string is quadratic)."""
+    if not raw:
+        return {}
+    if len(raw) > MAX_JSON_SIZE:
+        raise TcsFormatError(f"{name}: metadata is {len(raw):,} bytes, more than {MAX_JSON_SIZE:,}")
+    depth = _json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise TcsFormatError(f"{name}: metadata is nested {depth} deep (at most {MAX_JSON_DEPTH})")
+    try:
+        value = json.loads(raw.decode("utf-8"), parse_int=_json_number, parse_float=_json_number)
+    except TcsFormatError as exc:
+        raise TcsFormatError(f"{name}: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise TcsFormatError(f"{name}: metadata is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise TcsFormatError(f"{name}: metadata is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _check_keys(value, path: str = "metadata") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TcsValueError(f"{path} has a key {k!r} of type {type(k).__name__}; keys must be strings")
+            _check_keys(v, f"{path}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_keys(v, f"{path}[{i}]")
+
+
+def metadata_bytes(metadata: dict[str, Any]) -> bytes:
+    """The header's JSON text for ``metadata``, checked to read back.
+
+    Raises :class:`TcsValueError` for metadata a reader would refuse or
+    change: not a dict, keys that are not strings (JSON would turn ``1``
+    into ``"1"``), values JSON cannot hold, or beyond the reader limits."""
+    if not isinstance(metadata, dict):
+        raise TcsValueError(f"metadata must be a dict, not {type(metadata).__name__}")
+    if len(metadata) > MAX_JSON_SIZE:  # cheap bound before walking it
+        raise TcsValueError(f"metadata has {len(metadata):,} keys")
+    try:
+        _check_keys(metadata)
+        raw = json.dumps(metadata, sort_keys=True, separators=(",", ":")).encode()
+    except TcsValueError:
+        raise
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TcsValueError(f"metadata is not JSON-serialisable: {exc}") from None
+    try:
+        parse_metadata(raw, "metadata")
+    except TcsFormatError as exc:
+        raise TcsValueError(str(exc)) from None
+    return raw
 
 
 def dtype_code(dtype) -> int:
@@ -111,14 +221,23 @@ class TcsHeader:
     def __post_init__(self):
         from ..encoder import MIN_B, MAX_B  # one source of truth for B's range
 
-        if not (1 <= self.height < 2**32 and 1 <= self.width < 2**32):
-            raise TcsFormatError(f"invalid frame size {self.height}x{self.width}")
+        if not (1 <= self.height <= MAX_HEIGHT and 1 <= self.width <= MAX_WIDTH):
+            raise TcsFormatError(f"invalid frame size {self.height}x{self.width} "
+                                 f"(1..{MAX_HEIGHT} x 1..{MAX_WIDTH})")
+        if self.height * self.width > MAX_PIXELS:
+            raise TcsFormatError(f"frame {self.height}x{self.width} has more than {MAX_PIXELS:,} pixels")
         if not MIN_B <= self.B <= MAX_B:
             raise TcsFormatError(f"B must be in {MIN_B}..{MAX_B}, got {self.B}")
         if not (self.tile[0] >= 1 and self.tile[1] >= 1):
             raise TcsFormatError(f"invalid tile size {self.tile}")
         if max(self.grid) >= 65536:
             raise TcsFormatError(f"tile grid {self.grid} exceeds 65535 rows or columns")
+        rows, cols = self.grid
+        if rows * cols > MAX_TILES:
+            raise TcsFormatError(f"tile grid {rows}x{cols} has more than {MAX_TILES:,} tiles")
+        th, tw = min(self.tile[0], self.height), min(self.tile[1], self.width)
+        if th * tw > MAX_TILE_PIXELS:
+            raise TcsFormatError(f"tile {th}x{tw} has more than {MAX_TILE_PIXELS:,} pixels")
         if not (math.isfinite(self.quant_step) and self.quant_step > 0):
             raise TcsFormatError(f"quant_step must be finite and > 0, got {self.quant_step}")
         if self.codec not in _CODEC_ID:
@@ -172,7 +291,7 @@ class TcsHeader:
         return replace(self, n_frames=int(n_frames))
 
     def to_bytes(self) -> bytes:
-        meta = json.dumps(self.metadata, sort_keys=True, separators=(",", ":")).encode()
+        meta = metadata_bytes(self.metadata)
         fixed = _FIXED.pack(
             MAGIC, self.version[0], self.version[1],
             HEADER_FIXED_SIZE + len(meta) + 4, self.flags,
@@ -185,9 +304,26 @@ class TcsHeader:
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def read_from(cls, fh, name: str = "<file>") -> "TcsHeader":
+    def read_from(cls, fh, name: str = "<file>", file_size: int | None = None) -> "TcsHeader":
         """Read and validate the header at the start of binary file ``fh``."""
-        fixed = fh.read(HEADER_FIXED_SIZE)
+        def read(offset, size):
+            fh.seek(offset)
+            return fh.read(size)
+
+        return cls.read_at(read, name, file_size)[0]
+
+    @classmethod
+    def read_at(cls, read, name: str = "<file>", file_size: int | None = None) -> tuple["TcsHeader", int]:
+        """Read and validate a header with ``read(offset, size) -> bytes``;
+        returns ``(header, header_size)``.
+
+        Every size is checked before it is used: ``json_size`` against
+        :data:`MAX_JSON_SIZE` and ``file_size`` (when known) before the JSON
+        is read, and the CRC before any field is trusted; then the fields'
+        ranges and the reader limits (:data:`MAX_PIXELS`, ...), and the JSON
+        is parsed with :func:`parse_metadata`'s limits.
+        """
+        fixed = read(0, HEADER_FIXED_SIZE)
         if len(fixed) >= 8 and fixed[:8] != MAGIC:
             raise TcsFormatError(f"{name}: not a .tcs file (wrong magic {fixed[:8]!r})")
         if len(fixed) < HEADER_FIXED_SIZE:
@@ -200,7 +336,12 @@ class TcsHeader:
             )
         if header_size != HEADER_FIXED_SIZE + jsize + 4:
             raise TcsFormatError(f"{name}: header size {header_size} disagrees with JSON size {jsize}")
-        rest = fh.read(jsize + 4)
+        if jsize > MAX_JSON_SIZE:
+            # Refused before reading: a damaged size must not make us read gigabytes.
+            raise TcsFormatError(f"{name}: header's JSON size {jsize:,} is over the {MAX_JSON_SIZE:,}-byte limit")
+        if file_size is not None and header_size > file_size:
+            raise TcsTruncatedError(f"{name}: file ends inside the header")
+        rest = read(HEADER_FIXED_SIZE, jsize + 4)
         if len(rest) < jsize + 4:
             raise TcsTruncatedError(f"{name}: file ends inside the header")
         body = fixed + rest[:jsize]
@@ -213,12 +354,9 @@ class TcsHeader:
             raise TcsFormatError(f"{name}: unknown mask generator id {gen}")
         if codec not in CODECS:
             raise TcsFormatError(f"{name}: unknown record codec id {codec}")
+        metadata = parse_metadata(rest[:jsize], name)
         try:
-            metadata = json.loads(rest[:jsize].decode("utf-8")) if jsize else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TcsFormatError(f"{name}: metadata is not valid UTF-8 JSON: {exc}") from None
-        try:
-            return cls(
+            header = cls(
                 height=height, width=width, B=B,
                 dtype=DTYPE_CODES[in_code].newbyteorder("=").name,
                 stored_dtype=DTYPE_CODES[st_code].newbyteorder("=").name,
@@ -228,6 +366,7 @@ class TcsHeader:
             )
         except TcsFormatError as exc:
             raise TcsFormatError(f"{name}: {exc}") from None
+        return header, header_size
 
     @property
     def size(self) -> int:

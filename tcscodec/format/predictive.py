@@ -168,12 +168,17 @@ def _take_bits(buf: np.ndarray, pos: int, nbits: int) -> np.ndarray:
     return (((seg[:-1] << off) | (seg[1:] >> (8 - off))) & 0xFF).astype(np.uint8)
 
 
+#: fields wider than a byte are unpacked this many at a time, so that the
+#: bit array (k bytes per field) stays small whatever the tile's size
+_FIELD_CHUNK = 1 << 11
+
+
 def _unpack_fields(buf: np.ndarray, pos: int, count: int, k: int) -> np.ndarray:
     """``count`` ``k``-bit fields starting at bit ``pos`` of ``buf``."""
     if k == 0 or count == 0:
         return np.zeros(count, np.uint64)
-    data = _take_bits(buf, pos, count * k)
     if k <= 8:
+        data = _take_bits(buf, pos, count * k)
         m = -(-count // 8)
         flat = np.zeros(m * k, np.uint8)
         flat[:data.size] = data
@@ -182,8 +187,13 @@ def _unpack_fields(buf: np.ndarray, pos: int, count: int, k: int) -> np.ndarray:
         acc = words.view(">u8").ravel().astype(np.uint64)
         shifts = np.arange(7, -1, -1, dtype=np.uint64) * np.uint64(k)
         return ((acc[:, None] >> shifts) & np.uint64((1 << k) - 1)).ravel()[:count]
-    bits = np.unpackbits(data)[: count * k].reshape(count, k).astype(np.uint64)
-    return (bits << np.arange(k - 1, -1, -1, dtype=np.uint64)).sum(1, dtype=np.uint64)
+    out = np.empty(count, np.uint64)
+    weights = np.uint64(1) << np.arange(k - 1, -1, -1, dtype=np.uint64)
+    for start in range(0, count, _FIELD_CHUNK):
+        n = min(_FIELD_CHUNK, count - start)
+        bits = np.unpackbits(_take_bits(buf, pos + start * k, n * k))[: n * k].reshape(n, k)
+        out[start:start + n] = (bits.astype(np.uint64) * weights).sum(1, dtype=np.uint64)
+    return out
 
 
 def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
@@ -229,15 +239,25 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     if max(ks) > 62:
         raise TcsFormatError(f"predict-rice Rice parameter {max(ks)} is above 62")
     n_esc, unary_size = _COUNTS.unpack_from(content, _HEAD.size + N_STAGES)
+    # Sizes are checked before anything is unpacked: a code is at most
+    # ESCAPE + 1 bits and an escape is one per pixel at most.
+    if n_esc > n:
+        raise TcsFormatError(f"predict-rice content lists {n_esc} escapes for {n} values")
+    if unary_size > -(-n * (ESCAPE + 1) // 8):
+        raise TcsFormatError(f"predict-rice unary stream of {unary_size} bytes is too long for {n} values")
     pos = head + 8 * n_esc
     if pos + unary_size > len(content):
         raise TcsFormatError("predict-rice escapes or unary stream run past the content")
     escapes = np.frombuffer(content, "<u8", n_esc, head).astype(np.uint64)
     unary = np.unpackbits(np.frombuffer(content, np.uint8, unary_size, pos))
-    ends = np.flatnonzero(unary == 0)
-    if ends.size < n or (n and ends[n - 1] // 8 != unary_size - 1):
-        raise TcsFormatError(f"predict-rice unary stream holds {min(ends.size, n)} codes where {n} are expected")
-    m = np.diff(ends[:n], prepend=-1).astype(np.uint64) - np.uint64(1)
+    n_zero = unary.size - int(np.count_nonzero(unary))
+    if not n <= n_zero < n + 8:  # the last byte's zero padding adds up to 7
+        raise TcsFormatError(f"predict-rice unary stream holds {n_zero} codes where {n} are expected")
+    ends = np.flatnonzero(unary == 0)[:n]
+    if ends[n - 1] // 8 != unary_size - 1 or n_zero - n != unary.size - 1 - int(ends[n - 1]):
+        raise TcsFormatError(f"predict-rice unary stream has bits after its {n} codes")
+    del unary
+    m = np.diff(ends, prepend=-1).astype(np.uint64) - np.uint64(1)
     is_esc = m == ESCAPE
     if int(is_esc.sum()) != n_esc:
         raise TcsFormatError(f"predict-rice content lists {n_esc} escapes but its codes hold {int(is_esc.sum())}")
@@ -250,13 +270,24 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
         raise TcsFormatError(f"predict-rice remainder stream holds {rem.size} bytes, expected {-(-total // 8)}")
     qp, sp = np.zeros(np.add(shape, 2 * BASE_SPACING), np.int64), _padded(csum)
     done = bits = 0
-    for k, count, parts in zip(ks, counts, stages):
-        u = (m[done:done + count] << np.uint64(k)) | _unpack_fields(rem, bits, count, k)
+    for i, (k, count, parts) in enumerate(zip(ks, counts, stages)):
+        quotients = m[done:done + count]
+        # u = (m << k) | remainder must stay below 2^63: an escaped quotient
+        # beyond that would wrap in uint64 and decode as a small value.
+        if count and int(quotients.max()) >> (63 - k):
+            raise TcsFormatError(f"predict-rice stage {i} has an escaped quotient "
+                                 f"{int(quotients.max())} out of range for k = {k}")
+        u = (quotients << np.uint64(k)) | _unpack_fields(rem, bits, count, k)
         r = np.where(u & np.uint64(1), -((u >> np.uint64(1)).astype(np.int64)) - 1, (u >> np.uint64(1)).astype(np.int64))
         at = 0
         for t, nb in parts:
             size = qp[t].size
-            qp[t] = r[at:at + size].reshape(qp[t].shape) + _predict(qp, sp, t, nb)
+            # |r| < 2^62 and |prediction| <= 2^60 (values so far within
+            # 2^52, mask sums <= 64): the sum cannot overflow int64.
+            values = r[at:at + size].reshape(qp[t].shape) + _predict(qp, sp, t, nb)
+            if values.size and (int(values.max()) > MAX_ABS or int(values.min()) < -MAX_ABS):
+                raise TcsFormatError(f"predict-rice stage {i} decodes values beyond 2^52")
+            qp[t] = values
             at += size
         done, bits = done + count, bits + count * k
     p = BASE_SPACING

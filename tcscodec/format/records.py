@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
-from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
+from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError, TcsValueError
 from .header import CODECS
 from .predictive import MODE_PREDICTED, MODE_STORED, decode_predicted, encode_predicted
 
@@ -51,6 +51,10 @@ __all__ = [
     "unpack_record_header",
     "pack_index",
     "unpack_index",
+    "unpack_index_head",
+    "unpack_index_entries",
+    "INDEX_ENTRY_DTYPE",
+    "max_payload_size",
     "pack_footer",
     "unpack_footer",
 ]
@@ -95,9 +99,34 @@ def _zstd_frame(tile: np.ndarray, shuffle: bool, level: int) -> bytes:
     return cctx.compress(raw.tobytes())
 
 
+def max_payload_size(n_elements: int) -> int:
+    """The largest payload a record of a tile of ``n_elements`` may have
+    (spec section 4): above any codec's worst case (zstd's bound for 8-byte
+    elements is about 8.03 bytes per element, predict-rice's 18.9), so a
+    damaged ``payload_size`` is refused before it is read."""
+    return 1024 + 20 * n_elements
+
+
 def _unzstd_frame(payload: bytes, shuffle: bool, dtype: np.dtype, shape) -> np.ndarray:
+    """One zstd frame that must hold exactly the tile's bytes.
+
+    Output is capped at the tile's size and the frame's declared content
+    size is never trusted: a frame declaring another size is refused before
+    anything is allocated, and one that declares none is decompressed into
+    a buffer of the tile's size, failing as soon as it would overflow it (a
+    32 KB frame can declare, and fill, 1 GiB).  The window is capped at the
+    tile's size too, and bytes after the frame are refused.
+    """
     n = int(np.prod(shape)) * dtype.itemsize
-    raw = zstandard.ZstdDecompressor().decompress(payload, max_output_size=n)
+    try:
+        declared = zstandard.frame_content_size(payload)
+        if declared not in (-1, n):
+            raise TcsFormatError(f"zstd frame declares {declared:,} bytes, the tile holds {n:,}")
+        window = 1 << max(10, (n - 1).bit_length())
+        raw = zstandard.ZstdDecompressor(max_window_size=window).decompress(
+            payload, max_output_size=n, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise TcsFormatError(f"payload does not decompress: {exc}") from None
     if len(raw) != n:
         raise TcsFormatError(f"payload holds {len(raw)} bytes, expected {n}")
     arr = np.frombuffer(raw, np.uint8)
@@ -123,7 +152,7 @@ def encode_payload(tile: np.ndarray, codec: str, level: int = 3, csum: np.ndarra
     content = None
     if tile.dtype.kind in "iu":
         if csum is None or csum.shape != tile.shape:
-            raise ValueError(f"predict-rice needs the tile's mask sums, shape {tile.shape}")
+            raise TcsValueError(f"predict-rice needs the tile's mask sums, shape {tile.shape}")
         content = encode_predicted(tile, csum)
     if content is not None and _SPARSE_BITS * tile.size < 8 * len(content) <= 8 * tile.nbytes:
         return content
@@ -135,7 +164,11 @@ def encode_payload(tile: np.ndarray, codec: str, level: int = 3, csum: np.ndarra
 
 
 def decode_payload(payload: bytes, codec: str, dtype, shape, csum: np.ndarray | None = None) -> np.ndarray:
-    """Inverse of :func:`encode_payload`; raises on a size mismatch."""
+    """Inverse of :func:`encode_payload`.
+
+    Raises :class:`TcsFormatError` for any payload that does not hold
+    exactly the tile: wrong size, bytes after the zstd frame, an unknown
+    predict-rice mode, or values that do not fit ``dtype``."""
     dtype = np.dtype(dtype).newbyteorder("<")
     if codec != "predict-rice":
         arr = _unzstd_frame(payload, codec == "shuffle-zstd", dtype, shape)
@@ -143,7 +176,7 @@ def decode_payload(payload: bytes, codec: str, dtype, shape, csum: np.ndarray | 
         arr = _unzstd_frame(payload[1:], True, dtype, shape)
     elif payload[:1] == bytes([MODE_PREDICTED]) and dtype.kind in "iu":
         if csum is None or csum.shape != tuple(shape):
-            raise ValueError(f"predict-rice needs the tile's mask sums, shape {tuple(shape)}")
+            raise TcsValueError(f"predict-rice needs the tile's mask sums, shape {tuple(shape)}")
         q = decode_predicted(payload, csum)
         info = np.iinfo(dtype)
         if q.size and (int(q.min()) < info.min or int(q.max()) > info.max):
@@ -190,17 +223,33 @@ def pack_index(entries) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def unpack_index(buf: bytes) -> list[RecordInfo]:
-    if len(buf) < 16 or buf[:4] != INDEX_MAGIC:
+INDEX_ENTRY_DTYPE = np.dtype([("offset", "<u8"), ("group", "<u4"), ("tile_row", "<u2"), ("tile_col", "<u2")])
+INDEX_HEAD_SIZE = 12  # magic + count
+
+
+def unpack_index_head(buf: bytes) -> int:
+    """The entry count from the first :data:`INDEX_HEAD_SIZE` bytes of an index."""
+    if len(buf) < INDEX_HEAD_SIZE or buf[:4] != INDEX_MAGIC:
         raise TcsFormatError("bad index magic")
-    (count,) = struct.unpack("<Q", buf[4:12])
-    end = 12 + count * _ENTRY.size
+    return struct.unpack_from("<Q", buf, 4)[0]
+
+
+def unpack_index_entries(buf: bytes) -> np.ndarray:
+    """The entries of a whole index (head, entries, CRC), CRC checked, as a
+    structured array (:data:`INDEX_ENTRY_DTYPE`): one vectorised parse."""
+    count = unpack_index_head(buf)
+    end = INDEX_HEAD_SIZE + count * _ENTRY.size
     if len(buf) < end + 4:
         raise TcsTruncatedError("file ends inside the index")
     (crc,) = struct.unpack("<I", buf[end : end + 4])
     if zlib.crc32(buf[:end]) != crc:
         raise TcsChecksumError("index checksum mismatch")
-    return [RecordInfo(*_ENTRY.unpack_from(buf, 12 + i * _ENTRY.size)) for i in range(count)]
+    return np.frombuffer(buf, INDEX_ENTRY_DTYPE, count, INDEX_HEAD_SIZE)
+
+
+def unpack_index(buf: bytes) -> list[RecordInfo]:
+    entries = unpack_index_entries(buf)
+    return [RecordInfo(int(e["offset"]), int(e["group"]), int(e["tile_row"]), int(e["tile_col"])) for e in entries]
 
 
 def index_size(count: int) -> int:
