@@ -2,32 +2,36 @@
 
 The writer encodes frames as they arrive (one frame at a time is enough, as
 from a detector), cuts each finished group's measurement into tiles and
-compresses the tiles with zstd in a thread pool (zstd releases the GIL), so
+compresses the tiles in a thread pool (numpy and zstd release the GIL), so
 encoding of the next group overlaps the compression of the last.
+
+Durability: one group at a time is compressing, and the pool thread that
+finishes its last tile writes the group's records and flushes them to the
+operating system at once.  A process killed at any moment therefore loses
+at most that one group (and the incomplete group being encoded); its
+``*.partial`` file holds every group before it (``tcscodec recover``).
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import os
+import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from .encoder import INPUT_DTYPES, Measurement, check_B, make_encoder, measurement_dtype
+from .encoder import INPUT_DTYPES, Measurement, check_B, check_frame, make_encoder, measurement_dtype
 from .errors import TcsValueError
 from .format import ContainerWriter, TcsHeader, encode_payload
-from .format.header import CODECS
+from .format.header import CODECS, metadata_bytes
 from .masks import random_seed, tile_mask_sum
 from .quantize import quantize, stored_dtype
 
 __all__ = ["TcsWriter", "write", "DEFAULT_TILE"]
 
 DEFAULT_TILE = (512, 512)
-#: groups whose tiles may be compressing at once (bounds memory)
-_MAX_PENDING = 2
 #: quant_step="auto": the step as a fraction of the measurement's shot-noise std
 AUTO_FRACTION = 1.5
 
@@ -105,9 +109,17 @@ class TcsWriter:
 
     Frames are passed to :meth:`write` one at a time (H x W) or as a stack
     (T x H x W).  A frame of the wrong shape or dtype, or with NaN/inf,
-    raises :class:`~tcscodec.TcsValueError` before anything is changed, so
-    the writer stays usable.  Used as a context manager the file is finished
-    on normal exit and discarded (destination untouched) on an exception.
+    raises :class:`~tcscodec.TcsValueError` before anything is changed (a
+    numpy stack is checked whole before its first frame is encoded), so
+    the writer stays usable.  Metadata a reader would refuse (keys that are
+    not strings, beyond the format's limits) is refused by the constructor.
+
+    Used as a context manager the file is finished on normal exit and
+    discarded (no ``.partial`` left, destination untouched) on an
+    exception, except :class:`KeyboardInterrupt`: then the groups written
+    so far stay in :attr:`partial_path`, which ``tcscodec recover`` turns
+    into a valid file.  A killed process (SIGKILL, power off for what the
+    OS had) loses at most the group that was compressing.
     """
 
     def __init__(self, path, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
@@ -121,9 +133,13 @@ class TcsWriter:
         if not 0 <= self.seed < 2**64:
             raise TcsValueError(f"seed must be in 0..2**64-1, got {seed}")
         self.tile = _as_tile(tile)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TcsValueError(f"metadata must be a dict, not {type(metadata).__name__}")
         self.metadata = dict(metadata or {})
         self.auto_quant = quant_step == "auto"
         self.auto_fraction = float(auto_fraction)
+        # Refused here, before any file exists, if a reader would refuse it.
+        metadata_bytes(self._auto_metadata() if self.auto_quant else self.metadata)
         try:
             self.quant_step = 1.0 if self.auto_quant else float(quant_step)
         except (TypeError, ValueError):
@@ -140,10 +156,14 @@ class TcsWriter:
         self._encoder = None
         self._container: ContainerWriter | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: collections.deque = collections.deque()
+        self._inflight: _Group | None = None  # the one group compressing
+        self._write_lock = threading.Lock()
+        self._discard = False  # set by abort(): pool threads write nothing more
         self._probe: list[np.ndarray] = []  # first two frames (a crop), for quant_step="auto"
         self.frames_written = 0
         self.closed = False
+        #: the ``.partial`` file an interrupted writer (KeyboardInterrupt) left, or None
+        self.partial_path: Path | None = None
         if shape is not None or dtype is not None:
             if shape is None or dtype is None:
                 raise TcsValueError("give both shape and dtype, or neither")
@@ -154,10 +174,6 @@ class TcsWriter:
         if len(shape) != 2 or min(shape) < 1:
             raise TcsValueError(f"frames must be 2-D and non-empty, got shape {shape}")
         mdtype = measurement_dtype(dtype)
-        try:
-            json.dumps(self.metadata)
-        except (TypeError, ValueError) as exc:
-            raise TcsValueError(f"metadata is not JSON-serialisable: {exc}") from None
         self.header = TcsHeader(
             height=shape[0], width=shape[1], B=self.B, dtype=dtype.name,
             stored_dtype=stored_dtype(mdtype, self.quant_step).name, mask_seed=self.seed,
@@ -184,6 +200,8 @@ class TcsWriter:
             frames = frames[None]
         elif frames.ndim != 3:
             raise TcsValueError(f"expected a frame (H x W) or a stack (T x H x W), got {frames.ndim}-D")
+        if isinstance(frames, np.ndarray):
+            self._check_stack(frames)
         if self._encoder is None:
             dtype = np.dtype(str(frames.dtype).replace("torch.", ""))
             if dtype not in INPUT_DTYPES:
@@ -197,20 +215,64 @@ class TcsWriter:
             if m is not None:
                 self._submit(m)
 
+    def _check_stack(self, frames: np.ndarray) -> None:
+        """Refuse a numpy stack with a bad frame before any frame of it is
+        encoded, naming the first bad one (a rejected write changes nothing)."""
+        if not len(frames):
+            return
+        if self._encoder is not None:
+            check_frame(frames[0], self._encoder.shape, self._encoder.dtype, self.frames_written)
+        if frames.dtype.kind == "f":
+            bad = ~np.isfinite(frames).all(axis=(1, 2))
+            if bad.any():
+                raise TcsValueError(f"frame {self.frames_written + int(np.argmax(bad))} contains NaN or "
+                                    "infinite values")
+
     def _submit(self, m: Measurement) -> None:
+        """Hand a group to the compression pool, once the group before it
+        is on disk (one group compressing at a time: a kill loses at most it)."""
         if self._container is None:
             self._choose_step(m)
         stored = quantize(m.data, self.quant_step, np.dtype(self.header.stored_dtype))
+        self._wait_inflight()
         rows, cols = self.header.grid
-        jobs = []
-        for r in range(rows):
-            for c in range(cols):
-                y0, y1, x0, x1 = self.header.tile_bounds(r, c)
-                tile = stored[y0:y1, x0:x1]
-                jobs.append((r, c, self._pool.submit(self._encode_tile, tile, m.n_frames, (y0, y1, x0, x1))))
-        self._pending.append((m.group, m.n_frames, jobs))
-        while len(self._pending) > _MAX_PENDING:
-            self._write_oldest()
+        job = _Group(m.group, m.n_frames, [(r, c) for r in range(rows) for c in range(cols)])
+        self._inflight = job
+        for i, (r, c) in enumerate(job.keys):
+            y0, y1, x0, x1 = self.header.tile_bounds(r, c)
+            self._pool.submit(self._compress, job, i, stored[y0:y1, x0:x1], (y0, y1, x0, x1))
+
+    def _compress(self, job: "_Group", i: int, tile: np.ndarray, bounds) -> None:
+        """Pool task: compress tile ``i`` of ``job``; the task that finishes
+        the group's last tile writes all its records and flushes them."""
+        try:
+            payload = self._encode_tile(tile, job.n_frames, bounds)
+        except BaseException as exc:  # reported by _wait_inflight in the caller's thread
+            payload, job.error = None, job.error or exc
+        if not job.tile_done(i, payload):
+            return
+        try:
+            if job.error is None and not self._discard:
+                with self._write_lock:
+                    for (r, c), p in zip(job.keys, job.payloads):
+                        self._container.write_record(job.group, r, c, job.n_frames, p)
+                    self._container.flush()
+        except BaseException as exc:
+            job.error = exc
+        finally:
+            job.payloads = None
+            job.done.set()
+
+    def _wait_inflight(self, timeout: float | None = None) -> None:
+        """Wait until the compressing group is on disk; re-raise its error."""
+        job = self._inflight
+        if job is None:
+            return
+        if not job.done.wait(timeout):
+            return
+        self._inflight = None
+        if job.error is not None:
+            raise job.error
 
     def _encode_tile(self, tile: np.ndarray, n_frames: int, bounds) -> bytes:
         csum = None
@@ -241,14 +303,12 @@ class TcsWriter:
         self.quant_step = step
         mdtype = measurement_dtype(self.header.dtype)
         self.header = replace(self.header, quant_step=step, stored_dtype=stored_dtype(mdtype, step).name,
-                              metadata={**self.header.metadata,
-                                        "quantize": f"auto: {self.auto_fraction:g} x shot-noise std"})
+                              metadata=self._auto_metadata())
         self._container = ContainerWriter(self.path, self.header)
 
-    def _write_oldest(self) -> None:
-        group, n, jobs = self._pending.popleft()
-        for r, c, fut in jobs:
-            self._container.write_record(group, r, c, n, fut.result())
+    def _auto_metadata(self) -> dict:
+        """The user's metadata with the note quant_step="auto" adds."""
+        return {**self.metadata, "quantize": f"auto: {self.auto_fraction:g} x shot-noise std"}
 
     # -- finishing ---------------------------------------------------------------------
     def close(self) -> Path | None:
@@ -260,9 +320,11 @@ class TcsWriter:
                 raise TcsValueError(f"{self.path}: no frames were written")
             for m in self._encoder.drain():
                 self._submit(m)
-            while self._pending:
-                self._write_oldest()
+            self._wait_inflight()
             self._container.finish(self.frames_written)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         except BaseException:
             self.abort()
             raise
@@ -271,12 +333,35 @@ class TcsWriter:
         return self.path
 
     def abort(self) -> None:
-        """Discard everything written; the destination file is not touched."""
+        """Discard everything written; the destination file is not touched
+        and no ``.partial`` file is left."""
+        self._discard = True
+        self._shutdown()
         if self._container is not None:
             self._container.abort()
-        self._pending.clear()
+        self._inflight = None
+        self.closed = True
+
+    def interrupt(self, timeout: float = 30.0) -> Path | None:
+        """Stop writing but keep what is on disk: the group compressing is
+        given up to ``timeout`` seconds to reach the file, then the
+        ``.partial`` file is closed without index and left for ``tcscodec
+        recover``.  Returns its path (None when no group had been written
+        yet: then no file exists).  Used on KeyboardInterrupt."""
+        if self.closed:
+            return self.partial_path
+        try:
+            self._wait_inflight(timeout)
+        except Exception:
+            pass  # the group in flight is lost; those before it are on disk
+        self._discard = True
         self._shutdown()
         self.closed = True
+        if self._container is None:
+            return None
+        with self._write_lock:
+            self.partial_path = self._container.keep_partial()
+        return self.partial_path
 
     def _shutdown(self) -> None:
         if self._pool is not None:
@@ -292,8 +377,31 @@ class TcsWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.interrupt()
         else:
             self.abort()
+
+
+class _Group:
+    """One group's tiles in the compression pool: their payloads as they
+    finish, the first error, and an event set once the group's records are
+    written (or it failed)."""
+
+    def __init__(self, group: int, n_frames: int, keys):
+        self.group, self.n_frames, self.keys = group, n_frames, keys
+        self.payloads: list | None = [None] * len(keys)
+        self.left = len(keys)
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def tile_done(self, i: int, payload) -> bool:
+        """Record tile ``i``'s payload; True for the call that completes the group."""
+        with self._lock:
+            self.payloads[i] = payload
+            self.left -= 1
+            return self.left == 0
 
 
 def write(path, frames, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,

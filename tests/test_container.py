@@ -275,9 +275,7 @@ def test_killed_writer_keeps_complete_groups(tmp_path):
         w = tcscodec.open({str(tmp_path / 'live.tcs')!r}, "w", B=4, seed=2, tile=16)
         for i in range(4 * 6 + 2):
             w.write(rng.integers(0, 255, (30, 40), dtype=np.uint8))
-        w._write_oldest()  # make sure records reached the file before the kill
-        w._container._fh.flush()
-        os._exit(9)  # killed: no close(), no index
+        os._exit(9)  # killed: no close(), no index, the last group maybe still compressing
     """)
     subprocess.run([sys.executable, "-c", script], check=False)
     assert not (tmp_path / "live.tcs").exists()  # nothing under the final name
@@ -287,7 +285,7 @@ def test_killed_writer_keeps_complete_groups(tmp_path):
     with pytest.warns(TcsRecoveryWarning, match="not finished"):
         r = tcscodec.open(partial)
     with r:
-        assert r.n_groups >= 4 and not r.complete
+        assert r.n_groups >= 5 and not r.complete  # all but the group in flight
         for g in range(r.n_groups):
             assert np.array_equal(r.measurements(g), tcscodec.encoder.encode_group(frames[4 * g:4 * g + 4], 2, 4))
 
