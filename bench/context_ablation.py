@@ -37,16 +37,10 @@ def _register(checkpoint: str) -> None:
     """The checkpoint as ``ckpt``, and the same network with its context
     withheld as ``no-context``."""
     from tcscodec import evaluation as ev
-    from tcscodec.decoders.base import _REGISTRY, register_decoder
+    from tcscodec.decoders.base import register_decoder
 
-    ckpt = _REGISTRY[ev.checkpoint_decoder(checkpoint, name="ckpt")]
-
-    class _WithoutContext(ckpt):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.uses_context = False
-
-    register_decoder("no-context")(_WithoutContext)
+    ev.checkpoint_decoder(checkpoint, name="ckpt")
+    register_decoder("no-context")(ev.CheckpointFactory(checkpoint, context=False))
 
 
 def _static_rows(shared: Path, B_list, tmp: Path):

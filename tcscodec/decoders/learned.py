@@ -3,6 +3,8 @@ weights from :mod:`tcscodec.weights`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -33,6 +35,10 @@ class UnfoldDecoder(Decoder):
 
     receptive_margin = 32
     uses_motion = True
+    #: the training checkpoint of the network (:meth:`from_checkpoint`), else None
+    checkpoint: str | None = None
+    #: the training step that checkpoint records, else None
+    step: int | None = None
 
     def __init__(self, device: str = "cpu", net: UnfoldNet | None = None, half: bool = False, **options):
         if options:
@@ -46,6 +52,27 @@ class UnfoldDecoder(Decoder):
         self.net = net.to(device).eval()
         self.half = half and str(device).startswith("cuda")
         self.uses_context = bool(self.net.config.context)
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "cpu", **options) -> "UnfoldDecoder":
+        """The decoder with the network of a training checkpoint.
+
+        ``path`` is a ``checkpoint.pt`` of ``tcscodec train`` (``{"model",
+        "config", "step", ...}``, the network's config under
+        ``config["model"]``) or a bare state dict (default
+        :class:`UnfoldConfig`).  Loaded with ``weights_only=True``: tensors
+        and plain containers only, nothing in the file runs.  The decoder
+        records :attr:`checkpoint` and :attr:`step`; ``device`` and
+        ``options`` as for the constructor.
+        """
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
+        cfg = ck.get("config", {})
+        model_cfg = cfg.get("model", cfg) if isinstance(cfg, dict) else {}
+        net = UnfoldNet(UnfoldConfig.from_dict(model_cfg))
+        net.load_state_dict(ck["model"] if "model" in ck else ck)
+        dec = cls(device, net=net, **options)
+        dec.checkpoint, dec.step = str(path), ck.get("step")
+        return dec
 
     def decode(self, y: torch.Tensor, masks: torch.Tensor, context: torch.Tensor | None = None,
                shifts: torch.Tensor | None = None) -> torch.Tensor:

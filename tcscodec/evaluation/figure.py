@@ -1,0 +1,121 @@
+"""The evaluation's figures, and the report folder of ``tcscodec eval``.
+
+:func:`save_figure` draws one movie at one B: panels of one frame (clean,
+raw, the best decoder, JPEG at equal bytes) with their power spectra, and
+the PSNR of every frame for every method.  :func:`save_report` writes the
+tables, the JSON and a figure per B into a folder.  Needs matplotlib (the
+figures are skipped without it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .report import TV_NOTE, markdown_table, rows_to_json, summary_table
+from .run import EvalRow
+
+__all__ = ["save_figure", "save_report"]
+
+
+def _spectrum(img: np.ndarray) -> np.ndarray:
+    """log10 power spectrum, centred; a Hann window keeps the frame's
+    non-periodic edges from drawing a bright cross through it."""
+    img = np.asarray(img, np.float64)
+    win = np.outer(np.hanning(img.shape[0]), np.hanning(img.shape[1]))
+    f = np.fft.fftshift(np.fft.fft2((img - img.mean()) * win))
+    return np.log10(np.abs(f) ** 2 + 1e-12)
+
+
+def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | None = None,
+                title: str | None = None) -> Path | None:
+    """Figure for one movie at one B (default: the largest): panels of one
+    frame (``clean`` when given, raw, the best decoder, JPEG at equal bytes)
+    with their log power spectra underneath, and the PSNR of every frame for
+    every method.  Returns the path, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [r for r in rows if not r.skipped]
+    if not rows:
+        return None
+    B = B if B is not None else max(r.B for r in rows if r.kind != "reference")
+    at = [r for r in rows if r.B == B or r.kind == "reference"]
+    k = next((r.example_index for r in at if r.example_index is not None), len(frames) // 2)
+    panels = []
+    if clean is not None:  # in the reference's units: times the gain the run fitted
+        panels.append(("clean", np.asarray(clean[k], np.float32) * at[0].gain))
+    panels.append(("raw", np.asarray(frames[k], np.float32)))
+    decs = [r for r in at if r.kind == "decoder" and r.B == B]
+    best = max(decs, key=lambda r: r.psnr) if decs else next((r for r in at if r.kind == "naive" and r.B == B), None)
+    if best is not None:
+        panels.append((f"{best.method} (.tcs, {best.ratio:.0f}x)\n{best.psnr:.2f} dB", best.example))
+    jpeg = next((r for r in at if r.method == "jpeg" and r.B == B), None)
+    if jpeg is not None:
+        panels.append((f"JPEG at {jpeg.bytes_vs_tcs:.2f}x .tcs bytes\n{jpeg.psnr:.2f} dB", jpeg.example))
+    ref_img = panels[0][1]
+    lo, hi = np.percentile(ref_img, [0.5, 99.5])
+    spec_raw = _spectrum(np.asarray(frames[k], np.float32))  # one colour scale: the raw frame's
+    slo, shi = np.percentile(spec_raw, [1, 99.95])
+    n = len(panels)
+    fig = plt.figure(figsize=(3.2 * n, 9.5), dpi=110)
+    gs = fig.add_gridspec(3, n, height_ratios=[1, 1, 1.1])
+    for j, (label, img) in enumerate(panels):
+        ax = fig.add_subplot(gs[0, j])
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+        ax = fig.add_subplot(gs[1, j])
+        ax.imshow(_spectrum(img), cmap="magma", vmin=slo, vmax=shi)
+        ax.set_title("log power spectrum", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(gs[2, :])
+    plotted = [r for r in at if r.psnr_frames and (r.B == B or r.kind == "reference")]
+    cmap = plt.get_cmap("tab20")
+    for j, r in enumerate(plotted):
+        style = {"decoder": "-", "decoder+tv": "--", "naive": "--", "oracle": ":", "reference": "-.",
+                 "codec": "-", "codec+tv": ":"}.get(r.kind, "-")
+        ax.plot(np.arange(len(r.psnr_frames)), r.psnr_frames, style, color=cmap(j % 20),
+                lw=2.2 if r.kind == "decoder" else 1.1, label=f"{r.method} ({r.psnr:.1f})")
+    ax.set_xlabel("frame")
+    ax.set_ylabel(f"PSNR vs {at[0].reference.split(' ')[0]} (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle(title or f"{at[0].movie}: B={B}, frame {k}", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_report(out_dir, rows: Sequence[EvalRow], frames, clean=None, *, title: str | None = None,
+                meta: dict | None = None) -> dict[str, Path]:
+    """Write ``table.md`` (summary and full tables), ``results.json``
+    (:func:`rows_to_json` with ``meta``) and ``figure.png`` (largest B; and
+    ``figure_B<B>.png`` for every B) into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"table": out / "table.md", "json": out / "results.json"}
+    head = f"# {title}\n\n" if title else ""
+    paths["table"].write_text(head + summary_table(rows) + "\n" + markdown_table(rows) + "\n" + TV_NOTE + "\n")
+    paths["json"].write_text(json.dumps(rows_to_json(rows, **(meta or {})), indent=1) + "\n")
+    Bs = sorted({r.B for r in rows if not r.skipped and r.kind != "reference"})
+    for B in Bs:
+        p = save_figure(out / f"figure_B{B}.png", rows, frames, clean, B=B)
+        if p is not None:
+            paths[f"figure_B{B}"] = p
+    if Bs:
+        p = save_figure(out / "figure.png", rows, frames, clean, B=Bs[-1])
+        if p is not None:
+            paths["figure"] = p
+    return paths
+
