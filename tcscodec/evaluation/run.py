@@ -124,8 +124,9 @@ class EvalRow:
         return cls(**kw)
 
 
-
 def _decoder_unavailable(name: str, device: str, options: dict) -> str | None:
+    """None when decoder ``name`` can be built with ``options`` on
+    ``device``, else why not (the row is then skipped, not the run)."""
     from ..decoders.base import available_decoders, get_decoder
 
     try:
@@ -169,6 +170,7 @@ def naive_decode(path) -> np.ndarray:
 
 
 def _static_oracle(clean: np.ndarray, B: int) -> np.ndarray:
+    """The mean of each group's clean frames, repeated for the group."""
     out = np.empty(clean.shape, np.float32)
     for i in range(0, len(clean), B):
         out[i:i + B] = clean[i:i + B].mean(0, dtype=np.float64)[None]
@@ -176,6 +178,8 @@ def _static_oracle(clean: np.ndarray, B: int) -> np.ndarray:
 
 
 def _frames_for_writer(frames) -> np.ndarray:
+    """``frames`` in a dtype the writer takes: float64/float16 as float32,
+    non-negative signed integers as unsigned of the same width."""
     a = np.asarray(frames)
     if a.ndim != 3:
         raise ValueError(f"frames must be a movie (T x H x W), got shape {a.shape}")
