@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -22,17 +23,37 @@ from tcscodec.format import CODECS
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _safe(text) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``,
+    ``\\u202e``): user strings from a file (metadata, names) must not move
+    the cursor, clear the terminal or reorder what is printed."""
+    import unicodedata
+
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else
+                   (ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                    if unicodedata.category(ch) != "Cs" else f"\\u{ord(ch):04x}")
+                   for ch in text)
+
+
 def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc))
+    if isinstance(exc, OSError) and not isinstance(exc, TcsError) and exc.strerror:
+        # "folder/out.tcs: Permission denied", not the errno tuple
+        where = exc.filename if exc.filename is not None else ""
+        raise click.ClickException(_safe(f"{where}: {exc.strerror}" if where != "" else exc.strerror))
+    raise click.ClickException(_safe(exc))
 
 
 class _TcsGroup(click.Group):
-    """Turns tcscodec's own errors into one-line messages and exit code 1."""
+    """Turns tcscodec's own errors and every OSError (a missing file, a
+    read-only folder, a full disk) into one-line messages and exit code 1."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (TcsError, FileNotFoundError) as exc:
+        except (TcsError, OSError) as exc:
             _fail(exc)
 
 
@@ -104,16 +125,33 @@ def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, f
         step = _quant_step(quantize)
         metadata = {**movie.metadata, "source": input.name, **_parse_meta(meta)}
         t0 = time.perf_counter()
-        with tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
-                           quant_step=step, device=device, codec=codec, level=level) as w:
-            for frame in tqdm(movie, total=len(movie), unit="frame", desc="encode", disable=quiet):
-                w.write(frame)
+        w = tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
+                          quant_step=step, device=device, codec=codec, level=level)
+        try:
+            with w:
+                for frame in tqdm(movie, total=len(movie), unit="frame", desc="encode", disable=quiet):
+                    w.write(frame)
+        except KeyboardInterrupt:
+            _interrupted(w, output)
         dt = time.perf_counter() - t0
         lossy = "lossless" if w.quant_step == 1 else f"quant_step {w.quant_step:g}"
     raw = int(np.prod(movie.shape)) * movie.dtype.itemsize
     size = output.stat().st_size
     click.echo(f"{output}: {movie.shape[0]} frames {movie.shape[1]}x{movie.shape[2]} {movie.dtype.name}, "
                f"B={B}, {lossy}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
+
+
+def _interrupted(w, output: Path) -> None:
+    """Ctrl-C during encode: say where the groups written so far are and
+    how to keep them, exit 130 (the writer left its .partial file)."""
+    if w.partial_path is None:
+        click.echo(f"interrupted after {w.frames_written} frames, before the first group was "
+                   "written: nothing to keep", err=True)
+    else:
+        click.echo(f"interrupted after {w.frames_written} frames; the complete groups are in "
+                   f"{_safe(w.partial_path)}; keep them with:\n"
+                   f"  tcscodec recover {_safe(w.partial_path)} -o {_safe(output)}", err=True)
+    raise click.exceptions.Exit(130)
 
 
 def _quant_step(value: str):
@@ -153,7 +191,7 @@ def info(file, as_json, with_motion):
     if as_json:
         click.echo(json.dumps(m, indent=2, default=list))
         return
-    click.echo(f"file        {file}  ({size:,} bytes, format {m['version']}"
+    click.echo(f"file        {_safe(file)}  ({size:,} bytes, format {m['version']}"
                f"{'' if m['complete'] else ', INCOMPLETE: recovered groups only'})")
     click.echo(f"movie       {T} frames x {H} x {W}  {m['dtype']}  ({raw:,} bytes raw)")
     click.echo(f"encoding    B={m['B']}  {r.n_groups} groups  measurement {m['stored_dtype']}"
@@ -167,7 +205,7 @@ def info(file, as_json, with_motion):
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
                    f"{mo['groups']} groups")
     for k, v in m["user"].items():
-        click.echo(f"metadata    {k} = {v}")
+        click.echo(f"metadata    {_safe(k)} = {_safe(v)}")
 
 
 # -- decode ---------------------------------------------------------------------------------------------
@@ -217,10 +255,13 @@ def _parse_region(spec: str | None):
               help="Decode on a local dask.distributed cluster of N single-threaded worker processes.")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Decode on a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786.")
+@click.option("--skip-damaged", is_flag=True,
+              help="Decode every intact group of a damaged file: the frames of a damaged group are "
+                   "written as NaN (0 for integer output), with a warning naming the groups.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, motion, threads, workers,
-           scheduler, force, quiet):
+           scheduler, skip_damaged, force, quiet):
     """Decode a .tcs file into a TIFF stack or .npy movie.
 
     Groups are decoded in parallel (--threads on this machine, --workers or
@@ -230,15 +271,24 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
 
     import tcscodec
     from tcscodec.decoders import default_decoder
+    from tcscodec.format import TcsDamageWarning
     from tcscodec.movies import write_movie
 
     _check_output(output, force)
     opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
     opts["motion"] = motion == "auto"
-    with tcscodec.open(file, decoder=decoder, device=device, dtype=dtype, **opts) as r:
+    if skip_damaged:
+        opts["skip_damaged"] = True
+    with warnings.catch_warnings(), tcscodec.open(file, decoder=decoder, device=device, dtype=dtype, **opts) as r:
+        warnings.simplefilter("ignore", TcsDamageWarning)  # named below, once
         wanted = _parse_frames(frames, r.n_frames)
         if not wanted:
             raise click.ClickException("no frames selected")
+        damaged = _damaged_groups(r, sorted({i // r.B for i in wanted}))
+        if damaged and not skip_damaged:
+            g, problems = next(iter(damaged.items()))
+            raise click.ClickException(_safe(f"{problems[0]} (damaged group(s) {_groups(damaged)}; "
+                                             "--skip-damaged decodes the others)"))
         reg = _parse_region(region)
         y0, y1, x0, x1 = reg or (0, r.shape[1], 0, r.shape[2])
         out_dtype = r.dtype
@@ -264,6 +314,29 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
                         metadata=None)
         bar.close()
     click.echo(f"{output}: {len(wanted)} frames {y1 - y0}x{x1 - x0} {out_dtype.name}")
+    if damaged:
+        fill = "NaN" if out_dtype.kind == "f" else "0"
+        click.echo(_safe(f"warning: damaged group(s) {_groups(damaged)} written as {fill} "
+                         f"(frames {_groups(damaged, r.B)}): " + "; ".join(p[0] for p in damaged.values())),
+                   err=True)
+
+
+def _damaged_groups(r, groups) -> dict:
+    """``{group: [problem, ...]}`` for the damaged ones among ``groups``
+    (every record read and decompressed; nothing decoded)."""
+    out = {}
+    for g in groups:
+        problems = r._container.check_group(g)
+        if problems:
+            out[g] = problems
+    return out
+
+
+def _groups(groups, B: int | None = None, most: int = 8) -> str:
+    """"3, 7, 9" (or, with B, their frames "30-39, 70-79"), the first ``most``."""
+    gs = sorted(groups)
+    items = [str(g) if B is None else f"{g * B}-{g * B + B - 1}" for g in gs[:most]]
+    return ", ".join(items) + (f" and {len(gs) - most} more" if len(gs) > most else "")
 
 
 @contextlib.contextmanager
@@ -326,51 +399,102 @@ def decoders():
 @main.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
 def verify(file):
-    """Check every record's checksum; exit status 1 on the first damaged one."""
-    import tcscodec
+    """Check a file: its index, and every record's checksum and payload.
 
-    with tcscodec.open(file) as r:
+    Exit status 0 only for a complete, intact file. Status 1, with a line
+    per problem, for a file that had to be rescanned (no valid index: a
+    killed writer's, a truncated or damaged one; 'tcscodec recover' repairs
+    it), that is truncated, or that has damaged records (each named by
+    group and tile; 'decode --skip-damaged' decodes the others)."""
+    import tcscodec
+    from tcscodec.format import TcsRecoveryWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TcsRecoveryWarning)
+        r = tcscodec.open(file)
+    with r:
         c = r._container
         rows, cols = r.header.grid
-        for g in range(r.n_groups):
-            for row in range(rows):
-                for col in range(cols):
-                    c.read_tile(g, row, col)
-        click.echo(f"{file}: OK, {r.n_groups} groups x {rows * cols} tiles, {r.n_frames} frames"
-                   f"{'' if r.complete else ' (recovered without index)'}")
+        problems = []
+        if not c.indexed:
+            problems.append(f"{file}: no valid index ({c.recovery}): the records were rescanned, "
+                            f"{r.n_groups} complete group(s), {r.n_frames} frame(s); "
+                            "'tcscodec recover' writes a repaired file")
+        if c.truncated:
+            problems.append(f"{file}: truncated: the header says {c.expected_frames} frames, "
+                            f"{r.n_frames} are left")
+        damaged = _damaged_groups(r, range(r.n_groups))
+        for g, found in damaged.items():
+            problems.extend(found)
+        if problems:
+            for p in problems[:50]:
+                click.echo(_safe(p))
+            if len(problems) > 50:
+                click.echo(f"... and {len(problems) - 50} more")
+            what = f"{len(damaged)} damaged group(s) ({_groups(damaged)})" if damaged else "no damaged record"
+            raise click.ClickException(_safe(f"{file}: FAILED: {what}"
+                                             f"{'' if c.indexed else ', needed recovery'}"
+                                             f"{', truncated' if c.truncated else ''}"))
+        click.echo(_safe(f"{file}: OK, {r.n_groups} groups x {rows * cols} tiles, {r.n_frames} frames"))
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Repaired .tcs file.")
+@click.option("--skip-damaged/--no-skip-damaged", default=True, show_default=True,
+              help="Keep going past damaged records (copied as they are, so the repaired file names "
+                   "the same damage and 'decode --skip-damaged' decodes every intact group); "
+                   "--no-skip-damaged fails on the first.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
-def recover(file, output, force):
-    """Rewrite the complete groups of an unfinished (*.partial) or truncated
-    file into a valid .tcs file with an index. Records are copied, not re-encoded."""
-    import warnings
+def recover(file, output, skip_damaged, force):
+    """Rewrite the groups of an unfinished (*.partial), truncated or damaged
+    file into a valid .tcs file with an index. Records are copied, not
+    re-encoded: intact ones as they are, damaged ones byte for byte (their
+    checksum still fails), and one a rescan lost as an empty record whose
+    checksum fails."""
+    import struct
 
     from tcscodec.format import ContainerReader, ContainerWriter, TcsRecoveryWarning
+    from tcscodec.format.records import pack_record
 
     _check_output(output, force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TcsRecoveryWarning)
         src = ContainerReader(file)
+    damaged: dict[int, list[str]] = {}
     with src:
         header = src.header.with_frames(src.n_frames)
         dst = ContainerWriter(output, header)
         try:
             rows, cols = header.grid
             for g in range(src.n_groups):
+                n = src.group_frames(g)
                 for row in range(rows):
                     for col in range(cols):
-                        dst.write_record(g, row, col, src.group_frames(g), src.read_payload(g, row, col))
+                        try:
+                            dst.write_record(g, row, col, n, src.read_payload(g, row, col))
+                            continue
+                        except TcsError as exc:
+                            if not skip_damaged:
+                                raise TcsError(f"{exc} (--skip-damaged copies the damaged records and "
+                                               "keeps every intact group)") from None
+                            damaged.setdefault(g, []).append(str(exc))
+                        raw = src.raw_record(g, row, col)
+                        if not raw:  # lost in a rescan: an empty record whose checksum fails
+                            raw = bytearray(pack_record(g, row, col, n, header.codec, b""))
+                            struct.pack_into("<I", raw, 20, struct.unpack_from("<I", raw, 20)[0] ^ 0xFFFFFFFF)
+                        dst.write_raw_record(g, row, col, n, bytes(raw))
             dst.finish(src.n_frames)
         except BaseException:
             dst.abort()
             raise
     for w in caught:
-        click.echo(str(w.message), err=True)
-    click.echo(f"{output}: {src.n_frames} frames in {src.n_groups} complete groups")
+        click.echo(_safe(w.message), err=True)
+    if damaged:
+        click.echo(_safe(f"warning: damaged group(s) {_groups(damaged)} copied as they are: "
+                         + "; ".join(p[0] for p in damaged.values())), err=True)
+    click.echo(_safe(f"{output}: {src.n_frames} frames in {src.n_groups} complete groups"
+                     + (f", {len(damaged)} of them damaged" if damaged else "")))
 
 
 # The other commands live in their own modules and register on import.

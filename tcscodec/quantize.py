@@ -120,9 +120,10 @@ def noise_step(y: np.ndarray, csum_or_n, fraction: float = 1.0) -> float:
 def cast_frames(frames: np.ndarray, dtype) -> np.ndarray:
     """Decoded float frames in ``dtype``: integers rounded to the nearest
     and clipped to the dtype's range (a decoder's denoised values can
-    overshoot it), floats converted as they are."""
+    overshoot it), NaN (a damaged group skipped) as 0; floats converted as
+    they are."""
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        frames = np.clip(np.rint(frames), info.min, info.max)
+        frames = np.clip(np.nan_to_num(np.rint(frames), nan=0.0), info.min, info.max)
     return frames.astype(dtype, copy=False)

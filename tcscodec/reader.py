@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import operator
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import TcsDependencyError, TcsInputError, TcsValueError
-from .format import ContainerReader
+from .errors import TcsDependencyError, TcsFormatError, TcsInputError, TcsValueError
+from .format import ContainerReader, TcsDamageWarning
 from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, measured_mean, tile_mask_sum
 from .motion import MotionPath, estimate_motion
 from .quantize import cast_frames, dequantize
@@ -139,6 +140,8 @@ class TcsReader:
             raise TcsValueError(f"dtype must be an integer or float dtype, got {self.dtype}")
         self._cache: tuple[Any, np.ndarray] | None = None
         self._motion: MotionPath | None = None
+        #: groups found damaged while decoding with ``skip_damaged``: group -> the error
+        self.damaged: dict[int, str] = {}
 
     # -- pickling: the path and options travel, the file is reopened --------------------
     def __getstate__(self) -> dict:
@@ -289,13 +292,22 @@ class TcsReader:
         config) also gets ``Y / sum C`` of groups ``group - 1`` and
         ``group + 1`` (:meth:`group_mean`) over the same tiles, so a group
         decodes slightly differently once its successor has been written.
+
+        With ``skip_damaged=True`` (an option here or of the reader, e.g.
+        ``tcscodec.open(path, skip_damaged=True)``) a group whose records
+        are damaged decodes to NaN frames instead of raising; it is named
+        in :attr:`damaged` and in a :class:`~tcscodec.format.TcsDamageWarning`.
         """
         from .decoders import Decoder, decode_tiled, decoder_class, default_decoder
 
         group = self._group_index(group)
+        if {**self.decode_options, **options}.get("skip_damaged"):
+            return self._decode_or_nan(group, region=region, decoder=decoder, device=device, out=out,
+                                       progress=progress, motion=motion, **options)
         H, W = self.header.height, self.header.width
         y0, y1, x0, x1 = _region(region, H, W)
         opts = {**self.decode_options, **options}
+        opts.pop("skip_damaged", None)
         motion = opts.pop("motion", motion)
         name = decoder or self.decoder or default_decoder()
         dec = name if isinstance(name, Decoder) else decoder_class(name)
@@ -319,6 +331,20 @@ class TcsReader:
             _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
             progress=progress, region=(y0, y1, x0, x1), context_fn=context_fn, shifts=shifts, **opts,
         )
+
+    def _decode_or_nan(self, group: int, *, region=None, out=None, **options) -> np.ndarray:
+        """:meth:`decode_group` that gives NaN frames for a damaged group."""
+        options.pop("skip_damaged", None)
+        try:
+            return self.decode_group(group, region=region, out=out, skip_damaged=False, **options)
+        except TcsFormatError as exc:
+            self.damaged[group] = str(exc)
+            warnings.warn(f"group {group} is damaged, its frames are NaN: {exc}",
+                          TcsDamageWarning, stacklevel=3)
+            y0, y1, x0, x1 = _region(region, self.header.height, self.header.width)
+            frames = out if out is not None else np.empty((self.group_frames(group), y1 - y0, x1 - x0), np.float32)
+            frames[...] = np.nan
+            return frames
 
     def _group_frames_cached(self, group: int, region, **options) -> np.ndarray:
         key = (group, region, tuple(sorted(options.items())))

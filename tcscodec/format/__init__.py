@@ -4,7 +4,7 @@ This layer knows bytes, headers, records and checksums; it knows nothing of
 masks, encoders or decoders.
 """
 
-from .container import ContainerReader, ContainerWriter, TcsRecoveryWarning
+from .container import ContainerReader, ContainerWriter, TcsDamageWarning, TcsRecoveryWarning
 from .header import CODECS, DTYPE_CODES, MAGIC, VERSION, TcsHeader
 from .records import decode_payload, encode_payload
 
@@ -17,6 +17,7 @@ __all__ = [
     "ContainerReader",
     "ContainerWriter",
     "TcsRecoveryWarning",
+    "TcsDamageWarning",
     "encode_payload",
     "decode_payload",
 ]
