@@ -109,21 +109,33 @@ def _parse_meta(items) -> dict:
                    "(1.2-1.9x smaller files than shuffle-zstd); the zstd codecs make files that .tcs 1.0 readers read.")
 @click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True,
               help="zstd level (zstd codecs, and predict-rice tiles it cannot predict).")
-@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="User metadata (repeatable), e.g. pixel_size_A=0.5.")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE",
+              help="User metadata (repeatable), e.g. pixel_size_A=0.5; overrides what the input file says.")
+@click.option("--signal", type=int, metavar="N",
+              help="For EM files holding several image stacks: which signal to encode (rosettasciio's order).")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, force, quiet):
-    """Encode a movie (multi-page TIFF, .npy, MRC, or a folder of TIFFs) into a .tcs file."""
+def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, signal, force, quiet):
+    """Encode a movie into a .tcs file.
+
+    \b
+    INPUT: a multi-page TIFF, .npy, MRC, a folder of TIFFs, an HDF5 dataset
+    (file.h5:/path/to/dataset), or an EM file rosettasciio reads (DM3/DM4,
+    EMD Velox and NCEM, SER/EMI, hspy/zspy, ...; pip install 'tcscodec[em]').
+    It must be a T x H x W stack of grayscale frames. Its calibration (pixel
+    size, frame rate, detector, ...) is stored in the file's metadata.
+    """
     from tqdm import tqdm
 
     import tcscodec
     from tcscodec.movies import open_movie
 
-    output = output or input.with_suffix(".tcs")
-    _check_output(output, force)
-    with open_movie(input) as movie:
-        step = _quant_step(quantize)
-        metadata = {**movie.metadata, "source": input.name, **_parse_meta(meta)}
+    user_meta = _parse_meta(meta)
+    step = _quant_step(quantize)
+    with open_movie(input, signal=signal) as movie:
+        output = output or movie.path.with_suffix(".tcs")
+        _check_output(output, force)
+        metadata = {**movie.metadata, "source": movie.name, **user_meta}
         t0 = time.perf_counter()
         w = tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
                           quant_step=step, device=device, codec=codec, level=level)
@@ -266,7 +278,12 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
 
     Groups are decoded in parallel (--threads on this machine, --workers or
     --scheduler on dask.distributed), each worker reopening the file by
-    path; the output is written in order, a few groups behind."""
+    path; the output is written in order, a few groups behind.
+
+    TIFFs carry the file's calibration and metadata: uint8, uint16 and
+    float32 movies as ImageJ hyperstacks (pixel size in nm, frame interval,
+    the metadata as JSON in Info), uint32 ones with resolution tags in
+    centimetres and the metadata in tifffile's JSON description."""
     from tqdm import tqdm
 
     import tcscodec
@@ -311,7 +328,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
                         yield block[todo.pop(0) - g * r.B]
 
             write_movie(output, produce(), (len(wanted), y1 - y0, x1 - x0), out_dtype,
-                        metadata=None)
+                        metadata=r.metadata()["user"], frame_step=_frame_step(wanted))
         bar.close()
     click.echo(f"{output}: {len(wanted)} frames {y1 - y0}x{x1 - x0} {out_dtype.name}")
     if damaged:
@@ -337,6 +354,16 @@ def _groups(groups, B: int | None = None, most: int = 8) -> str:
     gs = sorted(groups)
     items = [str(g) if B is None else f"{g * B}-{g * B + B - 1}" for g in gs[:most]]
     return ", ".join(items) + (f" and {len(gs) - most} more" if len(gs) > most else "")
+
+
+def _frame_step(wanted: list[int]) -> int | None:
+    """Spacing of the decoded frames (1 for one frame), None when uneven:
+    the decoded TIFF's frame interval is the file's times this."""
+    steps = {b - a for a, b in zip(wanted, wanted[1:])}
+    if not steps:
+        return 1
+    step = steps.pop()
+    return step if not steps and step > 0 else None
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from .errors import (
     TcsDependencyError,
     TcsInputError,
     TcsMemoryError,
+    TcsNotAMovieError,
     TcsTruncatedError,
     TcsValueError,
     TcsVersionError,
@@ -56,6 +57,7 @@ __all__ = [
     "TcsDeviceError",
     "TcsMemoryError",
     "TcsDependencyError",
+    "TcsNotAMovieError",
 ]
 
 from . import imageio_plugin as _imageio_plugin  # noqa: E402

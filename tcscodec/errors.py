@@ -20,6 +20,7 @@ __all__ = [
     "TcsDeviceError",
     "TcsDependencyError",
     "TcsMemoryError",
+    "TcsNotAMovieError",
 ]
 
 
@@ -65,3 +66,9 @@ class TcsDependencyError(TcsError, ImportError):
 
 class TcsMemoryError(TcsError, MemoryError):
     """An array a file asks for (a frame, its masks) cannot be allocated."""
+
+
+class TcsNotAMovieError(TcsValueError):
+    """An input is readable but is not a T x H x W stack of grayscale frames
+    (a 2-D image, RGB colour, a spectrum image, 4-D data, complex values);
+    the message says what was found and what is expected."""

@@ -1,5 +1,14 @@
-"""Reading input movies (TIFF stacks, .npy, MRC, folders of TIFFs) and
-writing decoded ones, frame by frame so large movies never sit in memory.
+"""Reading input movies and writing decoded ones, frame by frame so large
+movies never sit in memory.
+
+Inputs: TIFF stacks, ``.npy``, MRC, folders of TIFFs, and, through
+:mod:`tcscodec.em_formats`, HDF5 datasets by path (``file.h5:/path``) and
+the EM formats rosettasciio reads (DM3/DM4, EMD, SER/EMI, hspy/zspy, ...).
+Every input must be a T x H x W stack of grayscale frames; anything else
+(a 2-D image, RGB colour, a spectrum image, 4-D data) is refused with a
+:class:`~tcscodec.TcsNotAMovieError` that says what was found.  Calibration
+(pixel size, frame rate, ...) is read into :attr:`MovieSource.metadata`
+under the keys of :mod:`tcscodec.calibration`.
 
 This is the CLI's file layer; the codec itself takes numpy arrays.
 """
@@ -16,31 +25,75 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .encoder import INPUT_DTYPES
-from .errors import TcsInputError, TcsValueError
+from . import calibration
+from .errors import TcsInputError, TcsNotAMovieError, TcsValueError
 from .format.container import default_permissions
 
-__all__ = ["MovieSource", "open_movie", "supported_dtype", "atomic_output", "write_movie"]
+__all__ = ["MovieSource", "open_movie", "supported_dtype", "check_stack", "atomic_output", "write_movie"]
 
 TIFF_SUFFIXES = {".tif", ".tiff"}
 MRC_SUFFIXES = {".mrc", ".mrcs", ".st", ".ali"}
 
 
 def supported_dtype(dtype) -> np.dtype:
-    """The encoder dtype frames of ``dtype`` are converted to (exactly).
+    """The encoder dtype frames of ``dtype`` are converted to.
 
-    float16 becomes float32 and non-negative signed integers the unsigned
-    type of the same size (checked frame by frame); other dtypes are refused.
+    float16 becomes float32 (exactly), float64 float32 (rounded: a relative
+    error below 6e-8, far under any detector's noise), non-negative signed
+    integers the unsigned type of the same size and 64-bit integers uint32
+    (both checked frame by frame), booleans uint8 0/1; other dtypes are refused.
     """
     dtype = np.dtype(dtype)
     if dtype in INPUT_DTYPES:
         return dtype
-    if dtype == np.float16:
+    if dtype.kind == "f" and dtype.itemsize in (2, 8):
         return np.dtype(np.float32)
+    if dtype.kind in "iu" and dtype.itemsize == 8:
+        return np.dtype(np.uint32)
+    if dtype.kind == "b":
+        return np.dtype(np.uint8)
     if dtype.kind == "i" and dtype.itemsize <= 4:
         return np.dtype(f"u{dtype.itemsize}")
-    if dtype == np.float64:
-        raise TcsValueError("float64 frames are not supported: convert them to float32")
+    if dtype.kind == "c":
+        raise TcsNotAMovieError(f"frames of complex dtype {dtype.name} (an FFT or a phase image?) are not "
+                                "supported: a .tcs movie holds real intensities")
     raise TcsValueError(f"frames of dtype {dtype.name} are not supported (use uint8, uint16, uint32 or float32)")
+
+
+#: what every input must be, for refusal messages
+EXPECTED = "expected a T x H x W stack of grayscale frames (a movie)"
+
+
+def _shape_text(shape) -> str:
+    return " x ".join(str(int(n)) for n in shape) or "a scalar"
+
+
+def check_stack(name, shape, dtype, axes: str | None = None) -> None:
+    """Refuse what is not a T x H x W stack of grayscale frames.
+
+    ``name`` is put in front of the message, ``axes`` (e.g. tifffile's
+    ``"YXS"`` or rosettasciio's axis names) is quoted when known.  Arrays
+    without axis names whose last axis has 3 or 4 entries under frames of
+    at least 16 x 16 are taken for RGB(A) pictures.  Raises
+    :class:`~tcscodec.TcsNotAMovieError` (a ``ValueError``).
+    """
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    found = f"{_shape_text(shape)} {dtype.name}" + (f" (axes {axes})" if axes else "")
+    if len(shape) == 2:
+        raise TcsNotAMovieError(f"{name}: found a single 2-D image, {found}; {EXPECTED}")
+    if len(shape) != 3:
+        raise TcsNotAMovieError(f"{name}: found {len(shape)}-D data, {found}; {EXPECTED}")
+    if axes is None and shape[2] in (3, 4) and min(shape[:2]) >= 16:
+        kind = "RGB" if shape[2] == 3 else "RGBA"
+        raise TcsNotAMovieError(f"{name}: found {found}, which looks like an {kind} colour image of "
+                                f"{shape[0]} x {shape[1]} pixels; {EXPECTED}")
+    if 0 in shape:
+        raise TcsNotAMovieError(f"{name}: found an empty stack, {found}; {EXPECTED}")
+    try:
+        supported_dtype(dtype)
+    except TcsValueError as exc:
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 @dataclass
@@ -48,7 +101,11 @@ class MovieSource:
     """A movie to encode: shape, dtype and a way to get its frames one by one.
 
     ``frame(i)`` returns frame ``i`` already converted to :attr:`dtype`.
-    ``metadata`` holds what the file says about itself (pixel size, ...).
+    ``metadata`` holds what the file says about itself: calibration under
+    the keys of :mod:`tcscodec.calibration` (``pixel_size_A``,
+    ``frame_rate_hz``, ...) and, for EM formats, ``source_format``.
+    ``name`` is how messages and the ``source`` metadata name the input
+    (``file.h5:/path`` for an HDF5 dataset); it defaults to the file name.
     """
 
     path: Path
@@ -57,6 +114,10 @@ class MovieSource:
     _frame: Callable[[int], np.ndarray]
     metadata: dict[str, Any] = field(default_factory=dict)
     _close: Callable[[], None] | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        self.name = self.name or self.path.name
 
     @property
     def dtype(self) -> np.dtype:
@@ -66,7 +127,14 @@ class MovieSource:
         return self.shape[0]
 
     def frame(self, i: int) -> np.ndarray:
-        a = np.asarray(self._frame(i))
+        from .errors import TcsError
+
+        try:
+            a = np.asarray(self._frame(i))
+        except TcsError:
+            raise
+        except Exception as exc:  # a codec filter missing, a truncated file: name the file and frame
+            raise TcsInputError(f"{self.name}: cannot read frame {i}: {exc}") from exc
         if a.shape != self.shape[1:]:
             raise TcsInputError(f"{self.path}: frame {i} has shape {a.shape}, expected {self.shape[1:]}")
         if a.dtype == self.dtype:
@@ -76,6 +144,10 @@ class MovieSource:
                 f"{self.path}: frame {i} has negative values; signed integer frames must be "
                 "non-negative (add an offset, or save them as float32, which holds int16 exactly)"
             )
+        if a.dtype.kind in "iu" and a.dtype.itemsize > self.dtype.itemsize and a.size \
+                and a.max() > np.iinfo(self.dtype).max:
+            raise TcsValueError(f"{self.path}: frame {i} has values above {np.iinfo(self.dtype).max}, "
+                                f"more than {self.dtype.name} holds")
         return a.astype(self.dtype)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -93,13 +165,18 @@ class MovieSource:
         self.close()
 
 
-def _from_array(path, arr, metadata=None, close=None) -> MovieSource:
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise TcsInputError(f"{path}: expected a 2-D frame or a 3-D (T, H, W) stack, got shape {arr.shape}")
-    supported_dtype(arr.dtype)
+def _from_array(path, arr, metadata=None, close=None, axes=None) -> MovieSource:
+    try:
+        check_stack(path, arr.shape, arr.dtype, axes)
+    except BaseException:
+        if close is not None:
+            close()
+        raise
     return MovieSource(Path(path), tuple(arr.shape), arr.dtype, arr.__getitem__, metadata or {}, close)
+
+
+#: TIFF photometric interpretations of colour pictures (RGB, palette, YCbCr, CMYK, CIELab)
+_COLOUR_PHOTOMETRIC = {2, 3, 5, 6, 8, 9, 10}
 
 
 def _open_tiff(path: Path) -> MovieSource:
@@ -108,19 +185,20 @@ def _open_tiff(path: Path) -> MovieSource:
     tif = tifffile.TiffFile(path)
     try:
         series = tif.series[0]
-        shape = series.shape
-        meta = {}
-        if tif.imagej_metadata:
-            meta.update({k: v for k, v in tif.imagej_metadata.items() if isinstance(v, (int, float, str))})
-        if len(shape) == 2:
-            return _from_array(path, series.asarray(), meta, tif.close)
-        if len(shape) != 3:
-            raise TcsInputError(f"{path}: expected a (T, H, W) stack, TIFF series has shape {shape}")
+        shape, axes = tuple(series.shape), series.axes
+        photometric = int(getattr(series.pages[0] if series.pages else tif.pages[0], "photometric", 1) or 1)
+        if "S" in axes or photometric in _COLOUR_PHOTOMETRIC:
+            kind = {3: "palette-colour", 5: "CMYK", 6: "YCbCr"}.get(photometric, "RGB(A)")
+            raise TcsNotAMovieError(
+                f"{path}: found a {kind} TIFF, {_shape_text(shape)} {series.dtype.name} (axes {axes}); "
+                f"{EXPECTED}: convert it to grayscale first")
+        meta = calibration.from_tiff(tif)
+        check_stack(path, shape, series.dtype, axes)
         pages = series.pages
         if len(pages) == shape[0]:
             # One page per frame: read pages on demand (bounded memory).
-            return MovieSource(path, tuple(shape), series.dtype, lambda i: pages[i].asarray(), meta, tif.close)
-        return _from_array(path, series.asarray(), meta, tif.close)
+            return MovieSource(path, shape, series.dtype, lambda i: pages[i].asarray(), meta, tif.close)
+        return _from_array(path, series.asarray(), meta, tif.close, axes)
     except BaseException:
         tif.close()
         raise
@@ -130,14 +208,12 @@ def _open_mrc(path: Path) -> MovieSource:
     import mrcfile
 
     mrc = mrcfile.mmap(path, mode="r", permissive=False)
-    meta = {}
     try:
-        vs = mrc.voxel_size
-        if float(vs.x) > 0:
-            meta["pixel_size_A"] = float(vs.x)
-    except Exception:  # voxel size is optional metadata
-        pass
-    return _from_array(path, mrc.data, meta, mrc.close)
+        meta = calibration.from_mrc(mrc)
+    except BaseException:
+        mrc.close()
+        raise
+    return _from_array(path, mrc.data, meta, mrc.close, "ZYX" if mrc.data.ndim == 3 else None)
 
 
 def _open_folder(path: Path) -> MovieSource:
@@ -146,38 +222,77 @@ def _open_folder(path: Path) -> MovieSource:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES)
     if not files:
         raise TcsInputError(f"{path}: folder holds no .tif/.tiff files")
-    first = tifffile.imread(files[0])
-    if first.ndim != 2:
-        raise TcsInputError(f"{files[0]}: folder input needs one 2-D frame per file, got shape {first.shape}")
-    return MovieSource(path, (len(files), *first.shape), first.dtype, lambda i: tifffile.imread(files[i]))
+    with tifffile.TiffFile(files[0]) as tif:
+        series = tif.series[0]
+        meta = calibration.from_tiff(tif)
+        if series.ndim != 2 or "S" in series.axes:
+            raise TcsNotAMovieError(
+                f"{files[0]}: found {_shape_text(series.shape)} {series.dtype.name} (axes {series.axes}); "
+                "a folder input needs one 2-D grayscale frame per file")
+        shape, dtype = series.shape, series.dtype
+    return MovieSource(path, (len(files), *shape), dtype, lambda i: tifffile.imread(files[i]), meta)
 
 
-def open_movie(path) -> MovieSource:
+def open_movie(path, *, signal: int | None = None) -> MovieSource:
     """Open an input movie by its file type.
 
     Supported: multi-page TIFF (``.tif``/``.tiff``), ``.npy`` (memory-mapped),
-    MRC (``.mrc``, ``.mrcs``, ``.st``, ``.ali``) and a folder of single-frame
-    TIFFs (sorted by name).  Raises :class:`~tcscodec.TcsInputError` naming
-    the file when it cannot be read.
+    MRC (``.mrc``, ``.mrcs``, ``.st``, ``.ali``), a folder of single-frame
+    TIFFs (sorted by name), an HDF5 dataset by path (``"file.h5:/group/data"``,
+    or a ``.h5`` file holding one 3-D dataset; needs h5py) and, with
+    rosettasciio installed (``pip install 'tcscodec[em]'``), the EM formats
+    it reads: DM3/DM4, EMD (Velox, NCEM), SER/EMI, hspy/zspy, blockfile,
+    TVIPS, ...  ``signal`` picks one signal of a file that holds several
+    image stacks (rosettasciio's order).
+
+    Raises :class:`~tcscodec.TcsInputError` naming the file when it cannot
+    be read, :class:`~tcscodec.TcsNotAMovieError` (a ``ValueError``) when it
+    is not a T x H x W stack of grayscale frames, and
+    :class:`~tcscodec.TcsDependencyError` when the reader a format needs is
+    not installed.
     """
+    from . import em_formats
+
+    from .errors import TcsDependencyError
+
+    text = str(path)
     path = Path(path)
     if not path.exists():
+        file, dataset = em_formats.split_dataset_path(text)
+        if dataset is not None and file.is_file():
+            return _guarded(file, lambda: em_formats.open_hdf5(file, dataset))
         raise TcsInputError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
+    if path.is_dir() and suffix not in em_formats.RSCIIO_SUFFIXES:  # a .zspy store is a folder
+        return _guarded(path, lambda: _open_folder(path))
+    if suffix in TIFF_SUFFIXES:
+        return _guarded(path, lambda: _open_tiff(path))
+    if suffix == ".npy":
+        return _guarded(path, lambda: _from_array(path, np.load(path, mmap_mode="r", allow_pickle=False)))
+    if suffix in MRC_SUFFIXES:
+        return _guarded(path, lambda: _open_mrc(path))
+    if em_formats.is_plain_hdf5(path):
+        return _guarded(path, lambda: em_formats.open_hdf5(path, None))
+    if suffix in em_formats.RSCIIO_SUFFIXES or em_formats.rsciio_reads(suffix):
+        return _guarded(path, lambda: em_formats.open_rsciio(path, signal=signal))
+    hint = " (more EM formats with pip install 'tcscodec[em]')" if not em_formats.have_rsciio() else ""
+    raise TcsInputError(f"{path}: unsupported input type {suffix!r} (use .tif, .npy, .mrc, a folder of TIFFs, "
+                        f"file.h5:/dataset or an EM format rosettasciio reads: .dm3, .dm4, .emd, .ser, "
+                        f".hspy, ...){hint}")
+
+
+def _guarded(path, opener) -> MovieSource:
+    """Run ``opener``; tcscodec's own errors pass, each library's other
+    errors become a :class:`~tcscodec.TcsInputError` naming the file."""
+    from .errors import TcsError
+
     try:
-        if path.is_dir():
-            return _open_folder(path)
-        if suffix in TIFF_SUFFIXES:
-            return _open_tiff(path)
-        if suffix == ".npy":
-            return _from_array(path, np.load(path, mmap_mode="r", allow_pickle=False))
-        if suffix in MRC_SUFFIXES:
-            return _open_mrc(path)
-    except (TcsInputError, TcsValueError):
+        return opener()
+    except TcsError:
         raise
-    except Exception as exc:  # each library has its own errors: name the file
+    except Exception as exc:
+        suffix = Path(path).suffix.lower()
         raise TcsInputError(f"{path}: cannot read {suffix or 'input'}: {exc}") from exc
-    raise TcsInputError(f"{path}: unsupported input type {suffix!r} (use .tif, .npy, .mrc or a folder of TIFFs)")
 
 
 @contextmanager
@@ -196,9 +311,19 @@ def atomic_output(path):
         raise
 
 
-def write_movie(path, frames: Iterator[np.ndarray], shape, dtype, metadata=None) -> Path:
+def write_movie(path, frames: Iterator[np.ndarray], shape, dtype, metadata=None, frame_step: int | None = 1) -> Path:
     """Stream ``frames`` (each H x W) into a TIFF stack or ``.npy`` at ``path``,
-    atomically.  ``shape`` is (T, H, W)."""
+    atomically.  ``shape`` is (T, H, W).
+
+    ``metadata`` (a ``.tcs`` file's user metadata) goes into TIFFs with its
+    calibration (:func:`tcscodec.calibration.tiff_output`): uint8, uint16 and
+    float32 movies as ImageJ hyperstacks with pixel size (``unit`` nm),
+    frame interval (``finterval``, times ``frame_step`` for every
+    ``frame_step``-th frame, none when ``frame_step`` is None: unevenly
+    spaced frames) and the metadata as JSON in ``Info``; uint32 movies as
+    plain TIFFs with resolution tags in centimetres and the metadata in the
+    JSON description.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     dtype = np.dtype(dtype)
@@ -208,10 +333,10 @@ def write_movie(path, frames: Iterator[np.ndarray], shape, dtype, metadata=None)
 
             # ImageJ hyperstacks take uint8/uint16/float32 only.
             imagej = dtype in (np.uint8, np.uint16, np.float32)
+            kwargs = calibration.tiff_output(metadata or {}, imagej, frame_step)
             with tifffile.TiffWriter(tmp, bigtiff=not imagej and np.prod(shape) * dtype.itemsize > 2**31,
                                      imagej=imagej) as tw:
-                tw.write(frames, shape=tuple(shape), dtype=dtype,
-                         metadata={"axes": "TYX", **(metadata or {})} if imagej else None)
+                tw.write(frames, shape=tuple(shape), dtype=dtype, **kwargs)
         elif suffix == ".npy":
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
             for i, f in enumerate(frames):
