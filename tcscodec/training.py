@@ -320,7 +320,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
         net.load_parent_state(initial_state(cfg))
         log(f"starting from {cfg.init_from}")
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, map_location=device)
         if TrainConfig.from_dict(ck["config"]).to_dict() != cfg.to_dict():  # older runs lack newer fields
             raise ValueError(f"{ckpt_path} was made with another config; use a new --out folder")
         net.load_state_dict(ck["model"])
@@ -414,22 +414,59 @@ def _state_bytes(state: dict) -> bytes:
     return buf.getvalue()
 
 
-def initial_state(cfg: TrainConfig) -> dict:
-    """The state dict ``cfg.init_from`` names (checked against ``cfg.init_sha256``)."""
+def load_checkpoint(source, map_location="cpu", name: str | None = None):
+    """``torch.load`` of a checkpoint or state dict with ``weights_only=True``:
+    tensors, numbers, strings and plain containers only (a training
+    checkpoint's config, step, optimiser state and numpy bit-generator
+    state are such), so nothing in the file runs.  ``source`` is a path or
+    the file's bytes.  A file that needs more (a crafted pickle) raises
+    :class:`~tcscodec.TcsDecoderError`."""
+    import io
+    import pickle
+
     import torch
 
+    from .errors import TcsDecoderError
+
+    if name is None:
+        name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+    fh = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        return torch.load(fh, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message is long and suggests weights_only=False: keep what it refused
+        parts = [p.strip() for p in str(exc).split("\n\n") if p.strip()] or [type(exc).__name__]
+        why = next((p for p in parts if "GLOBAL" in p), parts[0])
+        why = why.replace("WeightsUnpickler error:", "").strip().split(". ")[0].splitlines()[0]
+        raise TcsDecoderError(f"{name}: not a checkpoint that loads safely (tensors and plain "
+                              f"containers only): {why}") from None
+
+
+def initial_state(cfg: TrainConfig) -> dict:
+    """The state dict ``cfg.init_from`` names (checked against ``cfg.init_sha256``).
+
+    The pinned SHA-256 is that of the exported state (:func:`_state_bytes`,
+    the weights files of the zoo and ``bench/weights``, whose file bytes
+    it is).  The file's bytes are hashed before anything is unpickled: a
+    file that is exactly the pinned one is then loaded; any other (a
+    training checkpoint holding the state) is loaded with
+    ``weights_only=True`` (nothing in it can run) and its state hashed.
+    """
     from . import weights
+    from .errors import TcsValueError
 
     path = Path(cfg.init_from)
     if not path.exists() and (Path(weights.__file__).parent / path.name).exists():
         path = Path(weights.__file__).parent / path.name  # a file of the shipped zoo
-    loaded = torch.load(path, map_location="cpu", weights_only=False)
+    data = path.read_bytes()
+    pinned = bool(cfg.init_sha256) and weights.sha256_of(data) == cfg.init_sha256
+    loaded = load_checkpoint(data, name=str(path))
     state = loaded["model"] if isinstance(loaded, dict) and "model" in loaded else loaded
-    if cfg.init_sha256:
+    if cfg.init_sha256 and not pinned:
         digest = weights.sha256_of(_state_bytes(state))
         if digest != cfg.init_sha256:
-            raise ValueError(f"{path}: weights have SHA-256 {digest[:16]}..., the config's init_sha256 "
-                             f"is {cfg.init_sha256[:16]}...")
+            raise TcsValueError(f"{path}: weights have SHA-256 {digest[:16]}..., the config's init_sha256 "
+                                f"is {cfg.init_sha256[:16]}...")
     return state
 
 
@@ -449,11 +486,9 @@ def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra:
     from the ones they replace (``init_sha256``) keep those weights' record
     as ``parent``: the chain of commands that reproduces them.
     """
-    import torch
-
     from . import weights
 
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = load_checkpoint(checkpoint)
     data = _state_bytes(ck["model"])
     digest = weights.sha256_of(data)
     dest = Path(dest) if dest else Path(weights.__file__).parent

@@ -196,7 +196,7 @@ def test_training_with_context(tmp_path):
                       movie_size=48, threads=1, context_drop=0.5,
                       model={"stages": 1, "width": 8, "blocks": 1, "factor": 2, "context": True})
     ckpt = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
-    state = torch.load(ckpt, weights_only=False)["model"]
+    state = torch.load(ckpt, weights_only=True)["model"]
     assert "denoisers.0.context_head.weight" in state
     # training moved the context weights off zero: the context reached the loss
     assert state["denoisers.0.context_head.weight"].abs().sum() > 0

@@ -105,7 +105,7 @@ def test_training_runs_resumes_and_exports(tmp_path):
                       movie_size=48, checkpoint_every=1, threads=1, refresh=1, refresh_every=1,
                       model={"stages": 1, "width": 8, "blocks": 1, "factor": 2})
     ckpt = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
-    first = torch.load(ckpt, weights_only=False)
+    first = torch.load(ckpt, weights_only=True)
     assert first["step"] == 2
     longer = TrainConfig.from_dict({**cfg.to_dict(), "steps": 3})
     with pytest.raises(ValueError, match="another config"):
@@ -118,14 +118,14 @@ def test_training_runs_resumes_and_exports(tmp_path):
     assert zoo["command"] == "tcscodec train --test" and zoo["steps"] == 2
     # same seed and config: the same weights, also when stopped and resumed
     train(cfg, tmp_path / "run2", progress=False, log=lambda s: None, stop_at=1)
-    assert torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=False)["step"] == 1
+    assert torch.load(tmp_path / "run2" / "checkpoint.pt", weights_only=True)["step"] == 1
     ckpt2 = train(cfg, tmp_path / "run2", progress=False, log=lambda s: None)
-    second = torch.load(ckpt2, weights_only=False)["model"]
+    second = torch.load(ckpt2, weights_only=True)["model"]
     assert all(torch.equal(first["model"][k], second[k]) for k in second)
     # a finished run re-run (to export it) keeps its weights and builds no movie pool
     said = []
     train(cfg, tmp_path / "run2", progress=False, log=said.append)
-    again = torch.load(ckpt2, weights_only=False)
+    again = torch.load(ckpt2, weights_only=True)
     assert again["step"] == 2 and all(torch.equal(again["model"][k], second[k]) for k in second)
     assert not any("pool" in s for s in said), said
 
@@ -141,7 +141,7 @@ def test_training_starts_from_pinned_weights(tmp_path):
     digest = weights.sha256_of(exported.read_bytes())
     cfg = TrainConfig(**{**base, "seed": 1, "steps": 0}, init_from=str(exported), init_sha256=digest)
     ckpt = train(cfg, tmp_path / "b", progress=False, log=lambda s: None)
-    start = torch.load(ckpt, weights_only=False)
+    start = torch.load(ckpt, weights_only=True)
     assert all(torch.equal(start["model"][k], v) for k, v in torch.load(exported).items())
     export(ckpt, command="fine-tune", dest=tmp_path)  # the zoo keeps how the parent weights were made
     rec = json.loads((tmp_path / "zoo.json").read_text())["tcs-unfold"]
