@@ -4,8 +4,9 @@ Registered through imageio's public config when :mod:`tcscodec` is imported
 (imageio has no entry-point discovery)::
 
     import tcscodec, imageio.v3 as iio
-    movie = iio.imread("movie.tcs")                # decoded, T x H x W float32
+    movie = iio.imread("movie.tcs")                # decoded, T x H x W, the input's dtype
     frame = iio.imread("movie.tcs", index=5)       # one frame
+    iio.improps("movie.tcs").spacing               # (y, x) pixel size in Å, from pixel_size_A
     iio.imwrite("movie.tcs", frames, B=30)         # encode
 
 Files without the ``.tcs`` magic, and writes to other extensions, raise
@@ -92,7 +93,8 @@ class TcsPlugin(_plugin_base()):
         from imageio.core.v3_plugin_api import ImageProperties
 
         p = self._reader.properties(index)
-        return ImageProperties(shape=p.shape, dtype=p.dtype, n_images=p.n_images, is_batch=p.is_batch)
+        return ImageProperties(shape=p.shape, dtype=p.dtype, n_images=p.n_images, is_batch=p.is_batch,
+                               spacing=p.spacing)
 
     def metadata(self, index=None, exclude_applied: bool = True):
         return self._reader.metadata(index)

@@ -199,11 +199,17 @@ class TcsReader:
         return self._container.group_frames(group)
 
     def properties(self, index=None) -> TcsProperties:
-        """Shape and dtype of ``read(index)`` (dtype: :attr:`dtype`)."""
+        """Shape and dtype of ``read(index)`` (dtype: :attr:`dtype`);
+        ``spacing`` is the (y, x) pixel size in Å (1/Å for diffraction)
+        from the metadata (:func:`tcscodec.calibration.spacing`), None
+        without one."""
+        from .calibration import spacing
+
         H, W = self.header.height, self.header.width
+        px = spacing(self.header.metadata)
         if index is None:
-            return TcsProperties((self.n_frames, H, W), self.dtype, self.n_frames, True)
-        return TcsProperties((H, W), self.dtype, self.n_frames, False)
+            return TcsProperties((self.n_frames, H, W), self.dtype, self.n_frames, True, px)
+        return TcsProperties((H, W), self.dtype, self.n_frames, False, px)
 
     def metadata(self, index=None) -> dict[str, Any]:
         """The header's fields and, under ``"user"``, the user metadata."""
