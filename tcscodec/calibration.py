@@ -153,7 +153,8 @@ def from_axes(frame_axis: Mapping[str, Any] | None, y_axis: Mapping[str, Any], x
     ``scale``, ``offset``, ``units``) of a stack's frame, row and column axes.
 
     A frame axis in time units gives ``frame_rate_hz``; any other frame
-    axis with a name or units is kept as ``frame_axis``.
+    axis with units, a scale other than 1 or an offset is kept as
+    ``frame_axis`` (a plain frame counter is not).
     """
     out = _spatial(y_axis.get("scale"), x_axis.get("scale"), (y_axis.get("units"), x_axis.get("units")))
     if frame_axis is None:
@@ -163,7 +164,8 @@ def from_axes(frame_axis: Mapping[str, Any] | None, y_axis: Mapping[str, Any], x
     if dt is not None:
         out["frame_rate_hz"] = 1.0 / dt
     elif _unit_key(units) not in _TIME_S and (units not in (None, "", "<undefined>", "[]")
-                                             or frame_axis.get("name") not in (None, "", "z")):
+                                             or frame_axis.get("scale") not in (None, 1, 1.0)
+                                             or frame_axis.get("offset") not in (None, 0, 0.0)):
         out["frame_axis"] = {k: _plain(frame_axis.get(k)) for k in ("name", "scale", "offset", "units")
                              if frame_axis.get(k) is not None}
     return out

@@ -44,6 +44,7 @@ __all__ = [
     "is_plain_hdf5",
     "open_hdf5",
     "open_rsciio",
+    "tiff_calibration",
 ]
 
 #: suffixes sent to rosettasciio (and refused with an install hint without it)
@@ -394,3 +395,25 @@ def open_rsciio(path: Path, signal: int | None = None):
         meta["source_signal"] = chosen
     name = path.name if len(signals) == 1 else f"{path.name} (signal {chosen})"
     return MovieSource(path, tuple(data.shape), np.dtype(data.dtype), _FrameBlocks(data), meta, None, name=name)
+
+
+def tiff_calibration(path: Path) -> dict:
+    """Calibration that rosettasciio reads from a TIFF stack's private tags
+    (DigitalMicrograph, FEI, Zeiss, JEOL, ...), which tifffile's ImageJ and
+    OME metadata do not hold; {} without rosettasciio or when it finds none.
+    The frames themselves are still read with tifffile."""
+    if not have_rsciio():
+        return {}
+    try:
+        from rsciio.tiff import file_reader
+
+        sig = file_reader(str(path), lazy=True)[0]
+        axes = _stack_axes(sig)
+        if axes is None:
+            return {}
+        out = calibration.from_hyperspy_metadata(_mapped_metadata(sig))
+        out.pop("title", None)  # rosettasciio titles a TIFF by its file name
+        out.update(calibration.from_axes(*axes))
+        return out
+    except Exception:  # calibration is optional: a reader failing on odd tags must not refuse the movie
+        return {}

@@ -194,6 +194,10 @@ def _open_tiff(path: Path) -> MovieSource:
                 f"{EXPECTED}: convert it to grayscale first")
         meta = calibration.from_tiff(tif)
         check_stack(path, shape, series.dtype, axes)
+        if "pixel_size_A" not in meta and "pixel_size_inv_A" not in meta:
+            from .em_formats import tiff_calibration
+
+            meta = {**tiff_calibration(path), **meta}
         pages = series.pages
         if len(pages) == shape[0]:
             # One page per frame: read pages on demand (bounded memory).

@@ -207,6 +207,20 @@ def test_float64_and_int64_stacks_convert(tmp_path, rsciio):
         m.frame(1)
 
 
+def test_tiff_calibration_through_rosettasciio(tmp_path, rsciio):
+    """TIFFs whose calibration only rosettasciio reads (DigitalMicrograph, FEI
+    tags) get it from its TIFF reader; here an ImageJ stack it also reads."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "ij.tif", FRAMES, imagej=True, resolution=(1 / 0.0125, 1 / 0.0125),
+                     metadata={"axes": "TYX", "unit": "micron"})
+    assert em_formats.tiff_calibration(tmp_path / "ij.tif") == {"pixel_size_A": pytest.approx(125.0)}
+    tifffile.imwrite(tmp_path / "plain.tif", FRAMES, imagej=True)
+    assert em_formats.tiff_calibration(tmp_path / "plain.tif") == {}
+    (tmp_path / "bad.tif").write_bytes(b"II*\0garbage")
+    assert em_formats.tiff_calibration(tmp_path / "bad.tif") == {}
+
+
 # -- HDF5 datasets by path ---------------------------------------------------------------------------
 def test_hdf5_dataset_by_path(tmp_path):
     h5py = pytest.importorskip("h5py")
@@ -287,7 +301,7 @@ def test_rosettasciio_test_data_encode_with_calibration(tmp_path, rsciio):
     for path in sorted(Path(TESTDATA).rglob("*")):
         if path.is_dir() and path.suffix != ".zspy" or any(p.suffix == ".zspy" for p in path.parents):
             continue
-        if path.suffix.lower() in (".txt", ".csv", ".json", ".xml", ".zip", ".gz", ".npy", ".tif", ".tiff", ".mrc"):
+        if path.suffix.lower() in (".txt", ".csv", ".json", ".xml", ".zip", ".gz", ".npy"):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
