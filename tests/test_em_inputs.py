@@ -320,3 +320,20 @@ def test_rosettasciio_test_data_encode_with_calibration(tmp_path, rsciio):
         encoded.append(path)
     print(f"\n{len(encoded)} image stacks encoded, {len(refused)} files refused")
     assert encoded
+
+
+def test_encode_cli_refuses_non_movies(tmp_path):
+    import tifffile
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((256, 256, 3), np.uint8))
+    res = CliRunner().invoke(main, ["encode", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "x.tcs")])
+    assert res.exit_code == 1
+    assert "found a RGB(A) TIFF, 256 x 256 x 3 uint8 (axes YXS)" in res.output
+    assert "expected a T x H x W stack of grayscale frames" in res.output
+    np.save(tmp_path / "image.npy", np.zeros((64, 64), np.uint16))
+    res = CliRunner().invoke(main, ["encode", str(tmp_path / "image.npy"), "-o", str(tmp_path / "x.tcs")])
+    assert res.exit_code == 1 and "found a single 2-D image, 64 x 64 uint16" in res.output
+    assert not (tmp_path / "x.tcs").exists()
