@@ -190,7 +190,8 @@ def _open_tiff(path: Path) -> MovieSource:
         if "S" in axes or photometric in _COLOUR_PHOTOMETRIC:
             kind = {3: "palette-colour", 5: "CMYK", 6: "YCbCr"}.get(photometric, "RGB(A)")
             raise TcsNotAMovieError(
-                f"{path}: found a {kind} TIFF, {_shape_text(shape)} {series.dtype.name} (axes {axes}); "
+                f"{path}: found {'an' if kind.startswith('RGB') else 'a'} {kind} TIFF, {_shape_text(shape)} "
+                f"{series.dtype.name} (axes {axes}); "
                 f"{EXPECTED}: convert it to grayscale first")
         meta = calibration.from_tiff(tif)
         check_stack(path, shape, series.dtype, axes)

@@ -331,7 +331,7 @@ def test_encode_cli_refuses_non_movies(tmp_path):
     tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((256, 256, 3), np.uint8))
     res = CliRunner().invoke(main, ["encode", str(tmp_path / "rgb.tif"), "-o", str(tmp_path / "x.tcs")])
     assert res.exit_code == 1
-    assert "found a RGB(A) TIFF, 256 x 256 x 3 uint8 (axes YXS)" in res.output
+    assert "found an RGB(A) TIFF, 256 x 256 x 3 uint8 (axes YXS)" in res.output
     assert "expected a T x H x W stack of grayscale frames" in res.output
     np.save(tmp_path / "image.npy", np.zeros((64, 64), np.uint16))
     res = CliRunner().invoke(main, ["encode", str(tmp_path / "image.npy"), "-o", str(tmp_path / "x.tcs")])

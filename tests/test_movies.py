@@ -111,7 +111,7 @@ def _refusal(path) -> str:
 def test_rgb_tiffs_are_refused(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgb.tif", rgb)  # the RGB TIFF: once 256 frames of 256 x 3
-    assert "found a RGB(A) TIFF, 256 x 256 x 3 uint8 (axes YXS)" in _refusal(tmp_path / "rgb.tif")
+    assert "found an RGB(A) TIFF, 256 x 256 x 3 uint8 (axes YXS)" in _refusal(tmp_path / "rgb.tif")
     tifffile.imwrite(tmp_path / "rgba.tif", np.zeros((64, 48, 4), np.uint8), photometric="rgb")
     assert "64 x 48 x 4 uint8 (axes YXS)" in _refusal(tmp_path / "rgba.tif")
     tifffile.imwrite(tmp_path / "planar.tif", np.zeros((3, 64, 48), np.uint16), photometric="rgb",
