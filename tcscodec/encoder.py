@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cpu_kernels import masked_accumulate, set_threads
 from .errors import TcsValueError
-from .masks import packed_masks, unpack_words
+from .masks import packed_masks
 
 __all__ = [
     "MIN_B",
@@ -115,14 +116,19 @@ class CpuEncoder:
         Frame height and width.
     dtype : numpy dtype
         Frame dtype: uint8, uint16, uint32 or float32.
+    threads : int, optional
+        Threads that add one frame (row bands; default 1: a writer runs
+        its record coding on the other cores).
 
     Push frames with :meth:`push`; it returns a :class:`Measurement` each time
     a group completes.  :meth:`flush` returns the short last group, if any.
+    Each push is one compiled pass over the frame
+    (:func:`tcscodec.cpu_kernels.masked_accumulate`).
     """
 
     device = "cpu"
 
-    def __init__(self, seed: int, B: int, shape, dtype):
+    def __init__(self, seed: int, B: int, shape, dtype, threads: int = 1):
         self.seed = int(seed)
         self.B = check_B(B)
         self.shape = (int(shape[0]), int(shape[1]))
@@ -130,7 +136,7 @@ class CpuEncoder:
         self.mdtype = measurement_dtype(self.dtype)
         self._words = packed_masks(self.seed, self.B, *self.shape)
         self._acc = np.zeros(self.shape, self.mdtype)
-        self._tmp = np.empty(self.shape, self.dtype)
+        self.threads = max(1, int(threads))
         self.frames_pushed = 0
 
     @property
@@ -142,11 +148,11 @@ class CpuEncoder:
         """Add one frame; return the group's measurement when it completes."""
         frame = check_frame(frame, self.shape, self.dtype, self.frames_pushed)
         b = self.frames_pushed % self.B
-        mask = unpack_words(self._words[b], 0, self.shape[1])
-        # frame * mask in the frame's own dtype (exact: mask is 0/1), then one
-        # widening add; much faster than np.add(..., where=mask).
-        np.multiply(frame, mask, out=self._tmp, casting="unsafe")
-        np.add(self._acc, self._tmp, out=self._acc, casting="unsafe")
+        before = set_threads(self.threads)
+        try:
+            masked_accumulate(self._acc, frame, self._words[b])
+        finally:
+            set_threads(before)
         self.frames_pushed += 1
         if b == self.B - 1:
             return self._emit(self.B)
