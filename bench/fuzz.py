@@ -13,8 +13,9 @@ crafted metadata (deep nesting, long numbers, non-objects, bad UTF-8), zstd
 bombs (a few KB declaring, or holding, gigabytes), bytes after zstd frames,
 out-of-range predict-rice escapes and absurd sizes and offsets.  Each case
 opens the file with ``tcscodec.open`` and calls ``metadata()``,
-``measurements(g)`` of every group, ``masks()`` and the recover path
-(``raw_record``, ``check_group``).
+``measurements(g)`` of every group and ``masks()``, then runs
+``tcscodec verify`` and ``tcscodec recover`` on it and reads what recover
+wrote.
 
 By default every case runs in a child process forked from this one (no
 re-import), with ``RLIMIT_AS`` at the parent's address space plus
@@ -26,8 +27,11 @@ try/except instead (the test suite's fixed-seed slice).  Case ``I`` of seed
 
 Reported: outcomes (read fine / refused with a TcsError), every exception
 that is not a ``TcsError`` (with its case number), cases over ``--slow``
-seconds, the slowest case and the largest peak memory.  Exit status 1 when
-any case raised outside ``TcsError``, crashed, timed out or was slow.
+seconds, the slowest case, the largest peak memory, and the cases whose
+peak is over the issue's budget: 64 MiB + 2 x the header's largest tile,
+beyond the arrays the API must return (a measurement, the masks).  Exit
+status 1 when any case raised outside ``TcsError``, crashed, timed out,
+was slow or over budget.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ import numpy as np
 import zstandard
 
 import tcscodec
+import tcscodec.cli.main  # noqa: F401 - imported once here, not by every forked case
 from tcscodec.format.header import _FIXED as HEADER_FIXED
 from tcscodec.format.records import FOOTER_MAGIC, INDEX_MAGIC, RECORD_MAGIC
 
@@ -339,7 +344,8 @@ def mutate(rng, name: str, data: bytes) -> tuple[str, bytes]:
         E = struct.unpack_from("<I", p, 11)[0]
         if what == "escape" and E:
             j = int(rng.integers(E))
-            struct.pack_into("<Q", p, 19 + 8 * j, int(rng.choice([2**61, 2**62, 2**63, 2**64 - 1, 2**52 + 1])))
+            values = [2**61, 2**62, 2**63, 2**64 - 1, 2**52 + 1]
+            struct.pack_into("<Q", p, 19 + 8 * j, values[int(rng.integers(len(values)))])
         elif what == "k":
             p[2 + int(rng.integers(9))] = int(rng.choice([0, 8, 9, 40, 62, 63, 255]))
         else:
@@ -421,10 +427,20 @@ def make_case(seed: int, i: int, bases) -> tuple[str, bytes]:
 
 
 # -- running a case -------------------------------------------------------------------------------
-def exercise(path: Path) -> str:
+def exercise(path: Path, info: dict | None = None) -> str:
     """What a user does with a file: open, metadata, every group's
-    measurement, the masks, and what verify and recover read.  Returns
-    'ok' or the TcsError class that refused it; anything else raises."""
+    measurement, the masks, ``tcscodec verify`` and ``tcscodec recover``.
+    Returns 'ok' or the last TcsError class that refused something;
+    anything else raises.  ``info`` gets the bytes the API had to return
+    at once (a measurement, the masks) and the largest legal tile's, for
+    the memory budget."""
+    import contextlib
+    import io
+
+    import click
+
+    from tcscodec.cli.main import main as cli
+
     outcome = "ok"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -434,8 +450,12 @@ def exercise(path: Path) -> str:
             return type(exc).__name__
         with r:
             r.metadata()
-            c = r._container
-            rows, cols = r.header.grid
+            c, h = r._container, r.header
+            size = np.dtype(h.stored_dtype).itemsize
+            if info is not None:
+                info["tile"] = min(h.tile[0], h.height) * min(h.tile[1], h.width) * size
+                info["outputs"] = h.height * h.width * (size + h.B)  # a measurement, the masks
+            rows, cols = h.grid
             for g in range(min(r.n_groups, 64)):
                 try:
                     r.measurements(g)
@@ -448,6 +468,26 @@ def exercise(path: Path) -> str:
                 r.masks()
             except tcscodec.TcsError as exc:
                 outcome = type(exc).__name__
+        # The CLI's verify and recover (one-line errors are ClickExceptions).
+        out = path.with_name(path.name + ".recovered.tcs")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for args in (["verify", str(path)], ["recover", str(path), "-o", str(out), "-f"]):
+                try:
+                    cli.main(args, standalone_mode=False)
+                except click.ClickException:
+                    pass
+        if out.exists():
+            try:
+                with tcscodec.open(out) as r:
+                    for g in range(min(r.n_groups, 64)):
+                        try:
+                            r.measurements(g)
+                        except tcscodec.TcsError:
+                            pass
+            except tcscodec.TcsError as exc:
+                raise AssertionError(f"recover wrote a file that does not open: {exc}") from None
+            finally:
+                out.unlink()
     return outcome
 
 
@@ -470,14 +510,17 @@ def _child(path: Path, data: bytes, memory: int, timeout: float, wfd: int) -> No
             pass
         start = _vm("VmRSS")
         t0 = time.perf_counter()
-        res = {"outcome": None}
+        res, info = {"outcome": None}, {}
         try:
-            res["outcome"] = exercise(path)
+            res["outcome"] = exercise(path, info)
         except BaseException as exc:  # noqa: BLE001 - the point: anything not a TcsError
             res["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
             res["trace"] = traceback.format_exc()[-2000:]
         res["time"] = time.perf_counter() - t0
         res["peak"] = max(0, _vm("VmHWM") - start)
+        # The issue's target: 64 MB + 2 x the largest legal tile, beyond what
+        # the API must hand back at once (a measurement, the masks).
+        res["budget"] = (64 << 20) + 2 * info.get("tile", 0) + info.get("outputs", 0)
         os.write(wfd, (json.dumps(res) + "\n").encode())
     finally:
         os._exit(0)
@@ -550,6 +593,8 @@ def summarise(results: dict, slow: float) -> dict:
     errors = {i: r for i, r in results.items() if r.get("error")}
     slowest = max(results.items(), key=lambda kv: kv[1]["time"]) if results else (None, {"time": 0})
     peak = max(results.items(), key=lambda kv: kv[1].get("peak", 0)) if results else (None, {})
+    over = {i: {"what": r["what"], "peak": r["peak"], "budget": r["budget"]}
+            for i, r in results.items() if r.get("budget") and r.get("peak", 0) > r["budget"]}
     return {
         "cases": len(results),
         "outcomes": outcomes,
@@ -558,6 +603,7 @@ def summarise(results: dict, slow: float) -> dict:
         "slow": {i: {"what": r["what"], "time": r["time"]} for i, r in results.items() if r["time"] > slow},
         "slowest": {"case": slowest[0], "time": slowest[1]["time"], "what": slowest[1].get("what")},
         "peak": {"case": peak[0], "bytes": peak[1].get("peak", 0), "what": peak[1].get("what")},
+        "over_budget": over,
     }
 
 
@@ -618,9 +664,12 @@ def main(argv=None) -> int:
     if not a.in_process:
         print(f"largest peak memory above the case's start: {rep['peak']['bytes'] / 2**20:.1f} MiB "
               f"(case {rep['peak']['case']}: {rep['peak']['what']})")
+        print(f"cases over 64 MiB + 2 x the largest legal tile + the arrays returned: {len(rep['over_budget'])}")
+        for i, o in list(rep["over_budget"].items())[:10]:
+            print(f"  case {i}: {o['peak'] / 2**20:.1f} MiB > {o['budget'] / 2**20:.1f} MiB ({o['what']})")
     if a.json:
         a.json.write_text(json.dumps(rep, indent=1))
-    return 1 if rep["errors"] or rep["slow"] else 0
+    return 1 if rep["errors"] or rep["slow"] or rep["over_budget"] else 0
 
 
 if __name__ == "__main__":

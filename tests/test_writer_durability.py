@@ -218,3 +218,27 @@ def test_killed_writer_loses_at_most_the_group_in_flight(tmp_path, k):
     assert res.exit_code == 0, res.output
     with tcscodec.open(tmp_path / "fixed.tcs") as r:
         assert r.complete and r.n_groups == got
+
+
+def test_writer_killed_in_its_first_frames_leaves_a_readable_partial(tmp_path):
+    """The header is on disk as soon as the .partial exists (it was a 0-byte
+    file): a writer killed before its first group is complete leaves a file
+    that opens with no frames, and verify says it needed recovery."""
+    script = textwrap.dedent(f"""
+        import os, numpy as np, tcscodec
+        w = tcscodec.open({str(tmp_path / 'live.tcs')!r}, "w", B=4, seed=2, tile=16, metadata={{"a": 1}})
+        w.write(np.ones((2, 30, 40), np.uint8))
+        os._exit(9)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=False, timeout=120)
+    (partial,) = partials(tmp_path)
+    with pytest.warns(TcsRecoveryWarning, match=r"not finished by its writer: recovered 0 complete group"):
+        r = tcscodec.open(partial)
+    with r:
+        assert r.n_frames == 0 and r.metadata()["user"] == {"a": 1}
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    res = CliRunner().invoke(main, ["verify", str(partial)])
+    assert res.exit_code == 1 and "0 complete group(s), 0 frame(s)" in res.output

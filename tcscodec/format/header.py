@@ -84,11 +84,13 @@ assert HEADER_FIXED_SIZE == 72
 
 #: Reader limits (spec section 8.1).  They hold every file a real detector
 #: makes and refuse crafted headers before anything is allocated: a frame
-#: of at most 2^30 pixels (32768^2), a tile (clipped to the frame) of at
+#: of at most 2^28 pixels (16384^2) counted with its width rounded up to a
+#: multiple of 64 (masks are made 64 pixels at a time, so a 2^24 x 3 frame
+#: costs as much as a 2^24 x 64 one), a tile (clipped to the frame) of at
 #: most 2^26 pixels (512 MiB of uint64), at most 2^20 tiles per frame, and
 #: user metadata of at most 1 MiB, nested at most 64 deep, numbers of at
 #: most 100 characters.  Writers refuse to make files beyond them.
-MAX_PIXELS = 1 << 30
+MAX_PIXELS = 1 << 28
 MAX_TILE_PIXELS = 1 << 26
 MAX_TILES = 1 << 20
 MAX_JSON_SIZE = 1 << 20
@@ -224,8 +226,9 @@ class TcsHeader:
         if not (1 <= self.height <= MAX_HEIGHT and 1 <= self.width <= MAX_WIDTH):
             raise TcsFormatError(f"invalid frame size {self.height}x{self.width} "
                                  f"(1..{MAX_HEIGHT} x 1..{MAX_WIDTH})")
-        if self.height * self.width > MAX_PIXELS:
-            raise TcsFormatError(f"frame {self.height}x{self.width} has more than {MAX_PIXELS:,} pixels")
+        if self.height * -(-self.width // 64) * 64 > MAX_PIXELS:
+            raise TcsFormatError(f"frame {self.height}x{self.width} has more than {MAX_PIXELS:,} pixels "
+                                 "(rows counted in 64-pixel words)")
         if not MIN_B <= self.B <= MAX_B:
             raise TcsFormatError(f"B must be in {MIN_B}..{MAX_B}, got {self.B}")
         if not (self.tile[0] >= 1 and self.tile[1] >= 1):
