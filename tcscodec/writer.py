@@ -111,7 +111,10 @@ class TcsWriter:
     (T x H x W).  A frame of the wrong shape or dtype, or with NaN/inf,
     raises :class:`~tcscodec.TcsValueError` before anything is changed (a
     numpy stack is checked whole before its first frame is encoded), so
-    the writer stays usable.  Metadata a reader would refuse (keys that are
+    the writer stays usable.  An error once a group is complete (its
+    measurement does not fit the quantisation step, the disk is full)
+    ends the writer: the file can no longer be completed, and nothing of
+    it is left.  Metadata a reader would refuse (keys that are
     not strings, beyond the format's limits) is refused by the constructor.
 
     Used as a context manager the file is finished on normal exit and
@@ -213,7 +216,16 @@ class TcsWriter:
                 self._probe.append(_host_crop(frame, _PROBE_SIZE))
             self.frames_written += 1
             if m is not None:
-                self._submit(m)
+                try:
+                    self._submit(m)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:
+                    # The group is consumed and cannot be written (it does not
+                    # fit the step, the disk is full): the file can no longer
+                    # be completed, so nothing of it is kept.
+                    self.abort()
+                    raise
 
     def _check_stack(self, frames: np.ndarray) -> None:
         """Refuse a numpy stack with a bad frame before any frame of it is
@@ -237,10 +249,12 @@ class TcsWriter:
         self._wait_inflight()
         rows, cols = self.header.grid
         job = _Group(m.group, m.n_frames, [(r, c) for r in range(rows) for c in range(cols)])
-        self._inflight = job
         for i, (r, c) in enumerate(job.keys):
             y0, y1, x0, x1 = self.header.tile_bounds(r, c)
             self._pool.submit(self._compress, job, i, stored[y0:y1, x0:x1], (y0, y1, x0, x1))
+        # Only a fully submitted group can complete: one cut short by Ctrl-C
+        # is not waited for (interrupt() would wait for nothing).
+        self._inflight = job
 
     def _compress(self, job: "_Group", i: int, tile: np.ndarray, bounds) -> None:
         """Pool task: compress tile ``i`` of ``job``; the task that finishes

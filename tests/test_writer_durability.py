@@ -242,3 +242,15 @@ def test_writer_killed_in_its_first_frames_leaves_a_readable_partial(tmp_path):
 
     res = CliRunner().invoke(main, ["verify", str(partial)])
     assert res.exit_code == 1 and "0 complete group(s), 0 frame(s)" in res.output
+
+
+def test_an_error_after_a_group_is_complete_ends_the_writer(tmp_path):
+    """A measurement that does not fit the step cannot be written once its
+    frames are consumed: the writer is discarded, not left with a hole."""
+    w = tcscodec.open(tmp_path / "m.tcs", "w", B=2, quant_step=1e-30)
+    w.write(np.full((8, 8), 1e20, np.float32))
+    with pytest.raises(tcscodec.TcsValueError, match="does not fit the stored dtype"):
+        w.write(np.full((8, 8), 1e20, np.float32))
+    assert w.closed and list(tmp_path.iterdir()) == []
+    with pytest.raises(tcscodec.TcsValueError, match="writer is closed"):
+        w.write(np.zeros((8, 8), np.float32))
