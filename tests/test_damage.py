@@ -252,3 +252,24 @@ def test_ctrl_c_in_encode_prints_the_recover_command(tmp_path, monkeypatch):
         assert r.n_groups == 5
         for g in range(5):
             assert np.array_equal(r.measurements(g), encode_group(frames[2 * g:2 * g + 2], 4, 2))
+
+
+@pytest.mark.parametrize("text,message", [
+    (b"[1, 2]", "metadata is a JSON list, not an object"),
+    (b'{"n": ' + b"1" * 5000 + b"}", "metadata holds a number of 5000 characters"),
+    (b"[" * 100_000 + b"]" * 100_000, "metadata is nested 100000 deep"),
+], ids=["list", "long-number", "deep"])
+def test_crafted_metadata_is_one_line_in_every_command(tmp_path, text, message):
+    from .test_hardening import fuzz  # bench/fuzz.py: takes files apart and rebuilds them
+
+    path = tmp_path / "m.tcs"
+    tcscodec.write(path, np.zeros((4, 8, 8), np.uint8), B=2)
+    lay = fuzz.Layout.parse(path.read_bytes())
+    lay.json = text
+    path.write_bytes(lay.build())  # header CRC and index recomputed
+    for args in (["info", path], ["info", path, "--json"], ["verify", path],
+                 ["recover", path, "-o", tmp_path / "r.tcs"], ["decode", path, "-o", tmp_path / "d.npy"]):
+        res = run(*args)
+        assert res.exit_code == 1, args
+        assert res.stderr.strip().splitlines() == [f"Error: {path}: {message}"] or \
+            (len(res.stderr.strip().splitlines()) == 1 and message in res.stderr), (args, res.stderr)

@@ -103,6 +103,7 @@ def test_json_size_near_4_gib_is_refused_before_reading(movie):
 @pytest.mark.parametrize("hw,message", [
     ((2**31, 2**31, 2**31, 2**31), r"invalid frame size 2147483648x2147483648"),
     ((2**20, 2**20, 2**20, 2**20), r"frame 1048576x1048576 has more than 268,435,456 pixels"),
+    ((2**24, 2**24, 2**24, 2**24), r"frame 16777216x16777216 has more than 268,435,456 pixels"),
     ((2**24, 3, 2**24, 3), r"frame 16777216x3 has more than 268,435,456 pixels \(rows counted in 64-pixel"),
     ((2**22, 60, 2**22, 60), r"tile 4194304x60 has more than 67,108,864 pixels"),
     ((65535, 65535, 1, 1), r"frame 65535x65535 has more than 268,435,456 pixels"),
