@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from .main import CONTEXT, main
+from .commands import decode, encode, info
+from .common import CONTEXT
 
 
-@main.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("-B", "B", type=click.IntRange(2, 64), default=10, show_default=True, help="Frames per measurement.")
 @click.option("--size", type=click.IntRange(32, 4096), default=256, show_default=True, help="Frame size (pixels).")
 @click.option("--frames", "n_frames", type=click.IntRange(2, 10000), default=40, show_default=True,
@@ -30,8 +32,6 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
     from tcscodec.metrics import psnr
     from tcscodec.simulate import sample_movie
 
-    from .main import decode, encode, info
-
     tmp = None
     if out_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tcscodec-demo-")
@@ -46,14 +46,16 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
         tcs, dec = out_dir / "sample.tcs", out_dir / "decoded.tif"
         ctx = click.get_current_context()
         click.echo(f"2/4 tcscodec encode {src.name} -B {B} -o {tcs.name}")
+        # every option spelled out: an option added to a command is then a choice made here
         ctx.invoke(encode, input=src, B=B, output=tcs, seed=None, tile=512, quantize="auto", device="cpu",
-                   level=3, meta=("demo=true",), force=True, quiet=True)
+                   codec="predict-rice", level=3, meta=("demo=true",), signal=None, force=True, quiet=True)
         click.echo(f"3/4 tcscodec info {tcs.name}")
-        ctx.invoke(info, file=tcs, as_json=False)
+        ctx.invoke(info, file=tcs, as_json=False, with_motion=False)
         click.echo(f"4/4 tcscodec decode {tcs.name} -o {dec.name} --decoder {decoder}")
         t0 = time.perf_counter()
         ctx.invoke(decode, file=tcs, output=dec, decoder=decoder, device="cpu", frames=None, region=None,
-                   dtype="float32", tile=None, overlap=None, force=True, quiet=False)
+                   dtype="float32", tile=None, overlap=None, motion="off", threads=os.cpu_count() or 1,
+                   workers=None, scheduler=None, skip_damaged=False, force=True, quiet=False)
         dt = time.perf_counter() - t0
         decoded = tifffile.imread(dec)
         clean = movie.clean

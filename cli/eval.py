@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .main import CONTEXT, _quant_step, main
+from .common import CONTEXT, _quant_step
 
 
 def _csv(value: str | None, what: str) -> list[str]:
@@ -35,7 +35,7 @@ def _load_clean(path: Path):
         return np.stack(list(m))
 
 
-@main.command("eval", context_settings=CONTEXT)
+@click.command("eval", context_settings=CONTEXT)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-B", "B_list", default="10,20,30", show_default=True, help="Frames per measurement, comma-separated.")
 @click.option("--clean", type=click.Path(dir_okay=False, path_type=Path),

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
-from .main import CONTEXT, main
+from .common import CONTEXT
 
 
-@main.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tcs-unfold"),
               show_default=True, help="Run folder: checkpoint.pt, log.jsonl, config.json. Resumes if present.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import calibration
 from .errors import TcsDependencyError, TcsInputError, TcsNotAMovieError, TcsValueError
+from .movie_source import EXPECTED, MovieSource, check_stack
 
 __all__ = [
     "RSCIIO_SUFFIXES",
@@ -132,8 +133,6 @@ def open_hdf5(path: Path, dataset: str | None):
     shape (T, H, W), read frame by frame.  With ``dataset`` None the file
     must hold exactly one 3-D dataset.  Dataset attributes named like the
     calibration keys (``pixel_size_A``, ``frame_rate_hz``, ...) are carried."""
-    from .movies import MovieSource, check_stack
-
     h5py = _h5py()
     path = Path(path)
     f = h5py.File(path, "r")
@@ -356,8 +355,6 @@ def open_rsciio(path: Path, signal: int | None = None):
     EM file rosettasciio reads, lazily where the reader allows, with its
     calibration.  ``signal`` picks one of several signals (rosettasciio's
     order); without it the file must hold exactly one image stack."""
-    from .movies import EXPECTED, MovieSource, check_stack
-
     path = Path(path)
     plugin, signals = _read_signals(path)
     described = "; ".join(_describe(i, s) for i, s in enumerate(signals))

@@ -8,19 +8,29 @@ encoder is cheap enough to run next to the detector.
 :class:`CpuEncoder` is streaming: frames are pushed one at a time and only the
 running measurement of the current group is kept (plus the B masks,
 bit-packed: B*H*W/8 bytes).  The measurement is exact, in the smallest type
-that cannot overflow for B <= 64 (:data:`MEASUREMENT_DTYPES`).
+that cannot overflow for B <= 64 (:data:`tcscodec.measurement.MEASUREMENT_DTYPES`).
+:func:`tcscodec.encoder_factory.make_encoder` picks this encoder or the CUDA one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .cpu_kernels import masked_accumulate, set_threads
-from .errors import TcsValueError
-from .masks import packed_masks
+from .masks import masks, packed_masks
+from .measurement import (
+    INPUT_DTYPES,
+    MAX_B,
+    MEASUREMENT_DTYPES,
+    MIN_B,
+    Measurement,
+    check_B,
+    check_frame,
+    measurement_dtype,
+)
 
+# The shared names are re-exported from tcscodec.measurement: code and
+# scripts written against tcscodec.encoder keep working.
 __all__ = [
     "MIN_B",
     "MAX_B",
@@ -33,75 +43,6 @@ __all__ = [
     "CpuEncoder",
     "encode_group",
 ]
-
-MIN_B = 2
-MAX_B = 64
-
-#: Input dtype -> measurement dtype.  B * max(input) fits for every B <= 64;
-#: float32 is summed exactly-rounded in float64, in the order b = 0, 1, ...
-MEASUREMENT_DTYPES = {
-    np.dtype(np.uint8): np.dtype(np.uint16),
-    np.dtype(np.uint16): np.dtype(np.uint32),
-    np.dtype(np.uint32): np.dtype(np.uint64),
-    np.dtype(np.float32): np.dtype(np.float64),
-}
-INPUT_DTYPES = tuple(MEASUREMENT_DTYPES)
-
-
-def measurement_dtype(dtype) -> np.dtype:
-    """The measurement dtype the format stores for frames of ``dtype``."""
-    dtype = np.dtype(dtype)
-    try:
-        return MEASUREMENT_DTYPES[dtype]
-    except KeyError:
-        names = ", ".join(d.name for d in INPUT_DTYPES)
-        raise TcsValueError(
-            f"frames of dtype {dtype.name} are not supported; use one of {names}"
-        ) from None
-
-
-def check_B(B) -> int:
-    """Validate the group size B (2..64) and return it as an int."""
-    if isinstance(B, bool) or not isinstance(B, (int, np.integer)):
-        raise TcsValueError(f"B must be an integer, not {type(B).__name__}")
-    if not MIN_B <= int(B) <= MAX_B:
-        raise TcsValueError(f"B must be in {MIN_B}..{MAX_B}, got {B}")
-    return int(B)
-
-
-def check_frame(frame, shape, dtype, index=None) -> np.ndarray:
-    """Validate one frame against the movie's ``shape`` and ``dtype``.
-
-    Raises :class:`TcsValueError` naming the frame for a wrong shape or dtype
-    and for NaN or infinite values in float input.
-    """
-    where = "frame" if index is None else f"frame {index}"
-    frame = np.asarray(frame)
-    if frame.shape != tuple(shape):
-        raise TcsValueError(
-            f"{where} has shape {frame.shape}, expected {tuple(shape)}"
-        )
-    if frame.dtype != dtype:
-        raise TcsValueError(
-            f"{where} has dtype {frame.dtype.name}, expected {np.dtype(dtype).name}"
-        )
-    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
-        raise TcsValueError(f"{where} contains NaN or infinite values")
-    return frame
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One group's measurement: ``Y = sum_{b < n_frames} C_b * X_b``.
-
-    ``group`` is the group index (frames ``group*B .. group*B+n_frames-1``);
-    ``n_frames`` is B except for a short last group.
-    """
-
-    group: int
-    n_frames: int
-    data: np.ndarray
-
 
 class CpuEncoder:
     """Streaming numpy encoder of one movie.
@@ -186,26 +127,8 @@ def encode_group(frames, seed: int, B: int | None = None) -> np.ndarray:
     n, H, W = frames.shape
     B = n if B is None else check_B(B)
     mdtype = measurement_dtype(frames.dtype)
-    from .masks import masks
-
     C = masks(seed, B, H, W)[:n]
     y = np.zeros((H, W), mdtype)
     for b in range(n):
         y += np.where(C[b] == 1, frames[b], 0).astype(mdtype)
     return y
-
-
-def make_encoder(device: str, seed: int, B: int, shape, dtype, **options):
-    """The streaming encoder for ``device`` ("cpu", "cuda" or "cuda:N");
-    ``options`` go to :class:`~tcscodec.cuda_encoder.CudaEncoder` (``lag``,
-    ``masks``, ``staging``)."""
-    if device == "cpu":
-        if options:
-            raise TcsValueError(f"options {sorted(options)} apply to device='cuda' only")
-        return CpuEncoder(seed, B, shape, dtype)
-    if device == "cuda" or str(device).startswith("cuda:"):
-        from .cuda_encoder import CudaEncoder
-
-        device_id = int(str(device).partition(":")[2] or 0)
-        return CudaEncoder(seed, B, shape, dtype, device_id=device_id, **options)
-    raise TcsValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")

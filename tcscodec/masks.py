@@ -28,6 +28,8 @@ from .errors import TcsMemoryError
 __all__ = [
     "GENERATOR_ID",
     "GENERATOR_NAME",
+    "GOLDEN",
+    "check_seed",
     "MAX_HEIGHT",
     "MAX_WIDTH",
     "mix64",
@@ -50,7 +52,8 @@ _MASK_BAND_BITS = 1 << 22
 MAX_WIDTH = 1 << 30
 
 _M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
+#: the SplitMix64 increment (2**64 / golden ratio); the CUDA kernels use it too
+GOLDEN = 0x9E3779B97F4A7C15
 _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 
@@ -73,7 +76,8 @@ def random_seed() -> int:
     return secrets.randbits(64)
 
 
-def _check_seed(seed) -> int:
+def check_seed(seed) -> int:
+    """Validate a mask seed (an integer in 0..2**64-1) and return it as an int."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"mask seed must be an integer, not {type(seed).__name__}")
     seed = int(seed)
@@ -89,13 +93,13 @@ def mask_words(seed: int, frames, rows, words) -> np.ndarray:
     Returns a uint64 array of shape ``(len(frames), len(rows), len(words))``;
     bit ``x & 63`` of word ``[b, y, x >> 6]`` is mask ``C_b[y, x]``.
     """
-    key = np.uint64(mix64(_check_seed(seed) + _GOLDEN))
+    key = np.uint64(mix64(check_seed(seed) + GOLDEN))
     b = np.asarray(frames, dtype=np.uint64)[:, None, None]
     y = np.asarray(rows, dtype=np.uint64)[None, :, None]
     w = np.asarray(words, dtype=np.uint64)[None, None, :]
     counter = (b << np.uint64(48)) | (y << np.uint64(24)) | w
     with np.errstate(over="ignore"):
-        return mix64(key + (counter + np.uint64(1)) * np.uint64(_GOLDEN))
+        return mix64(key + (counter + np.uint64(1)) * np.uint64(GOLDEN))
 
 
 def packed_masks(seed: int, B: int, height: int, width: int) -> np.ndarray:

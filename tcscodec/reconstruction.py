@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import TcsValueError
+from .format.header import MAX_B
 
 __all__ = ["reconstruct", "MAX_FRAMES"]
 
-#: Largest number of frames per measurement (the format's largest B).
-MAX_FRAMES = 64
+#: Largest number of frames per measurement: the format's largest B.
+MAX_FRAMES = MAX_B
 
 
 def _to_numpy(a, what: str) -> np.ndarray:

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoder import INPUT_DTYPES, Measurement, check_B, check_frame, make_encoder, measurement_dtype
+from .encoder_factory import make_encoder
+from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .errors import TcsValueError
 from .format import ContainerWriter, TcsHeader, encode_payload
 from .format.header import CODECS, metadata_bytes

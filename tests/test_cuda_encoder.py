@@ -25,7 +25,8 @@ import pytest
 import tcscodec
 from tcscodec import cuda_encoder
 from tcscodec.cuda_encoder import CudaEncoder, _is_device_array
-from tcscodec.encoder import CpuEncoder, encode_group, make_encoder
+from tcscodec.encoder import CpuEncoder, encode_group
+from tcscodec.encoder_factory import make_encoder
 from tcscodec.errors import TcsDeviceError, TcsValueError
 
 from . import fake_cupy as fake_cupy_module

@@ -42,7 +42,7 @@ from tcscodec.cuda_encoder import (
     vector_ok,
 )
 from tcscodec.encoder import encode_group, measurement_dtype
-from tcscodec.masks import _GOLDEN, mask_words, mix64, packed_masks
+from tcscodec.masks import GOLDEN, mask_words, mix64, packed_masks
 
 from .cuda_shim import GXX, KERNEL, build_shim, launch
 
@@ -257,8 +257,8 @@ def test_mask_words_kernel_counter_fields(shim):
 def test_mask_key_matches_masks_module():
     for seed in (0, 1, 2**64 - 1, SEED):
         key = mask_key(seed)
-        assert key == mix64((seed + _GOLDEN) % 2**64)
-        word = mix64((key + _GOLDEN) % 2**64)  # counter 0: b = y = w = 0
+        assert key == mix64((seed + GOLDEN) % 2**64)
+        word = mix64((key + GOLDEN) % 2**64)  # counter 0: b = y = w = 0
         assert word == int(mask_words(seed, [0], [0], [0])[0, 0, 0])
 
 

@@ -40,6 +40,8 @@ import numpy as np
 from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError, TcsValueError, TcsVersionError
 
 __all__ = [
+    "MIN_B",
+    "MAX_B",
     "MAGIC",
     "VERSION",
     "DTYPE_CODES",
@@ -55,6 +57,10 @@ __all__ = [
 ]
 
 MAGIC = b"\x89TCS\r\n\x1a\n"
+#: B, the frames per group (one measurement), is 2..64 (spec section 2): the
+#: one definition that the encoders and the reconstruction check against
+MIN_B = 2
+MAX_B = 64
 #: the newest format version this package reads and writes
 VERSION = (1, 1)
 
@@ -221,8 +227,6 @@ class TcsHeader:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        from ..encoder import MIN_B, MAX_B  # one source of truth for B's range
-
         if not (1 <= self.height <= MAX_HEIGHT and 1 <= self.width <= MAX_WIDTH):
             raise TcsFormatError(f"invalid frame size {self.height}x{self.width} "
                                  f"(1..{MAX_HEIGHT} x 1..{MAX_WIDTH})")

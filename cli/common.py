@@ -1,0 +1,49 @@
+"""What every ``tcscodec`` command shares: click's context settings, safe
+printing of strings from files, and the option checks used by several
+commands.  Imports nothing else of the CLI, so every command module can
+import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+__all__ = ["CONTEXT", "_safe", "_check_output", "_quant_step"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _safe(text) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``,
+    ``\\u202e``): user strings from a file (metadata, names) must not move
+    the cursor, clear the terminal or reorder what is printed."""
+    import unicodedata
+
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else
+                   (ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                    if unicodedata.category(ch) != "Cs" else f"\\u{ord(ch):04x}")
+                   for ch in text)
+
+
+def _check_output(path: Path, force: bool) -> None:
+    """Refuse to replace an existing ``path`` unless ``--force`` was given."""
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; use --force to replace it")
+
+
+def _quant_step(value: str):
+    """``--quantize``: "auto" or a step > 0 (a click error otherwise)."""
+    if value == "auto":
+        return value
+    try:
+        step = float(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number", param_hint="--quantize") from None
+    if not step > 0:
+        raise click.BadParameter("must be > 0", param_hint="--quantize")
+    return step
