@@ -26,7 +26,9 @@ from .errors import (
     TcsInputError,
     TcsMemoryError,
     TcsNotAMovieError,
+    TcsRuntimeError,
     TcsTruncatedError,
+    TcsTypeError,
     TcsValueError,
     TcsVersionError,
 )
@@ -58,6 +60,8 @@ __all__ = [
     "TcsMemoryError",
     "TcsDependencyError",
     "TcsNotAMovieError",
+    "TcsTypeError",
+    "TcsRuntimeError",
 ]
 
 from . import imageio_plugin as _imageio_plugin  # noqa: E402

@@ -21,6 +21,8 @@ __all__ = [
     "TcsDependencyError",
     "TcsMemoryError",
     "TcsNotAMovieError",
+    "TcsTypeError",
+    "TcsRuntimeError",
 ]
 
 
@@ -46,6 +48,15 @@ class TcsTruncatedError(TcsFormatError, EOFError):
 
 class TcsValueError(TcsError, ValueError):
     """An argument or a frame is invalid (shape, dtype, B, NaN, ...)."""
+
+
+class TcsTypeError(TcsError, TypeError):
+    """An argument has the wrong type (a float mask seed, a string index)."""
+
+
+class TcsRuntimeError(TcsError, RuntimeError):
+    """An operation failed that no argument check could foresee: an external
+    program (ffmpeg) failed, a checkpoint does not fit its network."""
 
 
 class TcsInputError(TcsError, OSError):

@@ -23,7 +23,8 @@ import secrets
 
 import numpy as np
 
-from .errors import TcsMemoryError
+from .errors import TcsMemoryError, TcsTypeError, TcsValueError
+from .format.region import check_region
 
 __all__ = [
     "GENERATOR_ID",
@@ -79,10 +80,10 @@ def random_seed() -> int:
 def check_seed(seed) -> int:
     """Validate a mask seed (an integer in 0..2**64-1) and return it as an int."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"mask seed must be an integer, not {type(seed).__name__}")
+        raise TcsTypeError(f"mask seed must be an integer, not {type(seed).__name__}")
     seed = int(seed)
     if not 0 <= seed <= _M64:
-        raise ValueError(f"mask seed must be in 0..2**64-1, got {seed}")
+        raise TcsValueError(f"mask seed must be in 0..2**64-1, got {seed}")
     return seed
 
 
@@ -130,11 +131,9 @@ def masks(seed: int, B: int, height: int, width: int, region=None) -> np.ndarray
     first (:class:`~tcscodec.TcsMemoryError` if it cannot be) and filled in
     bands of rows, so the work memory stays a few MiB at any frame size.
     """
-    y0, y1, x0, x1 = (0, height, 0, width) if region is None else region
-    if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width):
-        raise ValueError(f"region {region} is outside the {height}x{width} frame")
+    y0, y1, x0, x1 = check_region(region, height, width, allow_empty=True)
     if height > MAX_HEIGHT or width > MAX_WIDTH:
-        raise ValueError(f"frame {height}x{width} exceeds the mask generator's range")
+        raise TcsValueError(f"frame {height}x{width} exceeds the mask generator's range")
     try:
         out = np.empty((B, y1 - y0, x1 - x0), np.uint8)
     except MemoryError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from .errors import TcsValueError
 
 __all__ = ["psnr", "psnr_per_frame"]
 
@@ -15,7 +16,7 @@ def psnr(estimate, reference, data_range: float | None = None) -> float:
     ref = np.asarray(reference, np.float64)
     est = np.asarray(estimate, np.float64)
     if ref.shape != est.shape:
-        raise ValueError(f"shapes differ: {est.shape} vs {ref.shape}")
+        raise TcsValueError(f"shapes differ: {est.shape} vs {ref.shape}")
     peak = float(ref.max() - ref.min()) if data_range is None else float(data_range)
     mse = float(np.mean((est - ref) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)

@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import TcsValueError
+from .format.config import ConfigDict
 
 __all__ = [
     "MotionPath",
@@ -185,7 +186,7 @@ def _bin(a: np.ndarray, f: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class MotionPath:
+class MotionPath(ConfigDict):
     """Per-frame global displacement of a movie.
 
     Attributes
@@ -251,14 +252,16 @@ class MotionPath:
             "confidence_min": float(min(self.confidence)) if self.confidence else None,
         }
 
-    def to_dict(self) -> dict:
+    # to_dict / from_dict come from ConfigDict; these hooks give the JSON form
+    def _to_json(self, d: dict) -> dict:
         return {"frames": self.frames.tolist(), "group_starts": list(self.group_starts),
                 "confidence": list(self.confidence)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MotionPath":
-        return cls(np.asarray(d["frames"], np.float64).reshape(-1, 2), tuple(int(v) for v in d["group_starts"]),
-                   tuple(float(v) for v in d.get("confidence", ())))
+    def _from_json(cls, d: dict) -> dict:
+        return {"frames": np.asarray(d["frames"], np.float64).reshape(-1, 2),
+                "group_starts": tuple(int(v) for v in d["group_starts"]),
+                "confidence": tuple(float(v) for v in d.get("confidence", ()))}
 
     @classmethod
     def still(cls, group_sizes: Sequence[int]) -> "MotionPath":

@@ -21,8 +21,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import TcsDependencyError, TcsFormatError, TcsInputError, TcsValueError
+from .errors import TcsDependencyError, TcsFormatError, TcsInputError, TcsTypeError, TcsValueError
 from .format import ContainerReader, TcsDamageWarning
+from .format.region import check_region
 from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, measured_mean, tile_mask_sum
 from .motion import MotionPath, estimate_motion
 from .quantize import cast_frames, dequantize
@@ -39,15 +40,6 @@ class TcsProperties:
     n_images: int | None = None
     is_batch: bool = False
     spacing: tuple | None = None
-
-
-def _region(region, H, W):
-    if region is None:
-        return (0, H, 0, W)
-    y0, y1, x0, x1 = (int(v) for v in region)
-    if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
-        raise TcsValueError(f"region {tuple(region)} is empty or outside the {H}x{W} frame")
-    return (y0, y1, x0, x1)
 
 
 #: decoded groups larger than this go to a temporary memory-mapped file
@@ -235,7 +227,7 @@ class TcsReader:
         (y0, y1, x0, x1)): exact, in the stored integer dtype for lossless
         files; float64 ``q * quant_step`` for quantised ones."""
         group = self._group_index(group)
-        region = _region(region, self.header.height, self.header.width)
+        region = check_region(region, self.header.height, self.header.width)
         return dequantize(self._container.read_measurement(group, region), self.header.quant_step)
 
     def group_mean(self, group: int, region=None) -> np.ndarray:
@@ -245,7 +237,7 @@ class TcsReader:
         ``context`` read those of the neighbouring groups."""
         group = self._group_index(group)
         H, W = self.header.height, self.header.width
-        bounds = _region(region, H, W)
+        bounds = check_region(region, H, W)
         s = mask_sum(self.header.mask_seed, self.group_frames(group), H, W, region=bounds)
         y = np.asarray(self.measurements(group, bounds), np.float64)
         return measured_mean(y, s).astype(np.float32)
@@ -270,7 +262,7 @@ class TcsReader:
         """
         n = self.B if group is None else self.group_frames(self._group_index(group))
         H, W = self.header.height, self.header.width
-        return spec_masks(self.header.mask_seed, n, H, W, _region(region, H, W))
+        return spec_masks(self.header.mask_seed, n, H, W, check_region(region, H, W))
 
     def _group_index(self, group) -> int:
         g = int(group)
@@ -311,7 +303,7 @@ class TcsReader:
             return self._decode_or_nan(group, region=region, decoder=decoder, device=device, out=out,
                                        progress=progress, motion=motion, **options)
         H, W = self.header.height, self.header.width
-        y0, y1, x0, x1 = _region(region, H, W)
+        y0, y1, x0, x1 = check_region(region, H, W)
         opts = {**self.decode_options, **options}
         opts.pop("skip_damaged", None)
         motion = opts.pop("motion", motion)
@@ -347,7 +339,7 @@ class TcsReader:
             self.damaged[group] = str(exc)
             warnings.warn(f"group {group} is damaged, its frames are NaN: {exc}",
                           TcsDamageWarning, stacklevel=3)
-            y0, y1, x0, x1 = _region(region, self.header.height, self.header.width)
+            y0, y1, x0, x1 = check_region(region, self.header.height, self.header.width)
             frames = out if out is not None else np.empty((self.group_frames(group), y1 - y0, x1 - x0), np.float32)
             frames[...] = np.nan
             return frames
@@ -356,7 +348,7 @@ class TcsReader:
         key = (group, region, tuple(sorted(options.items())))
         if self._cache is None or self._cache[0] != key:
             self._cache = None  # free the last group before decoding the next
-            y0, y1, x0, x1 = _region(region, self.header.height, self.header.width)
+            y0, y1, x0, x1 = check_region(region, self.header.height, self.header.width)
             out = _frames_buffer((self.group_frames(group), y1 - y0, x1 - x0))
             self._cache = (key, self.decode_group(group, region=region, out=out, **options))
         return self._cache[1]
@@ -374,7 +366,7 @@ class TcsReader:
         if isinstance(index, slice):
             frames = range(*index.indices(self.n_frames))
             if not frames:
-                y0, y1, x0, x1 = _region(region, self.header.height, self.header.width)
+                y0, y1, x0, x1 = check_region(region, self.header.height, self.header.width)
                 return np.empty((0, y1 - y0, x1 - x0), self.dtype)
             return np.stack(list(self._frames(frames, region, **options)))
         i = int(index)
@@ -423,7 +415,7 @@ class TcsReader:
                 try:
                     i = operator.index(k)
                 except TypeError:
-                    raise TypeError(f"a .tcs movie takes integers and slices as indices, not "
+                    raise TcsTypeError(f"a .tcs movie takes integers and slices as indices, not "
                                     f"{type(k).__name__}") from None
                 if not -n <= i < n:
                     raise IndexError(f"index {i} is out of range for axis {axis} of size {n}")

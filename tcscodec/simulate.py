@@ -79,6 +79,7 @@ from typing import Any
 import numpy as np
 
 from .errors import TcsValueError
+from .format.config import ConfigDict
 
 __all__ = [
     "LATTICES",
@@ -180,7 +181,7 @@ def scherzer_defocus(cs_mm: float, voltage_kv: float) -> float:
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(ConfigDict):
     """Every parameter of :func:`simulate_movie`, with the demo's defaults.
 
     Lengths carry their unit in the name (``_a``: Angstrom, ``_nm``,
@@ -376,25 +377,10 @@ class SimConfig:
         if self.gain is not None and not self.gain > 0:
             raise TcsValueError(f"gain must be > 0 or None, got {self.gain!r}")
 
-    def to_dict(self) -> dict:
-        """Plain JSON-serialisable dict (tuples become lists)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SimConfig:
-        """Inverse of :meth:`to_dict`; missing keys take their defaults.
-
-        Raises TcsValueError on keys that are not SimConfig fields.
-        """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise TcsValueError(f"unknown SimConfig keys: {unknown}")
-        return cls(**d)
+    # to_dict / from_dict come from ConfigDict (unknown keys raise TcsValueError)
+    def _to_json(self, d: dict) -> dict:
+        """Tuples become lists."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def replace(self, **changes) -> SimConfig:
         """A copy with some fields changed (``dataclasses.replace``)."""

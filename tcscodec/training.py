@@ -12,7 +12,6 @@ the package with their SHA-256 and the command that made them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -21,12 +20,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from .errors import TcsValueError
+from .format.config import ConfigDict
 
 __all__ = ["TrainConfig", "train", "export", "MoviePool"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ConfigDict):
     """Everything that determines a training run."""
 
     seed: int = 0
@@ -91,21 +92,15 @@ class TrainConfig:
         if self.texture_speed is not None:
             self._check_range("texture_speed", " px/frame")
         if self.loss not in ("log-start", "ratio-naive"):
-            raise ValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
+            raise TcsValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
 
     def _check_range(self, name: str, unit: str) -> None:
         """Make field ``name`` a (low, high) tuple of floats (JSON gives a list) with 0 < low <= high."""
         value = tuple(float(v) for v in getattr(self, name))
         if not (len(value) == 2 and 0 < value[0] <= value[1]):
-            raise ValueError(f"TrainConfig.{name} must be (low, high){unit} with 0 < low <= high, got {value}")
+            raise TcsValueError(f"TrainConfig.{name} must be (low, high){unit} with 0 < low <= high, got {value}")
         object.__setattr__(self, name, value)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return cls(**d)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -322,7 +317,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, map_location=device)
         if TrainConfig.from_dict(ck["config"]).to_dict() != cfg.to_dict():  # older runs lack newer fields
-            raise ValueError(f"{ckpt_path} was made with another config; use a new --out folder")
+            raise TcsValueError(f"{ckpt_path} was made with another config; use a new --out folder")
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         step = ck["step"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import TcsDecoderError, TcsDependencyError
+from ..errors import TcsDecoderError, TcsDependencyError, TcsValueError
 
 __all__ = ["Decoder", "register_decoder", "get_decoder", "decoder_class", "available_decoders", "default_decoder",
            "require_torch"]
@@ -67,7 +67,7 @@ def register_decoder(name: str):
 
     def wrap(cls):
         if name in _REGISTRY:
-            raise ValueError(f"decoder {name!r} is already registered")
+            raise TcsValueError(f"decoder {name!r} is already registered")
         cls.name = name
         _REGISTRY[name] = cls
         return cls

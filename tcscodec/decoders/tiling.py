@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import TcsDeviceError, TcsValueError
+from ..format.region import check_region
 from ..quantize import cast_frames
 from .base import Decoder, default_decoder, get_decoder
 from .outliers import decode_apart
@@ -142,18 +143,6 @@ def _check_device(device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TcsDeviceError(f"device {device!r} requested but CUDA is not available")
     return dev
-
-
-def _check_region(region, H: int, W: int):
-    if region is None:
-        return 0, H, 0, W
-    try:
-        y0, y1, x0, x1 = (int(v) for v in region)
-    except (TypeError, ValueError):
-        raise TcsValueError(f"region must be (y0, y1, x0, x1), got {region!r}") from None
-    if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
-        raise TcsValueError(f"region {tuple(region)} is empty or outside the {H}x{W} frame")
-    return y0, y1, x0, x1
 
 
 def _store(out, index, src: np.ndarray) -> None:
@@ -319,7 +308,7 @@ def decode_tiled(
             tile = max(tile, 2 * overlap)
             shifts_t = torch.from_numpy(s).to(dev)
 
-    ry0, ry1, rx0, rx1 = _check_region(region, H, W)
+    ry0, ry1, rx0, rx1 = check_region(region, H, W)
     shape = (n, ry1 - ry0, rx1 - rx0)
     if out is None:
         out = np.empty(shape, np.float32 if dtype is None else dtype)

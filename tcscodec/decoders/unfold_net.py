@@ -40,7 +40,7 @@ CPU cost: 3-D and depthwise-temporal convolutions are slow on CPUs; plain
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +49,8 @@ from torch import nn
 from .gap_tv import gap_tv
 from .noise import dark_level, noise_level
 from .warp import FrameWarp
+from ..errors import TcsRuntimeError, TcsValueError
+from ..format.config import ConfigDict
 
 #: context inputs of the denoiser: two neighbours and their presence flags
 CONTEXT_CHANNELS = 4
@@ -57,7 +59,7 @@ __all__ = ["UnfoldConfig", "UnfoldNet", "normalise", "affine_normalise", "noise_
 
 
 @dataclass(frozen=True)
-class UnfoldConfig:
+class UnfoldConfig(ConfigDict):
     """Hyper-parameters of :class:`UnfoldNet` (stored with the weights)."""
 
     stages: int = 3
@@ -78,13 +80,6 @@ class UnfoldConfig:
     #: electrons of the group alone, which the denoiser can use where they
     #: agree with it.
     context: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UnfoldConfig":
-        return cls(**d)
 
 
 def normalise(y: torch.Tensor, csum: torch.Tensor):
@@ -235,7 +230,7 @@ class UnfoldNet(nn.Module):
         missing = [k for k in own if k not in state and not new(k)]
         wrong = [k for k in state if k not in own or state[k].shape != own[k].shape]
         if missing or wrong:
-            raise RuntimeError(f"state does not fit {type(self).__name__}({self.config}): "
+            raise TcsRuntimeError(f"state does not fit {type(self).__name__}({self.config}): "
                                f"missing {missing}, unexpected or of another shape {wrong}")
         self.load_state_dict(state, strict=False)
 
@@ -305,7 +300,7 @@ class UnfoldNet(nn.Module):
         if context is None:
             context = torch.full((N, 2, h, w), float("nan"), dtype=xbar.dtype, device=xbar.device)
         if context.shape != (N, 2, h, w):
-            raise ValueError(f"context must have shape {(N, 2, h, w)}, got {tuple(context.shape)}")
+            raise TcsValueError(f"context must have shape {(N, 2, h, w)}, got {tuple(context.shape)}")
         present = torch.isfinite(context)
         norm = (context - offset[:, None]) / scale[:, None]
         filled = torch.where(present, norm, xbar[:, None])

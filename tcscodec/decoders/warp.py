@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ..errors import TcsValueError
 
 __all__ = ["FrameWarp"]
 
@@ -62,7 +63,7 @@ class FrameWarp:
         if s.ndim == 2:
             s = s[None]
         if s.ndim != 3 or s.shape[-1] != 2:
-            raise ValueError(f"shifts must be (N, n, 2) or (n, 2), got {tuple(s.shape)}")
+            raise TcsValueError(f"shifts must be (N, n, 2) or (n, 2), got {tuple(s.shape)}")
         self.shifts = s
         self.size = (int(size[0]), int(size[1]))
         m = max(int(multiple), 1)
@@ -74,7 +75,7 @@ class FrameWarp:
     def _windows(self, N: int, n: int):
         """(i, b, y0, x0): where frame b of sample i sits on the canvas."""
         if self.shifts.shape[1] != n or self.shifts.shape[0] not in (1, N):
-            raise ValueError(f"a stack of {N} x {n} frames given to a warp for {self.shifts.shape[:2]}")
+            raise TcsValueError(f"a stack of {N} x {n} frames given to a warp for {self.shifts.shape[:2]}")
         m = self.margin
         for i in range(N):
             si = self.shifts[i if self.shifts.shape[0] > 1 else 0]
@@ -100,7 +101,7 @@ class FrameWarp:
         """
         N, n, h, w = x.shape
         if (h, w) != self.size:
-            raise ValueError(f"frames of {(h, w)} given to a warp made for {self.size}")
+            raise TcsValueError(f"frames of {(h, w)} given to a warp made for {self.size}")
         m = self.margin
         if m == 0:
             return x

@@ -10,6 +10,7 @@ as users run the shipped weights.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
+from ..errors import TcsValueError
 
 if TYPE_CHECKING:  # torch is imported only when a checkpoint is loaded
     from ..decoders.learned import UnfoldDecoder
@@ -71,7 +72,7 @@ def checkpoint_decoder(path, *, name: str | None = None) -> str:
     factory = CheckpointFactory(path)
     name = name or f"tcs-unfold@step{'?' if factory.step is None else factory.step}"
     if name in available_decoders():
-        raise ValueError(f"decoder {name!r} is already registered")
+        raise TcsValueError(f"decoder {name!r} is already registered")
     register_decoder(name)(factory)
     return name
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ..errors import TcsRuntimeError
 
 __all__ = ["CODECS", "DEFAULT_CODECS", "codec_unavailable"]
 
@@ -322,9 +323,9 @@ class _Video(_Codec):
                    "-pix_fmt", self.pix_fmt(depth), "-color_range", "pc", *dest]
             proc = subprocess.run(cmd, input=frames, capture_output=True, timeout=1800, cwd=tmp)
             if proc.returncode != 0:
-                raise RuntimeError(f"{self.encoder} failed: {proc.stderr.decode(errors='replace')[-500:]}")
+                raise TcsRuntimeError(f"{self.encoder} failed: {proc.stderr.decode(errors='replace')[-500:]}")
         if not out.exists():
-            raise RuntimeError(f"{self.encoder} wrote no stream")
+            raise TcsRuntimeError(f"{self.encoder} wrote no stream")
         data = out.read_bytes()
         out.unlink()
         if self.muxer in ("h264", "hevc"):
@@ -341,7 +342,7 @@ class _Video(_Codec):
         proc = subprocess.run(cmd, capture_output=True, timeout=1800)
         src.unlink()
         if proc.returncode != 0:
-            raise RuntimeError(f"ffmpeg could not decode its {self.encoder} stream: "
+            raise TcsRuntimeError(f"ffmpeg could not decode its {self.encoder} stream: "
                                f"{proc.stderr.decode(errors='replace')[-500:]}")
         return self._frames_out(proc.stdout, shape, depth)
 
@@ -349,7 +350,7 @@ class _Video(_Codec):
         T, H, W = shape
         a = np.frombuffer(raw, "<u2" if depth > 8 else np.uint8)
         if a.size != T * H * W:
-            raise RuntimeError(f"{self.encoder}: decoded {a.size} samples, expected {T * H * W}")
+            raise TcsRuntimeError(f"{self.encoder}: decoded {a.size} samples, expected {T * H * W}")
         return a.reshape(T, H, W)
 
 
@@ -437,7 +438,7 @@ class _AV1(_Video):
             return super()._frames_in(codes, depth)
         T, H, W = codes.shape
         if H % 2 or W % 2:
-            raise RuntimeError("SVT-AV1 needs even frame sizes")
+            raise TcsRuntimeError("SVT-AV1 needs even frame sizes")
         dt = "<u2" if depth > 8 else np.uint8
         chroma = np.full((T, H // 2 * W // 2 * 2), 1 << (depth - 1), dt)  # neutral U and V
         return np.concatenate([codes.reshape(T, -1).astype(dt), chroma], 1).tobytes()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..metrics import psnr, psnr_per_frame
+from ..errors import TcsValueError
 
 __all__ = ["ssim_map", "ssim", "psnr", "psnr_per_frame"]
 
@@ -22,7 +23,7 @@ def _as_stack(a) -> np.ndarray:
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
-        raise ValueError(f"expected an image (H x W) or a movie (T x H x W), got shape {a.shape}")
+        raise TcsValueError(f"expected an image (H x W) or a movie (T x H x W), got shape {a.shape}")
     return a
 
 
@@ -45,10 +46,10 @@ def ssim_map(estimate, reference, data_range: float | None = None, *, sigma: flo
 
     est, ref = _as_stack(estimate), _as_stack(reference)
     if est.shape != ref.shape:
-        raise ValueError(f"shapes differ: {est.shape} vs {ref.shape}")
+        raise TcsValueError(f"shapes differ: {est.shape} vs {ref.shape}")
     L = float(ref.max() - ref.min()) if data_range is None else float(data_range)
     if not L > 0:
-        raise ValueError("data range must be > 0 (give data_range for a constant reference)")
+        raise TcsValueError("data range must be > 0 (give data_range for a constant reference)")
     C1, C2 = (K1 * L) ** 2, (K2 * L) ** 2
     r = int(truncate * sigma + 0.5)
     out = []

@@ -31,10 +31,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..format.config import ConfigDict
+
 from .codecs import CODECS, DEFAULT_CODECS, codec_unavailable
 from .metrics import psnr, psnr_per_frame, ssim
 from .search import _ByteSearch
 from .tv import _torch_threads, tune_tv
+from ..errors import TcsValueError
 
 __all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "DEFAULT_DECODERS", "NAIVE", "ORACLE",
            "STILL_SUFFIX"]
@@ -48,7 +51,7 @@ ORACLE = "oracle-static"
 
 
 @dataclass(frozen=True)
-class EvalRow:
+class EvalRow(ConfigDict):
     """One method on one movie at one B.
 
     ``kind``: ``"decoder"`` (a decoder of the ``.tcs`` file; ``"decoder+tv"``
@@ -114,14 +117,18 @@ class EvalRow:
         d["psnr_frames"] = [clean(float(v)) for v in self.psnr_frames]
         return d
 
+    #: computed from the fields by to_dict; from_dict skips them
+    DERIVED_KEYS = ("ratio", "bytes_vs_tcs")
+
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EvalRow":
-        """Inverse of :meth:`to_dict` (without ``example``)."""
-        kw = {f: d[f] for f in cls.__dataclass_fields__ if f in d and f != "example"}
+    def _from_json(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`from_dict` (from ConfigDict) is the inverse of :meth:`to_dict`:
+        None is NaN again, and ``example`` is never read back."""
+        d.pop("example", None)
         for f in ("psnr", "ssim"):
-            kw[f] = float("nan") if kw.get(f) is None else float(kw[f])
-        kw["psnr_frames"] = tuple(float("nan") if v is None else float(v) for v in d.get("psnr_frames", ()))
-        return cls(**kw)
+            d[f] = float("nan") if d.get(f) is None else float(d[f])
+        d["psnr_frames"] = tuple(float("nan") if v is None else float(v) for v in d.get("psnr_frames", ()))
+        return d
 
 
 def _decoder_unavailable(name: str, device: str, options: dict) -> str | None:
@@ -182,12 +189,12 @@ def _frames_for_writer(frames) -> np.ndarray:
     non-negative signed integers as unsigned of the same width."""
     a = np.asarray(frames)
     if a.ndim != 3:
-        raise ValueError(f"frames must be a movie (T x H x W), got shape {a.shape}")
+        raise TcsValueError(f"frames must be a movie (T x H x W), got shape {a.shape}")
     if a.dtype == np.float64 or a.dtype == np.float16:
         a = a.astype(np.float32)
     elif a.dtype.kind == "i":
         if a.min() < 0:
-            raise ValueError("signed frames with negative values are not supported")
+            raise TcsValueError("signed frames with negative values are not supported")
         a = a.astype(f"u{a.dtype.itemsize}")
     return a
 
@@ -204,7 +211,7 @@ def reference_movie(frames: np.ndarray, clean, clean_scale="auto") -> tuple[np.n
         return frames.astype(np.float32), "raw", 1.0
     ref = np.asarray(clean, np.float32)
     if ref.shape != frames.shape:
-        raise ValueError(f"clean movie shape {ref.shape} differs from the frames' {frames.shape}")
+        raise TcsValueError(f"clean movie shape {ref.shape} differs from the frames' {frames.shape}")
     gain = 1.0
     if clean_scale == "auto":
         # The clean movie may be in other units than the counts (e.g. a

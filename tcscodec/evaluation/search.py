@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .codecs import CODECS, _Codec, _Mapping, codec_unavailable
+from ..errors import TcsRuntimeError
 
 __all__ = ["CodecOutput", "encode_at_bytes"]
 
@@ -184,7 +185,7 @@ def encode_at_bytes(codec: str, frames, target_bytes: int, *, bit_depth: int | N
     threads.  See :class:`_ByteSearch`."""
     why = codec_unavailable(codec)
     if why:
-        raise RuntimeError(f"{codec}: {why}")
+        raise TcsRuntimeError(f"{codec}: {why}")
     frames = np.asarray(frames)
     with tempfile.TemporaryDirectory(prefix="tcs-eval-") as tmp:
         s = _ByteSearch(CODECS[codec], frames, Path(tmp), bit_depth, threads=threads)

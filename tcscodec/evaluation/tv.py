@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from ..errors import TcsValueError
 
 __all__ = ["tv_denoise", "tune_tv", "TVFit", "TEMPORAL_CANDIDATES"]
 
@@ -69,7 +70,7 @@ def tv_denoise(movie, weight: float, *, temporal: float = 1.0, iterations: int =
     if squeeze:
         arr = arr[None]
     if arr.ndim != 3:
-        raise ValueError(f"expected a movie (T x H x W), got shape {arr.shape}")
+        raise TcsValueError(f"expected a movie (T x H x W), got shape {arr.shape}")
     lam, tw = float(weight), float(temporal)
     if not lam > 0 or iterations <= 0:
         return arr.copy()[0] if squeeze else arr.copy()
@@ -204,7 +205,7 @@ def tune_tv(movie, reference, *, data_range: float | None = None, temporal: floa
 
     if isinstance(temporal, str):
         if temporal != "auto":
-            raise ValueError(f"temporal must be a number, a sequence or 'auto', got {temporal!r}")
+            raise TcsValueError(f"temporal must be a number, a sequence or 'auto', got {temporal!r}")
         temporal = TEMPORAL_CANDIDATES
     cands = sorted(float(t) for t in np.atleast_1d(temporal))
     results: dict[float, tuple[float, float]] = {}

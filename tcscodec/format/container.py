@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import TcsFormatError, TcsMemoryError, TcsTruncatedError, TcsValueError
 from .header import CODECS, TcsHeader
+from .region import check_region
 from .records import (
     FOOTER_SIZE,
     INDEX_HEAD_SIZE,
@@ -568,9 +569,7 @@ class ContainerReader:
         """The stored measurement of ``group`` over ``region`` (y0, y1, x0, x1),
         reading only the tiles that intersect it."""
         H, W = self.header.height, self.header.width
-        y0, y1, x0, x1 = (0, H, 0, W) if region is None else region
-        if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
-            raise TcsValueError(f"region {region} is empty or outside the {H}x{W} frame")
+        y0, y1, x0, x1 = check_region(region, H, W)
         self._check_group(group)
         if group in self.damaged_groups:
             raise TcsFormatError(f"{self.name}: group {group} is damaged: {self.damaged_groups[group]}")

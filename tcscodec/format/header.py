@@ -32,12 +32,13 @@ import json
 import math
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError, TcsValueError, TcsVersionError
+from .config import ConfigDict
 
 __all__ = [
     "MIN_B",
@@ -202,7 +203,7 @@ def dtype_code(dtype) -> int:
 
 
 @dataclass(frozen=True)
-class TcsHeader:
+class TcsHeader(ConfigDict):
     """Everything the header of a ``.tcs`` file records.
 
     ``shape`` is ``(n_frames, height, width)``; ``n_frames`` is 0 in a file
@@ -280,19 +281,17 @@ class TcsHeader:
         """Frames held by ``group`` (B, or fewer for the last)."""
         return min(self.B, self.n_frames - group * self.B)
 
-    # -- serialisation ----------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+    # -- serialisation (to_dict / from_dict from ConfigDict) -------------
+    def _to_json(self, d: dict[str, Any]) -> dict[str, Any]:
         d["tile"] = list(self.tile)
         d["version"] = list(self.version)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TcsHeader":
-        d = dict(d)
+    def _from_json(cls, d: dict[str, Any]) -> dict[str, Any]:
         d["tile"] = tuple(d.get("tile", (512, 512)))
         d["version"] = tuple(d["version"]) if d.get("version") else None
-        return cls(**d)
+        return d
 
     def with_frames(self, n_frames: int) -> "TcsHeader":
         return replace(self, n_frames=int(n_frames))
