@@ -11,67 +11,50 @@ CuPy is imported lazily, only when a CUDA encoder is made, so ``import
 tcscodec`` never needs it.  Without CuPy, or without a CUDA device,
 :class:`CudaEncoder` raises :class:`~tcscodec.errors.TcsDeviceError`.
 
-Contract of push, flush and drain
----------------------------------
+Contract of push and drain
+--------------------------
 ``push(frame)`` takes one frame and returns at most one
-:class:`~tcscodec.encoder.Measurement` (host numpy data, fresh array owned
-by the caller), always in group order.  Which one depends on ``lag``:
+:class:`~tcscodec.measurement.Measurement` (host numpy data, fresh array
+owned by the caller), always in group order.  Which one depends on ``lag``:
+with ``lag=1`` (default, pipelined) the push that completes group g launches
+g's kernel and its device-to-host copy, then returns group ``g - 1``'s
+measurement, whose copy has had a whole group of pushes to finish (the
+writer compresses group g - 1 while the GPU encodes group g and the copy
+engine uploads group g + 1); with ``lag=0`` it returns group g itself, as
+:class:`~tcscodec.encoder.CpuEncoder` does.
 
-``lag=1`` (default, pipelined)
-    The push that completes group g launches g's kernel and its
-    device-to-host copy, then returns group ``g - 1``'s measurement, whose
-    copy has had a whole group of pushes to finish.  The caller (the writer
-    compressing tiles in threads) thus works on group g - 1 while the GPU
-    encodes group g and the copy engine uploads group g + 1.  At the end,
-    ``drain()`` (or ``flush()``, which is the same here) returns a **list**
-    of everything not yet returned: the last full group and/or the short
-    last group, in order.
-``lag=0`` (CpuEncoder-compatible)
-    Exactly :class:`~tcscodec.encoder.CpuEncoder`'s semantics: the push that
-    completes a group returns that group's measurement (it waits for the
-    kernel and the copy), and ``flush()`` returns the short last group's
-    measurement or None.  ``drain()`` returns the same as a list of 0 or 1.
-
-Code written for both encoders (:func:`tcscodec.encoder_factory.make_encoder`)
-ends a stream with ``flush()`` and takes a list, a Measurement or None, as
-:meth:`tcscodec.writer.TcsWriter.close` does::
+``drain()`` is the one end-of-stream call of both encoders: a **list** of
+every measurement not yet returned, in order (the lagged full group and/or
+the short last group), as :meth:`tcscodec.writer.TcsWriter.close` uses it::
 
     for frame in frames:
         m = enc.push(frame)
         if m is not None:
             submit(m)
-    tail = enc.flush()
-    for m in tail if isinstance(tail, list) else [tail] if tail is not None else []:
+    for m in enc.drain():
         submit(m)
 
-After ``drain()`` or ``flush()`` the stream is finished: further pushes raise
+After ``drain()`` the stream is finished: further pushes raise
 :class:`~tcscodec.errors.TcsValueError`.  ``close()`` (or leaving a ``with``
 block) waits for the GPU and frees the encoder's buffers.
 
 Frames
 ------
-numpy arrays (and anything ``numpy.asarray`` takes) are validated with
-:func:`~tcscodec.encoder.check_frame` (so a wrong shape, dtype or a NaN
-raises at ``push``, naming the frame), copied into one of ``staging``
-pinned host buffers and uploaded asynchronously on a copy stream into the
-group's slot of a device buffer; ``push`` only waits when it needs a staging
-buffer whose upload is still running.  Two group buffers alternate, so the
-uploads of group g + 1 overlap the kernel of group g.
+numpy frames are validated with :func:`~tcscodec.measurement.check_frame`
+(a wrong shape, dtype or a NaN raises at ``push``, naming the frame), copied
+into one of ``staging`` pinned host buffers and uploaded asynchronously into
+the group's slot of one of two alternating device buffers, so the uploads of
+group g + 1 overlap the kernel of group g.
 
-Frames already on the GPU (CuPy arrays, torch CUDA tensors, any object with
-``__cuda_array_interface__`` or a CUDA ``__dlpack__``) are copied device to
-device into the group buffer, with no host round trip.  The copy is ordered
-after the producer's pending work (the current CuPy stream, the current torch
-stream, or the stream named by the ``__cuda_array_interface__``) and that
-stream is made to wait for the copy, so the caller may overwrite or free the
-frame as soon as ``push`` returns.  Shape, dtype and, for float32, NaN or
-infinity are checked at ``push`` (the latter on the GPU: one reduction and
-a one-byte read per frame), so an invalid device frame raises
-:class:`~tcscodec.errors.TcsValueError` naming it, with nothing changed,
-exactly like a numpy frame.  The kernel flags non-finite values too, as a
-backstop (a frame rewritten by a racing stream after its check); that error
-is raised when the group is collected, up to ``lag`` groups later, and that
-group's measurement is lost.  The frame must be on the encoder's device.
+Frames already on the GPU (CuPy arrays, torch CUDA tensors, anything with
+``__cuda_array_interface__`` or a CUDA ``__dlpack__``, on the encoder's
+device) are copied device to device, ordered after the producer's stream,
+which then waits for the copy: the caller may reuse the frame as soon as
+``push`` returns.  Shape, dtype and NaN/infinity are checked at ``push``
+(the latter on the GPU), with the same errors as for numpy frames; the
+kernel also flags non-finite values as a backstop (a frame rewritten by a
+racing stream), raised when the group is collected, up to ``lag`` groups
+later, and that group's measurement is lost.
 
 Launch geometry, kernel arguments and the mask-generation design are in
 :mod:`tcscodec.cuda_launch`.
@@ -103,20 +86,9 @@ from .measurement import Measurement, check_B, check_frame, measurement_dtype
 
 # the launch helpers are re-exported: the benches and the kernel tests import them from here
 __all__ = [
-    "BLOCK_SIZE",
-    "KERNEL_NAMES",
-    "MASK_WORDS_KERNEL",
-    "PIXELS_PER_THREAD",
-    "CudaEncoder",
-    "cuda_available",
-    "encode_group_device",
-    "launch_config",
-    "load_module",
-    "mask_sum_launch",
-    "mask_key",
-    "mask_sum_args",
-    "mask_words_args",
-    "vector_ok",
+    "BLOCK_SIZE", "KERNEL_NAMES", "MASK_WORDS_KERNEL", "PIXELS_PER_THREAD", "CudaEncoder",
+    "cuda_available", "encode_group_device", "launch_config", "load_module", "mask_sum_launch",
+    "mask_key", "mask_sum_args", "mask_words_args", "vector_ok",
 ]
 
 MASK_MODES = ("fused", "packed")
@@ -694,18 +666,6 @@ class CudaEncoder:
             out.append(self._collect())
         return out
 
-    def flush(self):
-        """Finish the stream.
-
-        ``lag=0``: the short last group's measurement or None, as
-        :meth:`CpuEncoder.flush <tcscodec.encoder.CpuEncoder.flush>`.
-        ``lag=1``: a list, the same as :meth:`drain`.
-        """
-        rest = self.drain()
-        if self.lag:
-            return rest
-        return rest[0] if rest else None
-
     def close(self) -> None:
         """Wait for the GPU and free the buffers; the encoder is unusable
         after this.  Measurements not yet returned are dropped."""
@@ -723,7 +683,7 @@ class CudaEncoder:
         if self._backend is None:
             raise TcsValueError("the encoder is closed")
         if self._finished:
-            raise TcsValueError("the stream was drained (flush/drain); make a new encoder")
+            raise TcsValueError("the stream was drained; make a new encoder")
         return self._backend
 
     def _collect(self) -> Measurement:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cpu_kernels import masked_accumulate, set_threads
+from .errors import TcsValueError
 from .masks import masks, packed_masks
 from .measurement import (
     INPUT_DTYPES,
@@ -62,7 +63,8 @@ class CpuEncoder:
         its record coding on the other cores).
 
     Push frames with :meth:`push`; it returns a :class:`Measurement` each time
-    a group completes.  :meth:`flush` returns the short last group, if any.
+    a group completes.  :meth:`drain` ends the stream and returns the short
+    last group, if any, in a list (the same call ends a CUDA stream).
     Each push is one compiled pass over the frame
     (:func:`tcscodec.cpu_kernels.masked_accumulate`).
     """
@@ -79,6 +81,7 @@ class CpuEncoder:
         self._acc = np.zeros(self.shape, self.mdtype)
         self.threads = max(1, int(threads))
         self.frames_pushed = 0
+        self._finished = False
 
     @property
     def group(self) -> int:
@@ -87,6 +90,8 @@ class CpuEncoder:
 
     def push(self, frame) -> Measurement | None:
         """Add one frame; return the group's measurement when it completes."""
+        if self._finished:
+            raise TcsValueError("the stream was drained; make a new encoder")
         frame = check_frame(frame, self.shape, self.dtype, self.frames_pushed)
         b = self.frames_pushed % self.B
         before = set_threads(self.threads)
@@ -99,16 +104,16 @@ class CpuEncoder:
             return self._emit(self.B)
         return None
 
-    def flush(self) -> Measurement | None:
-        """Return the measurement of a short last group, or None."""
-        n = self.frames_pushed % self.B
-        return self._emit(n) if n else None
-
     def drain(self) -> list[Measurement]:
-        """End the stream: every measurement not yet returned, in order (the
-        same call ends a :class:`~tcscodec.cuda_encoder.CudaEncoder` stream)."""
-        m = self.flush()
-        return [] if m is None else [m]
+        """End the stream: every measurement not yet returned (the short last
+        group's, if any), in order, as
+        :meth:`CudaEncoder.drain <tcscodec.cuda_encoder.CudaEncoder.drain>`.
+        A second call returns ``[]``; pushes after it raise."""
+        if self._finished:
+            return []
+        self._finished = True
+        n = self.frames_pushed % self.B
+        return [self._emit(n)] if n else []
 
     def _emit(self, n: int) -> Measurement:
         group = (self.frames_pushed - 1) // self.B

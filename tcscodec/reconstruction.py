@@ -158,21 +158,20 @@ def reconstruct(
     from .decoders import require_torch
 
     require_torch()
-    from .decoders.tiling import decode_tiled
+    from .decoders.tiling import TilingOptions, decode_tiled
 
+    # an ``outliers=`` among the options still overrides the tiling's default
+    tiling = TilingOptions(tile=tile, overlap=overlap, batch=batch, half=half)
     return decode_tiled(
         y,
         mask_fn,
         B,
         decoder=decoder,
         device=device,
-        tile=tile,
-        overlap=overlap,
-        batch=batch,
+        tiling=tiling,
         out=out,
         progress=progress,
         region=region,
-        half=half,
         context_fn=context_fn,
         **options,
     )

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from tcscodec.cpu_kernels import masked_accumulate, set_threads
 from tcscodec.encoder import CpuEncoder, encode_group
+from tcscodec.errors import TcsValueError
 from tcscodec.masks import packed_masks, unpack_words
 
 
@@ -28,7 +29,7 @@ def test_encoder_push_equals_numpy_reference(dtype, H, W, B, seed, threads):
     frames = _frames(rng, dtype, (n, H, W))
     enc = CpuEncoder(seed, B, (H, W), dtype, threads=threads)
     out = [enc.push(f) for f in frames]
-    m = out[-1] if n == B else enc.flush()
+    m = out[-1] if n == B else enc.drain()[0]
     expected = encode_group(frames, seed, B)
     assert m.data.dtype == expected.dtype and np.array_equal(m.data, expected)
 
@@ -51,3 +52,17 @@ def test_kernel_adds_exactly_the_masked_pixels(dtype):
 def test_set_threads_returns_the_previous_count():
     before = set_threads(1)
     assert set_threads(before) == 1
+
+
+def test_drain_ends_the_stream():
+    # drain() is the one end-of-stream call of both encoders: a list, then [] and no more pushes
+    enc = CpuEncoder(1, 4, (3, 5), np.uint16)
+    frames = np.arange(6 * 15, dtype=np.uint16).reshape(6, 3, 5)
+    got = [m for m in map(enc.push, frames) if m is not None]
+    tail = enc.drain()
+    assert [m.n_frames for m in got + tail] == [4, 2]
+    assert np.array_equal(tail[0].data, encode_group(frames[4:], 1, 4))
+    assert enc.drain() == []
+    with pytest.raises(TcsValueError, match="drained"):
+        enc.push(frames[0])
+    assert CpuEncoder(1, 4, (3, 5), np.uint16).drain() == []

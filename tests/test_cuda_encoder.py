@@ -48,8 +48,7 @@ def make_movie(rng, n_frames, shape, dtype):
 def cpu_measurements(frames, B):
     enc = CpuEncoder(SEED, B, frames.shape[1:], frames.dtype)
     out = [m for m in map(enc.push, frames) if m is not None]
-    tail = enc.flush()
-    return out + ([tail] if tail is not None else [])
+    return out + enc.drain()
 
 
 def assert_same_measurements(got, want, what=""):
@@ -211,7 +210,7 @@ def test_lag1_returns_each_group_one_group_late(fake_gpu, n_frames):
         else:
             assert m is None
         assert enc.frames_pushed == i + 1 and enc.group == (i + 1) // B
-    rest = enc.flush()  # lag=1: a list, the same as drain()
+    rest = enc.drain()
     assert isinstance(rest, list)
     assert len(rest) == (n_frames >= B) + (n_frames % B > 0)
     assert_same_measurements(got + rest, want)
@@ -229,11 +228,10 @@ def test_lag0_is_cpu_encoder_compatible(fake_gpu, n_frames):
         assert (a is None) == (b is None)
         if a is not None:
             assert_same_measurements([b], [a])
-    a, b = cpu.flush(), gpu.flush()
-    assert (a is None) == (b is None)
-    if a is not None:
-        assert_same_measurements([b], [a])
-    assert gpu.flush() is None
+    a, b = cpu.drain(), gpu.drain()
+    assert len(a) == len(b) == (n_frames % B > 0)
+    assert_same_measurements(b, a)
+    assert gpu.drain() == [] and cpu.drain() == []
 
 
 def test_drain_is_the_same_for_both_lags(fake_gpu):

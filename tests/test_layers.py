@@ -174,9 +174,8 @@ def test_no_import_cycles():
     assert not cycles, cycles
 
 
-#: modules allowed over 700 lines: the simulator (one physical model, read as a whole) and the CUDA
-#: encoder until its push/flush/drain contract is made one call (drain)
-LONG_MODULES = {"tcscodec.simulate", "tcscodec.cuda_encoder"}
+#: modules allowed over 700 lines: the simulator (one physical model, read as a whole)
+LONG_MODULES = {"tcscodec.simulate"}
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("tcscodec.")

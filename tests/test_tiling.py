@@ -374,3 +374,30 @@ def test_import_does_not_load_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tiling_options_object_equals_keywords():
+    from tcscodec.decoders.tiling import TilingOptions
+
+    rng = np.random.default_rng(3)
+    H, W = 40, 56
+    C = rng.integers(0, 2, (3, H, W), dtype=np.uint8)
+    y = (C * rng.uniform(10, 20, (3, H, W))).sum(0)
+
+    def mask_fn(a, b, c, d):
+        return C[:, a:b, c:d]
+
+    by_kw = decode_tiled(y, mask_fn, 3, decoder="_test-local3", tile=24, overlap=8, batch=2, outliers=False)
+    opts = TilingOptions(tile=24, overlap=8, batch=2, outliers=False)
+    assert np.array_equal(decode_tiled(y, mask_fn, 3, decoder="_test-local3", tiling=opts), by_kw)
+    # a keyword overrides the object's field; None keeps it (the CLI's "decoder default")
+    mixed = decode_tiled(y, mask_fn, 3, decoder="_test-local3", tiling=TilingOptions(tile=99, overlap=8),
+                         tile=24, overlap=None, batch=2, outliers=False)
+    assert np.array_equal(mixed, by_kw)
+    assert TilingOptions.take(None, {"tile": 8}) == TilingOptions(tile=8)
+    left = {"tile": 8, "iterations": 3}
+    TilingOptions.take(opts, left)
+    assert left == {"iterations": 3}  # the decoder's options stay
+    for bad in ({"overlap": -1}, {"batch": 0}, {"tile": 0}):
+        with pytest.raises(TcsValueError):
+            TilingOptions(**bad)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
+from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -40,7 +41,7 @@ from ..quantize import cast_frames
 from .base import Decoder, default_decoder, get_decoder
 from .outliers import decode_apart
 
-__all__ = ["decode_tiled", "tile_layout", "blend_window"]
+__all__ = ["TilingOptions", "decode_tiled", "tile_layout", "blend_window"]
 
 MaskFn = Callable[[int, int, int, int], np.ndarray]
 
@@ -151,21 +152,60 @@ def _store(out, index, src: np.ndarray) -> None:
     out[index] = cast_frames(src, out.dtype)
 
 
+@dataclass(frozen=True)
+class TilingOptions:
+    """How :func:`decode_tiled` cuts a frame into tiles and runs the decoder
+    on them: the options that travel together from the reader and
+    :func:`~tcscodec.reconstruct` to the tiling engine.
+
+    Each is also accepted as a keyword argument of :func:`decode_tiled`
+    (``tile=128``), which overrides the field of ``tiling``.
+    """
+
+    #: largest tile size in pixels
+    tile: int = 256
+    #: smallest overlap of neighbouring tiles (at least the decoder's ``receptive_margin``)
+    overlap: int = 32
+    #: tiles decoded together (None: 8 on CUDA, 1 on the CPU)
+    batch: int | None = None
+    #: float16 autocast on CUDA
+    half: bool = False
+    #: decode isolated outlier pixels apart
+    outliers: bool = True
+
+    def __post_init__(self):
+        if int(self.tile) < 1:
+            raise TcsValueError(f"tile must be >= 1, got {self.tile}")
+        if int(self.overlap) < 0:
+            raise TcsValueError(f"overlap must be >= 0, got {self.overlap}")
+        if self.batch is not None and int(self.batch) < 1:
+            raise TcsValueError(f"batch must be >= 1, got {self.batch}")
+
+    @classmethod
+    def take(cls, tiling: TilingOptions | None, options: dict) -> TilingOptions:
+        """``tiling`` (default: the defaults) with the fields named in
+        ``options`` replaced; those keys are removed from ``options``, so
+        what is left are the decoder's options.  ``tile=None`` and
+        ``overlap=None`` keep the value of ``tiling`` (the CLI passes None
+        for "the decoder's default")."""
+        base = cls() if tiling is None else tiling
+        given = {f.name: options.pop(f.name) for f in fields(cls) if f.name in options}
+        given = {k: v for k, v in given.items() if v is not None or k not in ("tile", "overlap")}
+        return replace(base, **given) if given else base
+
+
 def decode_tiled(
     measurement,
     mask_fn: MaskFn,
     n_frames: int,
     decoder=None,
     device="cpu",
-    tile: int = 256,
-    overlap: int = 32,
-    batch: int | None = None,
+    *,
+    tiling: TilingOptions | None = None,
     out: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     dtype=None,
-    half: bool = False,
     region=None,
-    outliers: bool = True,
     context_fn: MaskFn | None = None,
     shifts=None,
     **options,
@@ -194,6 +234,9 @@ def decode_tiled(
         :meth:`tcscodec.TcsReader.read` and :func:`tcscodec.reconstruct`.
     device : str, optional
         ``"cpu"`` (default; also for None), ``"cuda"`` or ``"cuda:N"``.
+    tiling : TilingOptions, optional
+        ``tile``, ``overlap``, ``batch``, ``half`` and ``outliers`` in one
+        object; each may also be given as a keyword argument (below).
     tile : int, optional
         Largest tile size in pixels (default 256).  Tiles are shrunk to the
         smallest size that covers the frame with as many tiles; a frame
@@ -280,11 +323,9 @@ def decode_tiled(
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise TcsValueError(f"n_frames must be a positive integer, got {n_frames!r}")
     n = int(n_frames)
-    tile, overlap = int(tile), int(overlap)
-    if batch is not None and int(batch) < 1:
-        raise TcsValueError(f"batch must be >= 1, got {batch}")
-    if overlap < 0:
-        raise TcsValueError(f"overlap must be >= 0, got {overlap}")
+    options = dict(options)
+    tiling = TilingOptions.take(tiling, options)
+    tile, overlap, batch = int(tiling.tile), int(tiling.overlap), tiling.batch
 
     dev = _check_device(device)
     dec = _resolve_decoder(decoder, dev.type if dev.index is None else str(dev), options)
@@ -337,7 +378,7 @@ def decode_tiled(
     done = 0
     acc = np.zeros((n, th, Ww), np.float32)  # the band accumulator
     # float16 autocast only exists for speed on CUDA; on the CPU it is ignored.
-    half = bool(half) and dev.type == "cuda"
+    half = bool(tiling.half) and dev.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if half else nullcontext()
     if progress is not None:
         progress(0, total)
@@ -380,7 +421,7 @@ def decode_tiled(
             args = () if xt is None else (xt,)
             kw = {} if shifts_t is None else {"shifts": shifts_t.expand(len(xb), n, 2)}
             with torch.no_grad(), autocast:
-                rt = decode_apart(dec.decode, yt, ct, *args, **kw) if outliers else dec.decode(yt, ct, *args, **kw)
+                rt = decode_apart(dec.decode, yt, ct, *args, **kw) if tiling.outliers else dec.decode(yt, ct, *args, **kw)
             if tuple(rt.shape) != tuple(ct.shape):
                 raise TcsValueError(
                     f"decoder {getattr(dec, 'name', dec)!r} returned shape "
