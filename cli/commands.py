@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -164,7 +163,7 @@ def info(file, as_json, with_motion):
 def _parse_frames(spec: str | None, n: int) -> list[int]:
     if not spec:
         return list(range(n))
-    out = []
+    out: list[int] = []
     for part in spec.split(","):
         if ":" in part:
             out.extend(range(*slice(*(int(p) if p else None for p in part.split(":"))).indices(n)))
@@ -299,7 +298,7 @@ def _groups(groups, B: int | None = None, most: int = 8) -> str:
 def _frame_step(wanted: list[int]) -> int | None:
     """Spacing of the decoded frames (1 for one frame), None when uneven:
     the decoded TIFF's frame interval is the file's times this."""
-    steps = {b - a for a, b in zip(wanted, wanted[1:])}
+    steps = {b - a for a, b in zip(wanted, wanted[1:], strict=False)}  # pairs: one shorter
     if not steps:
         return 1
     step = steps.pop()
@@ -347,9 +346,8 @@ def _decode_executor(threads: int, workers: int | None, scheduler: str | None):
 @click.command(context_settings=CONTEXT)
 def decoders():
     """List the available decoders (the default first)."""
-    from tcscodec.decoders import available_decoders, default_decoder
-
     from tcscodec import weights
+    from tcscodec.decoders import available_decoders, default_decoder
 
     default = default_decoder()
     for name in sorted(available_decoders(), key=lambda n: n != default):
@@ -391,7 +389,7 @@ def verify(file):
             problems.append(f"{file}: truncated: the header says {c.expected_frames} frames, "
                             f"{r.n_frames} are left")
         damaged = _damaged_groups(r, range(r.n_groups))
-        for g, found in damaged.items():
+        for found in damaged.values():
             problems.extend(found)
         if problems:
             for p in problems[:50]:

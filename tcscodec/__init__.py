@@ -19,10 +19,10 @@ from .api import open, to_dask, write
 from .errors import (
     TcsChecksumError,
     TcsDecoderError,
+    TcsDependencyError,
     TcsDeviceError,
     TcsError,
     TcsFormatError,
-    TcsDependencyError,
     TcsInputError,
     TcsMemoryError,
     TcsNotAMovieError,
@@ -34,9 +34,8 @@ from .errors import (
 )
 from .format import TcsHeader, TcsRecoveryWarning
 from .reader import TcsReader
-from .writer import TcsWriter
 from .reconstruction import reconstruct  # imports torch only when called
-
+from .writer import TcsWriter
 
 __all__ = [
     "__version__",

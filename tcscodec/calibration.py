@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "KEYS",
@@ -124,8 +125,8 @@ def time_to_s(value, unit) -> float | None:
 _PLAUSIBLE = {"pixel_size": (1e-4, 1e9), "pixel_size_inv": (1e-9, 1e3)}
 
 
-def _spatial(scale_y, scale_x, units) -> dict[str, float]:
-    out: dict[str, float] = {}
+def _spatial(scale_y, scale_x, units) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for conv, key in ((length_to_A, "pixel_size"), (inverse_length_to_inv_A, "pixel_size_inv")):
         lo, hi = _PLAUSIBLE[key]
         x, y = conv(scale_x, units[1]), conv(scale_y, units[0])

@@ -18,10 +18,13 @@ cached on disk where the package folder is writable).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["masked_accumulate", "set_threads"]
 
+numba: Any
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency; numpy keeps working without it

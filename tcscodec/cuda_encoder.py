@@ -65,6 +65,7 @@ Not thread safe: push frames of one encoder from one thread.
 from __future__ import annotations
 
 import collections
+import importlib
 
 import numpy as np
 
@@ -195,7 +196,8 @@ def load_module(device_id: int = 0):
     device = _cuda_device(cp, device_id)
     module = _modules.get(device.id)
     if module is None:
-        from . import kernels
+        # installed as tcscodec.kernels from the top-level kernels/ folder, so not beside this module
+        kernels = importlib.import_module(f"{__package__}.kernels")
 
         try:
             with device:
@@ -598,7 +600,8 @@ class CudaEncoder:
         self.masks = masks
         self.device_id = device_id
         self.frames_pushed = 0
-        self._pending = collections.deque()  # (group, n_frames, slot), launched, not returned
+        # (group, n_frames, slot) of the groups launched and not yet returned
+        self._pending: collections.deque[tuple[int, int, int]] = collections.deque()
         self._finished = False
         self._backend = None
         self._backend = _CupyBackend(
@@ -688,6 +691,7 @@ class CudaEncoder:
 
     def _collect(self) -> Measurement:
         group, n, slot = self._pending.popleft()
+        assert self._backend is not None  # pending groups exist only while the backend does
         data, bad = self._backend.collect(slot)
         if bad >= 0:
             raise TcsValueError(f"frame {group * self.B + bad} contains NaN or infinite values")

@@ -27,8 +27,9 @@ import importlib
 import importlib.util
 import inspect
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +57,8 @@ RSCIIO_SUFFIXES = frozenset({
 #: HDF5-based suffixes that take a dataset path after a colon
 HDF5_SUFFIXES = frozenset({".h5", ".hdf5", ".hdf", ".he5", ".nxs", ".nx5", ".emd", ".hspy", ".cxi"})
 
-_DATASET_PATH = re.compile(r"^(?P<file>.+?(?:%s)):(?P<dataset>/.*)$"
-                           % "|".join(re.escape(s) for s in sorted(HDF5_SUFFIXES)), re.IGNORECASE)
+_SUFFIX_PATTERN = "|".join(re.escape(s) for s in sorted(HDF5_SUFFIXES))
+_DATASET_PATH = re.compile(rf"^(?P<file>.+?(?:{_SUFFIX_PATTERN})):(?P<dataset>/.*)$", re.IGNORECASE)
 
 #: a block of frames read at once from a lazy array is at most this large
 BLOCK_BYTES = 256 << 20

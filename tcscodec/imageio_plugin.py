@@ -39,7 +39,7 @@ def register() -> bool:
         priority=[PLUGIN_NAME],
         name="TCS",
         description="Temporal compressive sensing EM movie (tcscodec)",
-        volume_support=True,
+        volume_support=True,  # type: ignore[call-arg]  # imageio >= 2.28 has it; older stubs do not
     )
     known_extensions[".tcs"] = [e for e in known_extensions.get(".tcs", []) if e.priority != [PLUGIN_NAME]] + [ext]
     return True
@@ -51,7 +51,7 @@ def _plugin_base():
     return PluginV3
 
 
-class TcsPlugin(_plugin_base()):
+class TcsPlugin(_plugin_base()):  # type: ignore[misc]  # imageio is optional: its base is imported lazily
     """imageio v3 plugin wrapping :class:`tcscodec.TcsReader` / :class:`tcscodec.TcsWriter`.
 
     Reading: ``read(index=None)`` decodes the whole movie, ``read(index=i)``

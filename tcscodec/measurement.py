@@ -29,7 +29,7 @@ __all__ = [
 
 #: Input dtype -> measurement dtype.  B * max(input) fits for every B <= 64;
 #: float32 is summed exactly-rounded in float64, in the order b = 0, 1, ...
-MEASUREMENT_DTYPES = {
+MEASUREMENT_DTYPES: dict[np.dtype, np.dtype] = {
     np.dtype(np.uint8): np.dtype(np.uint16),
     np.dtype(np.uint16): np.dtype(np.uint32),
     np.dtype(np.uint32): np.dtype(np.uint64),

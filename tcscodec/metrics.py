@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from .errors import TcsValueError
 
 __all__ = ["psnr", "psnr_per_frame"]
@@ -25,5 +26,7 @@ def psnr(estimate, reference, data_range: float | None = None) -> float:
 def psnr_per_frame(estimate, reference, data_range: float | None = None) -> np.ndarray:
     """PSNR of each frame (first axis), with one data range for the movie."""
     ref = np.asarray(reference, np.float64)
+    if len(estimate) != len(ref):
+        raise TcsValueError(f"{len(estimate)} frames vs {len(ref)} in the reference")
     peak = float(ref.max() - ref.min()) if data_range is None else float(data_range)
-    return np.array([psnr(e, r, peak) for e, r in zip(estimate, ref)])
+    return np.array([psnr(e, r, peak) for e, r in zip(estimate, ref, strict=True)])

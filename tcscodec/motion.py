@@ -30,8 +30,8 @@ moving on a still support) and scene changes are left to the decoder's prior.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -264,7 +264,7 @@ class MotionPath(ConfigDict):
                 "confidence": tuple(float(v) for v in d.get("confidence", ()))}
 
     @classmethod
-    def still(cls, group_sizes: Sequence[int]) -> "MotionPath":
+    def still(cls, group_sizes: Sequence[int]) -> MotionPath:
         """No motion."""
         starts = tuple(int(v) for v in np.cumsum([0, *group_sizes[:-1]]))
         return cls(np.zeros((int(sum(group_sizes)), 2)), starts)
@@ -320,7 +320,8 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
 
     starts = np.cumsum([0, *sizes[:-1]])
     centres = starts + (np.asarray(sizes) - 1) / 2.0
-    steps, confidence = [], []
+    steps: list[tuple[float, float]] = []
+    confidence = []
     previous = _bin(_fill(group_mean(0, window)), f)
     for g in range(1, G):
         current = _bin(_fill(group_mean(g, window)), f)
@@ -328,10 +329,10 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         steps.append((dy * f, dx * f))
         confidence.append(c)
         previous = current
-    steps = np.asarray(steps, np.float64)
+    moves = np.asarray(steps, np.float64)
     gaps = np.diff(centres)
     good = np.asarray(confidence) >= MIN_CONFIDENCE
-    velocity = steps / gaps[:, None]
+    velocity = moves / gaps[:, None]
     if good.sum() >= 3:
         # With enough pairs, those far from the velocity most of them agree
         # on registered a blank group or a scene change, not the drift.
@@ -343,8 +344,8 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         # An unreliable pair moves at the median velocity of the reliable
         # ones, or not at all.
         v = np.median(velocity[good], axis=0) if good.any() else np.zeros(2)
-        steps[~good] = v * gaps[~good, None]
-    positions = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+        moves[~good] = v * gaps[~good, None]
+    positions = np.concatenate([np.zeros((1, 2)), np.cumsum(moves, axis=0)])
     t = np.arange(sum(sizes), dtype=np.float64)
     path = np.empty((t.size, 2))
     for k in range(2):

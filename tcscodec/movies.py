@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -71,7 +71,14 @@ def _open_tiff(path: Path) -> MovieSource:
         pages = series.pages
         if len(pages) == shape[0]:
             # One page per frame: read pages on demand (bounded memory).
-            return MovieSource(path, shape, series.dtype, lambda i: pages[i].asarray(), meta, tif.close)
+            def read_page(i: int) -> np.ndarray:
+                page = pages[i]
+                if page is None:  # tifffile's series may list a page it could not find
+                    raise TcsInputError(f"{path}: frame {i} has no TIFF page")
+                return page.asarray()
+
+            T, H, W = shape  # check_stack: 3-D
+            return MovieSource(path, (T, H, W), series.dtype, read_page, meta, tif.close)
         return _from_array(path, series.asarray(), meta, tif.close, axes)
     except BaseException:
         tif.close()
@@ -126,8 +133,6 @@ def open_movie(path, *, signal: int | None = None) -> MovieSource:
     not installed.
     """
     from . import em_formats
-
-    from .errors import TcsDependencyError
 
     text = str(path)
     path = Path(path)

@@ -107,13 +107,16 @@ def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
     return float(np.sqrt(gain * max(float(np.median(y)), 0.0)))
 
 
-def noise_step(y: np.ndarray, csum_or_n, fraction: float = 1.0) -> float:
+def noise_step(y: np.ndarray, csum_or_n: np.ndarray | float, fraction: float = 1.0) -> float:
     """A quantisation step of ``fraction`` times :func:`noise_std` of ``y``.
 
     ``csum_or_n`` is the per-pixel mask sum, or the number of frames n (then
     n/2, the mean mask sum, is used).
     """
-    csum = np.full(np.shape(y), csum_or_n / 2) if np.isscalar(csum_or_n) else csum_or_n
+    if isinstance(csum_or_n, (int, float, np.integer, np.floating)):
+        csum = np.full(np.shape(y), csum_or_n / 2)
+    else:
+        csum = np.asarray(csum_or_n)
     return fraction * noise_std(y, csum)
 
 

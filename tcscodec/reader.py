@@ -15,16 +15,18 @@ from __future__ import annotations
 import operator
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from .errors import TcsDependencyError, TcsFormatError, TcsInputError, TcsTypeError, TcsValueError
 from .format import ContainerReader, TcsDamageWarning
 from .format.region import check_region
-from .masks import GENERATOR_NAME, mask_sum, masks as spec_masks, measured_mean, tile_mask_sum
+from .masks import GENERATOR_NAME, mask_sum, measured_mean, tile_mask_sum
+from .masks import masks as spec_masks
 from .motion import MotionPath, estimate_motion
 from .quantize import cast_frames, dequantize
 
@@ -64,7 +66,7 @@ class _GroupMeasurement:
 
     dtype = np.dtype(np.float32)
 
-    def __init__(self, reader: "TcsReader", group: int):
+    def __init__(self, reader: TcsReader, group: int):
         self.reader, self.group = reader, group
         self.shape = (reader.header.height, reader.header.width)
 
@@ -142,8 +144,8 @@ class TcsReader:
                 "motion": None if self._motion is None else self._motion.to_dict()}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], decoder=state["decoder"], device=state["device"], dtype=state["dtype"],
-                      **state["decode_options"])
+        TcsReader.__init__(self, state["path"], decoder=state["decoder"], device=state["device"],
+                           dtype=state["dtype"], **state["decode_options"])
         if state.get("motion") is not None:
             self._motion = MotionPath.from_dict(state["motion"])
 
@@ -216,7 +218,7 @@ class TcsReader:
             "tile": h.tile,
             "quant_step": h.quant_step,
             "codec": h.codec,
-            "version": "%d.%d" % h.version,
+            "version": f"{h.version[0]}.{h.version[1]}",
             "complete": self.complete,
             "user": dict(h.metadata),
         }
@@ -408,7 +410,7 @@ class TcsReader:
             raise IndexError(f"too many indices for a 3-D movie: {len(key)}")
         key = key + (slice(None),) * (3 - len(key))
         ranges, squeeze = [], []
-        for axis, (k, n) in enumerate(zip(key, self.shape)):
+        for axis, (k, n) in enumerate(zip(key, self.shape, strict=True)):
             if isinstance(k, slice):
                 ranges.append(range(*k.indices(n)))
             else:

@@ -18,8 +18,9 @@ hyperspy nor rosettasciio is needed to call it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import calibration
 

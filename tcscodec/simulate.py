@@ -582,7 +582,7 @@ class _Particle:
             w = np.where(rng.random(len(w)) < cfg.dopant_fraction, w * cfg.dopant_contrast, w)
         self.weight = w
         self.gauge0 = self.gauge(self.sites)
-        self.occ = None
+        self.occ: np.ndarray | None = None
         self.vacant = rng.random(len(w)) < cfg.vacancy_fraction
         self.spacing = _nn_distance(lattice, a)
         self.partner = -1
@@ -668,7 +668,9 @@ class _Scene:
         for i in range(n):
             for _ in range(200):
                 c = rng.uniform(-0.8, 0.8, 2) * half_a * (0.35 if i == 0 else 1.0)
-                if all(np.hypot(*(c - cj)) > 1.15 * (radii[i] + rj) for cj, rj in zip(centres, radii)):
+                # radii[:len(centres)]: the particles placed so far
+                if all(np.hypot(*(c - cj)) > 1.15 * (radii[i] + rj)
+                       for cj, rj in zip(centres, radii[:len(centres)], strict=True)):
                     break
             centres.append(c)
         for i in range(n):
@@ -681,7 +683,7 @@ class _Scene:
         jumps = dyn.random((T, n)) < cfg.jump_rate
         jump_vec = np.zeros((T, n, 2))
         jump_rot = np.zeros((T, n))
-        for t, i in zip(*np.nonzero(jumps)):
+        for t, i in zip(*np.nonzero(jumps), strict=True):
             if t == 0:
                 continue
             mag = cfg.jump_px * px * dyn.uniform(0.5, 1.5)
@@ -855,7 +857,7 @@ class _Optics:
             self.mtf = np.exp(-2.0 * np.pi**2 * cfg.mtf_sigma_px**2 * self.f2r).astype(np.float32)
             self.fy32 = fy.astype(np.float32)
             self.fxr32 = fxr.astype(np.float32)
-        self._h_cache = (None, None)
+        self._h_cache: tuple[float | None, np.ndarray | None] = (None, None)
 
     def defocus_a(self, t: int) -> float:
         cfg = self.cfg
@@ -864,8 +866,9 @@ class _Optics:
 
     def transfer(self, df: float) -> np.ndarray:
         """Wave transfer function exp(-i chi) x aperture x envelopes at defocus df (A)."""
-        if self._h_cache[0] == df:
-            return self._h_cache[1]
+        cached_df, cached_h = self._h_cache
+        if cached_df == df and cached_h is not None:
+            return cached_h
         cfg = self.cfg
         lam = self.lam
         cs = cfg.cs_mm * 1e7
@@ -994,7 +997,7 @@ def simulate_movie(config: SimConfig) -> SimulatedMovie:
         cpos, cw, cb, spos, sw = scene.columns(t, r_frame)
         R = _rot(rot[t])
 
-        def to_canvas(p):
+        def to_canvas(p, R=R, t=t):  # called in this iteration only; bound for the reader
             q = (p @ R) / px
             q[:, 0] += cy + drift[t, 0]
             q[:, 1] += cx + drift[t, 1]
@@ -1035,7 +1038,7 @@ def simulate_movie(config: SimConfig) -> SimulatedMovie:
                 phi += phi_off
                 absorb += np.float32(cfg.absorption + _OFFZONE_ABSORPTION) * phi_off
             amp = np.exp(-absorb)
-            psi = np.empty((hc, wc), np.complex64)
+            psi: np.ndarray = np.empty((hc, wc), np.complex64)
             psi.real = np.cos(phi) * amp
             psi.imag = np.sin(phi) * amp
             df = optics.defocus_a(t)
@@ -1045,7 +1048,8 @@ def simulate_movie(config: SimConfig) -> SimulatedMovie:
             ispec = np.fft.rfft2(inten) * optics.mtf
             if cfg.exposure > 0:
                 # box blur along the drift during the exposure
-                arg = np.float32(cfg.exposure * vel[t, 0]) * optics.fy32 + np.float32(cfg.exposure * vel[t, 1]) * optics.fxr32
+                arg = (np.float32(cfg.exposure * vel[t, 0]) * optics.fy32
+                       + np.float32(cfg.exposure * vel[t, 1]) * optics.fxr32)
                 ispec *= np.sinc(arg)
             img = np.fft.irfft2(ispec, s=(hc, wc))[oy:oy + H, ox:ox + W]
         else:
@@ -1331,8 +1335,8 @@ def texture_movie(image, n_frames: int, rng: np.random.Generator, dose: float, *
     t0 = time.perf_counter()
     T = int(n_frames)
     if shape is None:
-        s = int(min(256, min(img.shape) / zoom))
-        shape = (s, s)
+        side_px = int(min(256, min(img.shape) / zoom))
+        shape = (side_px, side_px)
     H, W = (int(s) for s in shape)
     if drift_px is None:
         speed = rng.uniform(0.1, 1.0) if speed is None else float(speed)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+
 from .errors import TcsValueError
 from .format.config import ConfigDict
 
@@ -161,7 +163,7 @@ class MoviePool:
 
     def fill(self, step: int = 0, progress: Callable[[int], None] | None = None) -> None:
         """Build the pool as it is at ``step`` (after its refresh events)."""
-        keys = {k: (1, k) for k in range(self.cfg.pool_movies)}
+        keys: dict[int, tuple[int, ...]] = {k: (1, k) for k in range(self.cfg.pool_movies)}
         for event in range(1, step // self.cfg.refresh_every + 1):
             for j, slot in enumerate(self._slots(event)):
                 keys[slot] = (3, event, j)
@@ -187,10 +189,12 @@ class MoviePool:
         c = cfg.crop
         X = np.empty((cfg.batch, n, c, c), np.float32)
         Z = np.empty_like(X)
-        neighbours = [] if context else None
+        neighbours: list | None = [] if context else None
         D = np.empty((cfg.batch, n, 2))
         for i in range(cfg.batch):
-            frames, clean, drift = self.movies[int(rng.integers(len(self.movies)))]
+            movie = self.movies[int(rng.integers(len(self.movies)))]
+            assert movie is not None, "fill() the pool first"
+            frames, clean, drift = movie
             T, H, W = frames.shape
             t0 = int(rng.integers(0, T - n + 1))
             y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
@@ -207,7 +211,7 @@ class MoviePool:
             for _ in range(k):  # np.rot90 takes (y, x) to (W - 1 - x, y)
                 d = np.stack([-d[:, 1], d[:, 0]], axis=1)
             D[i] = d
-            if context:
+            if neighbours is not None:  # context
                 neighbours.append(tuple(
                     np.rot90(g if rng.uniform() >= cfg.context_drop else g[:0], k, axes=(1, 2))
                     for g in (before, after)))
@@ -274,6 +278,7 @@ def _measure(X: np.ndarray, rng: np.random.Generator, cfg: TrainConfig, neighbou
                 Yg = (Cg * g).sum(0)
                 if fraction:
                     Yg = _quantise(Yg, len(g), fraction)
+                assert ctx is not None  # made with neighbours
                 ctx[i, j] = measured_mean(Yg, Cg.sum(0))
     return Y, C, ctx
 
@@ -450,6 +455,8 @@ def initial_state(cfg: TrainConfig) -> dict:
     from . import weights
     from .errors import TcsValueError
 
+    if cfg.init_from is None:
+        raise TcsValueError("TrainConfig.init_from names no weights to start from")
     path = Path(cfg.init_from)
     if not path.exists() and (Path(weights.__file__).parent / path.name).exists():
         path = Path(weights.__file__).parent / path.name  # a file of the shipped zoo

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from .encoder_factory import make_encoder
-from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .errors import TcsValueError
 from .format import ContainerWriter, TcsHeader, encode_payload
 from .format.header import CODECS, metadata_bytes
 from .masks import random_seed, tile_mask_sum
+from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .quantize import quantize, stored_dtype
 
 __all__ = ["TcsWriter", "write", "DEFAULT_TILE"]
@@ -211,6 +211,7 @@ class TcsWriter:
             if dtype not in INPUT_DTYPES:
                 measurement_dtype(dtype)  # raises the error listing the dtypes
             self._start(tuple(frames.shape[1:]), dtype)
+        assert self._encoder is not None  # _start made it
         for frame in frames:
             m = self._encoder.push(frame)  # checks the frame first
             if self.auto_quant and len(self._probe) < 2 and self._container is None:
@@ -250,6 +251,7 @@ class TcsWriter:
         self._wait_inflight()
         rows, cols = self.header.grid
         job = _Group(m.group, m.n_frames, [(r, c) for r in range(rows) for c in range(cols)])
+        assert self._pool is not None  # groups are submitted between _start and close
         for i, (r, c) in enumerate(job.keys):
             y0, y1, x0, x1 = self.header.tile_bounds(r, c)
             self._pool.submit(self._compress, job, i, stored[y0:y1, x0:x1], (y0, y1, x0, x1))
@@ -257,7 +259,7 @@ class TcsWriter:
         # is not waited for (interrupt() would wait for nothing).
         self._inflight = job
 
-    def _compress(self, job: "_Group", i: int, tile: np.ndarray, bounds) -> None:
+    def _compress(self, job: _Group, i: int, tile: np.ndarray, bounds) -> None:
         """Pool task: compress tile ``i`` of ``job``; the task that finishes
         the group's last tile writes all its records and flushes them."""
         try:
@@ -269,7 +271,8 @@ class TcsWriter:
         try:
             if job.error is None and not self._discard:
                 with self._write_lock:
-                    for (r, c), p in zip(job.keys, job.payloads):
+                    assert self._container is not None and job.payloads is not None  # a complete group
+                    for (r, c), p in zip(job.keys, job.payloads, strict=True):
                         self._container.write_record(job.group, r, c, job.n_frames, p)
                     self._container.flush()
         except BaseException as exc:
@@ -414,6 +417,7 @@ class _Group:
     def tile_done(self, i: int, payload) -> bool:
         """Record tile ``i``'s payload; True for the call that completes the group."""
         with self._lock:
+            assert self.payloads is not None  # dropped only once the group is written
             self.payloads[i] = payload
             self.left -= 1
             return self.left == 0

@@ -1,4 +1,6 @@
 """Imports every built-in decoder module so each registers itself."""
 
-from . import gap_tv  # noqa: F401
-from . import learned  # noqa: F401
+from . import (
+    gap_tv,  # noqa: F401
+    learned,  # noqa: F401
+)

@@ -28,14 +28,15 @@ calls), so tiles can be batched and blended in any order.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 from ..errors import TcsDecoderError, TcsDependencyError, TcsValueError
 
 __all__ = ["Decoder", "register_decoder", "get_decoder", "decoder_class", "available_decoders", "default_decoder",
            "require_torch"]
 
-_REGISTRY: dict[str, Callable[..., "Decoder"]] = {}
+_REGISTRY: dict[str, Callable[..., Decoder]] = {}
 
 
 class Decoder:
@@ -84,7 +85,8 @@ def decoder_class(name: str) -> type[Decoder]:
     """The class registered as ``name`` (its flags, without building it)."""
     _load_builtin_decoders()
     try:
-        return _REGISTRY[name]
+        # a registered factory (a checkpoint's) carries the class flags too
+        return cast("type[Decoder]", _REGISTRY[name])
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise TcsDecoderError(f"unknown decoder {name!r}; available: {known}") from None

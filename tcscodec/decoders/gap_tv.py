@@ -43,7 +43,7 @@ References
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -56,7 +56,7 @@ __all__ = ["GapTV", "gap_tv", "tv_denoise", "tv_weight_schedule"]
 
 #: A TV weight: one value, ``(start, end)`` for a geometric schedule, one
 #: value per iteration, or ``f(k, iterations) -> weight``.
-TvWeight = Union[float, Sequence[float], Callable[[int, int], float]]
+TvWeight = float | Sequence[float] | Callable[[int, int], float]
 
 # Defaults, tuned on the public video-SCI benchmark (see
 # tests/test_sci_benchmark.py) and on simulated low-dose EM movies; the
@@ -388,7 +388,7 @@ def gap_tv(
     y1 = y.clone() if acc_any else y
     resid = torch.empty_like(y)
     phi = ws.norm  # free between TV calls, when the TV runs on x itself
-    warp = None if shifts is None else FrameWarp(shifts, tuple(y.shape[-2:]))
+    warp = None if shifts is None else FrameWarp(shifts, (y.shape[-2], y.shape[-1]))
     if warp is not None:
         ws = _TvWorkspace(warp.align(x, "edge"), temporal)  # the TV runs on the canvas
         phi = torch.empty_like(x)

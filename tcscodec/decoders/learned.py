@@ -54,7 +54,7 @@ class UnfoldDecoder(Decoder):
         self.uses_context = bool(self.net.config.context)
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", **options) -> "UnfoldDecoder":
+    def from_checkpoint(cls, path, device: str = "cpu", **options) -> UnfoldDecoder:
         """The decoder with the network of a training checkpoint.
 
         ``path`` is a ``checkpoint.pt`` of ``tcscodec train`` (``{"model",

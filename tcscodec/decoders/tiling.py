@@ -28,9 +28,9 @@ by a small number.  A decoder whose output depends only on pixels within
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -110,11 +110,11 @@ def _axis_weights(length: int, size: int, starts: list[int], overlap: int) -> li
         for k in range(len(starts))
     ]
     total = np.zeros(length)
-    for s, w in zip(starts, wins):
+    for s, w in zip(starts, wins, strict=True):
         total[s : s + size] += w
     if total.min() <= 0:  # pragma: no cover - guaranteed by tile_layout
         raise AssertionError("tile windows leave pixels uncovered")
-    return [(w / total[s : s + size]).astype(np.float32) for s, w in zip(starts, wins)]
+    return [(w / total[s : s + size]).astype(np.float32) for s, w in zip(starts, wins, strict=True)]
 
 
 def _resolve_decoder(decoder, device, options) -> Decoder:
@@ -400,6 +400,7 @@ def decode_tiled(
         wy = torch.from_numpy(wys[iy]).to(dev)
         xband_t = None
         if with_context:
+            assert context_fn is not None  # with_context implies it
             xband = np.asarray(context_fn(a0, a1, wx0, wx1), dtype=np.float32)
             if xband.shape != (2, th, Ww):
                 raise TcsValueError(f"context_fn{(a0, a1, wx0, wx1)} returned shape {xband.shape}, "
@@ -421,7 +422,10 @@ def decode_tiled(
             args = () if xt is None else (xt,)
             kw = {} if shifts_t is None else {"shifts": shifts_t.expand(len(xb), n, 2)}
             with torch.no_grad(), autocast:
-                rt = decode_apart(dec.decode, yt, ct, *args, **kw) if tiling.outliers else dec.decode(yt, ct, *args, **kw)
+                if tiling.outliers:
+                    rt = decode_apart(dec.decode, yt, ct, *args, **kw)
+                else:
+                    rt = dec.decode(yt, ct, *args, **kw)
             if tuple(rt.shape) != tuple(ct.shape):
                 raise TcsValueError(
                     f"decoder {getattr(dec, 'name', dec)!r} returned shape "

@@ -46,11 +46,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import TcsRuntimeError, TcsValueError
+from ..format.config import ConfigDict
 from .gap_tv import gap_tv
 from .noise import dark_level, noise_level
 from .warp import FrameWarp
-from ..errors import TcsRuntimeError, TcsValueError
-from ..format.config import ConfigDict
 
 #: context inputs of the denoiser: two neighbours and their presence flags
 CONTEXT_CHANNELS = 4
@@ -160,7 +160,7 @@ class _Denoiser(nn.Module):
         self.blocks = nn.ModuleList(_Block(width) for _ in range(blocks))
         self.tail = nn.Conv2d(width, factor**2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        nn.init.zeros_(self.tail.bias)  # type: ignore[arg-type]  # Conv2d(bias=True): never None
         # Corrections are made in units of the noise level (plus a learned
         # floor for motion at high dose), so one network fits every dose: at
         # 500 e-/px the same features must not move pixels as far as at 1.
@@ -220,8 +220,10 @@ class UnfoldNet(nn.Module):
             state["steps"] = torch.cat([state["steps"], torch.zeros(len(self.steps) - n_parent)])
             with torch.no_grad():
                 for extra in self.denoisers[n_parent:]:
-                    extra.tail.weight.zero_()
-                    extra.tail.bias.zero_()
+                    tail = extra.tail
+                    assert isinstance(tail, nn.Conv2d)  # for the type checker: Module attributes are untyped
+                    tail.weight.zero_()
+                    tail.bias.zero_()  # type: ignore[union-attr]  # Conv2d(bias=True)
         new_stage = {f"denoisers.{i}." for i in range(n_parent, len(self.steps))}
 
         def new(k):
@@ -265,20 +267,20 @@ class UnfoldNet(nn.Module):
         else:
             x = xbar[:, None].expand_as(C).contiguous()
         start = x
-        warp = None if shifts is None else FrameWarp(shifts, tuple(y.shape[-2:]), self.config.factor)
+        warp = None if shifts is None else FrameWarp(shifts, (y.shape[-2], y.shape[-1]), self.config.factor)
         if warp is not None:
             # The denoisers see the still scene on the warp's canvas: aligned
             # masks (0 where a frame does not see) and frames, and for
             # Y / sum C (smeared by the motion) the mean of the aligned start.
             C_seen = warp.align(C, "zero")
-            cover = warp.coverage(*C.shape[:2], C.device)
+            cover = warp.coverage(C.shape[0], C.shape[1], C.device)
             xbar_seen = (warp.align(x, "edge") * cover).sum(1) / cover.sum(1).clamp(min=1)
             if ctx is not None:
                 m = warp.margin
                 ctx = F.pad(ctx, (m, m, m, m), mode="replicate")
         else:
             C_seen, xbar_seen = C, xbar
-        for step, denoise in zip(self.steps, self.denoisers):
+        for step, denoise in zip(self.steps, self.denoisers, strict=True):
             residual = (yn - (C * x).sum(1)) * inv
             x = x + step * C * residual[:, None]
             if warp is None:

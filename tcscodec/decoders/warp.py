@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from ..errors import TcsValueError
 
 __all__ = ["FrameWarp"]

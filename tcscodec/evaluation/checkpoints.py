@@ -9,7 +9,9 @@ as users run the shipped weights.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from ..errors import TcsValueError
 
 if TYPE_CHECKING:  # torch is imported only when a checkpoint is loaded

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ..errors import TcsRuntimeError
 
 __all__ = ["CODECS", "DEFAULT_CODECS", "codec_unavailable"]
@@ -49,7 +50,7 @@ class _Mapping:
     depth: int
 
     @classmethod
-    def for_movie(cls, frames: np.ndarray, depth: int) -> "_Mapping":
+    def for_movie(cls, frames: np.ndarray, depth: int) -> _Mapping:
         lo, hi = float(frames.min()), float(frames.max())
         return cls(lo, (2**depth - 1) / (hi - lo) if hi > lo else 1.0, depth)
 
@@ -130,11 +131,13 @@ def _ijg_base() -> tuple[int, ...]:
     """libjpeg's own luminance table at quality 50 (the IJG base table), in
     natural order: read back from a file Pillow writes, so it is the table
     of the libjpeg in use."""
-    from PIL import Image
+    from PIL import Image, JpegImagePlugin
 
     buf = io.BytesIO()
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, "JPEG", quality=50)
-    return tuple(Image.open(io.BytesIO(buf.getvalue())).quantization[0])
+    jpeg = Image.open(io.BytesIO(buf.getvalue()))
+    assert isinstance(jpeg, JpegImagePlugin.JpegImageFile)  # what PIL reads a JPEG as; typed for .quantization
+    return tuple(jpeg.quantization[0])
 
 
 def _ijg_table(quality: float) -> list[int]:

@@ -10,8 +10,8 @@ figures are skipped without it).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -49,16 +49,16 @@ def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | N
     B = B if B is not None else max(r.B for r in rows if r.kind != "reference")
     at = [r for r in rows if r.B == B or r.kind == "reference"]
     k = next((r.example_index for r in at if r.example_index is not None), len(frames) // 2)
-    panels = []
+    panels: list[tuple[str, np.ndarray]] = []
     if clean is not None:  # in the reference's units: times the gain the run fitted
         panels.append(("clean", np.asarray(clean[k], np.float32) * at[0].gain))
     panels.append(("raw", np.asarray(frames[k], np.float32)))
     decs = [r for r in at if r.kind == "decoder" and r.B == B]
     best = max(decs, key=lambda r: r.psnr) if decs else next((r for r in at if r.kind == "naive" and r.B == B), None)
-    if best is not None:
+    if best is not None and best.example is not None:
         panels.append((f"{best.method} (.tcs, {best.ratio:.0f}x)\n{best.psnr:.2f} dB", best.example))
     jpeg = next((r for r in at if r.method == "jpeg" and r.B == B), None)
-    if jpeg is not None:
+    if jpeg is not None and jpeg.example is not None:
         panels.append((f"JPEG at {jpeg.bytes_vs_tcs:.2f}x .tcs bytes\n{jpeg.psnr:.2f} dB", jpeg.example))
     ref_img = panels[0][1]
     lo, hi = np.percentile(ref_img, [0.5, 99.5])

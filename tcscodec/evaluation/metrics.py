@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import psnr, psnr_per_frame
 from ..errors import TcsValueError
+from ..metrics import psnr, psnr_per_frame
 
 __all__ = ["ssim_map", "ssim", "psnr", "psnr_per_frame"]
 

@@ -10,7 +10,8 @@ every row, :func:`summary_table` gives methods down and B across,
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def sort_rows(rows: Iterable[EvalRow]) -> list[EvalRow]:
     rows = list(rows)
     movies = {m: i for i, m in enumerate(dict.fromkeys(r.movie for r in rows))}
     codecs = {c: i for i, c in enumerate(CODECS)}
-    first = {}
+    first: dict = {}
     for i, r in enumerate(rows):
         first.setdefault(r.method.removesuffix("+tv"), i)
 
@@ -121,7 +122,7 @@ def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
     cells = sorted({(r.movie, r.B) for r in rows if r.method == decoder}, key=lambda k: (order[k[0]], k[1]))
     head = [f"{m} + {req:g}" if req else m for m, req in against.items()]
     out = [f"| movie | B | {decoder} | " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * len(against)]
-    leads = {m: [] for m in against}
+    leads: dict[str, list] = {m: [] for m in against}
     for movie, B in cells:
         own = psnr[movie, B, decoder]
         line = []

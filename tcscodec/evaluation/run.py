@@ -25,19 +25,19 @@ import math
 import re
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from ..errors import TcsValueError
 from ..format.config import ConfigDict
-
 from .codecs import CODECS, DEFAULT_CODECS, codec_unavailable
 from .metrics import psnr, psnr_per_frame, ssim
 from .search import _ByteSearch
 from .tv import _torch_threads, tune_tv
-from ..errors import TcsValueError
 
 __all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "DEFAULT_DECODERS", "NAIVE", "ORACLE",
            "STILL_SUFFIX"]

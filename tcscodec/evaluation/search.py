@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import CODECS, _Codec, _Mapping, codec_unavailable
 from ..errors import TcsRuntimeError
+from .codecs import CODECS, _Codec, _Mapping, codec_unavailable
 
 __all__ = ["CodecOutput", "encode_at_bytes"]
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
+
 from ..errors import TcsValueError
 
 __all__ = ["tv_denoise", "tune_tv", "TVFit", "TEMPORAL_CANDIDATES"]
@@ -200,7 +201,7 @@ def tune_tv(movie, reference, *, data_range: float | None = None, temporal: floa
             else:
                 a, c = c, d
                 d = a + gr * (b - a)
-        best = min(scores, key=scores.get)
+        best = min(scores, key=lambda w: scores[w])
         return best, scores[best]
 
     if isinstance(temporal, str):

@@ -30,7 +30,6 @@ import numpy as np
 
 from ..errors import TcsFormatError, TcsMemoryError, TcsTruncatedError, TcsValueError
 from .header import CODECS, TcsHeader
-from .region import check_region
 from .records import (
     FOOTER_SIZE,
     INDEX_HEAD_SIZE,
@@ -49,6 +48,7 @@ from .records import (
     unpack_index_head,
     unpack_record_header,
 )
+from .region import check_region
 
 __all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning", "TcsDamageWarning", "default_permissions"]
 
@@ -329,7 +329,7 @@ class ContainerReader:
             if np.unique(keys).size != count:
                 raise TcsFormatError(f"{self.name}: index lists a record twice")
         self.n_frames = n_frames
-        self.expected_frames = n_frames
+        self.expected_frames: int | None = n_frames
         self.records = {
             (int(g), int(r), int(c)): RecordInfo(int(o), int(g), int(r), int(c))
             for o, g, r, c in entries.tolist()
@@ -390,7 +390,8 @@ class ContainerReader:
         :attr:`damaged_groups`.
         """
         h = self.header
-        pos, records, budget, damage, skipped = self.data_offset, {}, [_RESYNC_BYTES], [], 0
+        records: dict = {}
+        pos, budget, damage, skipped = self.data_offset, [_RESYNC_BYTES], [], 0
         while pos + RECORD_HEADER_SIZE <= self.file_size:
             info = self._plausible_record(pos, self._read(pos, RECORD_HEADER_SIZE), known=True)
             if info is None:
@@ -479,7 +480,7 @@ class ContainerReader:
     @property
     def truncated(self) -> bool:
         """True when the header says the file held frames it no longer has."""
-        return bool(self.expected_frames) and self.expected_frames > self.n_frames
+        return self.expected_frames is not None and self.expected_frames > self.n_frames
 
     def group_frames(self, group: int) -> int:
         """Frames held by ``group``."""
@@ -538,7 +539,7 @@ class ContainerReader:
             return b""
         if self._ends is None:
             starts = sorted(e.offset for e in self.records.values())
-            nxt = dict(zip(starts, starts[1:] + [self._records_end]))
+            nxt = dict(zip(starts, starts[1:] + [self._records_end], strict=True))
             self._ends = {k: nxt[e.offset] for k, e in self.records.items()}
         limit = RECORD_HEADER_SIZE + max_payload_size(self._tile_elements(tile_row, tile_col))
         end = min(self._ends[(group, tile_row, tile_col)], info.offset + limit)

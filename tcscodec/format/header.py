@@ -66,7 +66,7 @@ MAX_B = 64
 VERSION = (1, 1)
 
 #: dtype code <-> numpy dtype (little-endian on disk)
-DTYPE_CODES = {
+DTYPE_CODES: dict[int, np.dtype] = {
     1: np.dtype("<u1"),
     2: np.dtype("<u2"),
     3: np.dtype("<u4"),
@@ -284,6 +284,7 @@ class TcsHeader(ConfigDict):
     # -- serialisation (to_dict / from_dict from ConfigDict) -------------
     def _to_json(self, d: dict[str, Any]) -> dict[str, Any]:
         d["tile"] = list(self.tile)
+        assert self.version is not None  # __post_init__ sets it
         d["version"] = list(self.version)
         return d
 
@@ -293,11 +294,12 @@ class TcsHeader(ConfigDict):
         d["version"] = tuple(d["version"]) if d.get("version") else None
         return d
 
-    def with_frames(self, n_frames: int) -> "TcsHeader":
+    def with_frames(self, n_frames: int) -> TcsHeader:
         return replace(self, n_frames=int(n_frames))
 
     def to_bytes(self) -> bytes:
         meta = metadata_bytes(self.metadata)
+        assert self.version is not None  # __post_init__ sets it
         fixed = _FIXED.pack(
             MAGIC, self.version[0], self.version[1],
             HEADER_FIXED_SIZE + len(meta) + 4, self.flags,
@@ -310,7 +312,7 @@ class TcsHeader(ConfigDict):
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
-    def read_from(cls, fh, name: str = "<file>", file_size: int | None = None) -> "TcsHeader":
+    def read_from(cls, fh, name: str = "<file>", file_size: int | None = None) -> TcsHeader:
         """Read and validate the header at the start of binary file ``fh``."""
         def read(offset, size):
             fh.seek(offset)
@@ -319,7 +321,7 @@ class TcsHeader(ConfigDict):
         return cls.read_at(read, name, file_size)[0]
 
     @classmethod
-    def read_at(cls, read, name: str = "<file>", file_size: int | None = None) -> tuple["TcsHeader", int]:
+    def read_at(cls, read, name: str = "<file>", file_size: int | None = None) -> tuple[TcsHeader, int]:
         """Read and validate a header with ``read(offset, size) -> bytes``;
         returns ``(header, header_size)``.
 

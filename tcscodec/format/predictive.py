@@ -111,13 +111,14 @@ def _rice_parameter(u: np.ndarray) -> int:
     if u.size == 0:
         return 0
     k0 = int(np.log2(float(u.mean()) + 1.0))
-    best = None
+    best: tuple[int, int] | None = None
     for k in range(max(0, k0 - 2), min(62, k0 + 2) + 1):
         m = u >> np.uint64(k)
         esc = int(np.count_nonzero(m >= ESCAPE))
         bits = int(np.minimum(m, ESCAPE).sum()) + u.size * (k + 1) + 64 * esc
         if best is None or bits < best[0]:
             best = (bits, k)
+    assert best is not None  # the window holds at least one k
     return best[1]
 
 
@@ -265,12 +266,12 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     rem = np.frombuffer(content, np.uint8, offset=pos + unary_size)
     stages = list(stage_slices(shape))
     counts = [sum(_slice_size(t) for t, _ in parts) for parts in stages]
-    total = sum(c * k for c, k in zip(counts, ks))
+    total = sum(c * k for c, k in zip(counts, ks, strict=True))
     if rem.size != -(-total // 8):
         raise TcsFormatError(f"predict-rice remainder stream holds {rem.size} bytes, expected {-(-total // 8)}")
     qp, sp = np.zeros(np.add(shape, 2 * BASE_SPACING), np.int64), _padded(csum)
     done = bits = 0
-    for i, (k, count, parts) in enumerate(zip(ks, counts, stages)):
+    for i, (k, count, parts) in enumerate(zip(ks, counts, stages, strict=True)):
         quotients = m[done:done + count]
         # u = (m << k) | remainder must stay below 2^63: an escaped quotient
         # beyond that would wrap in uint64 and decode as a small value.
@@ -278,7 +279,8 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
             raise TcsFormatError(f"predict-rice stage {i} has an escaped quotient "
                                  f"{int(quotients.max())} out of range for k = {k}")
         u = (quotients << np.uint64(k)) | _unpack_fields(rem, bits, count, k)
-        r = np.where(u & np.uint64(1), -((u >> np.uint64(1)).astype(np.int64)) - 1, (u >> np.uint64(1)).astype(np.int64))
+        half = (u >> np.uint64(1)).astype(np.int64)
+        r = np.where(u & np.uint64(1), -half - 1, half)
         at = 0
         for t, nb in parts:
             size = qp[t].size

@@ -30,7 +30,7 @@ def zoo() -> dict[str, dict[str, Any]]:
 def available(name: str) -> bool:
     """Whether weights for model ``name`` ship with this installation."""
     rec = zoo().get(name)
-    return bool(rec) and resources.files(__name__).joinpath(rec["file"]).is_file()
+    return rec is not None and bool(rec) and resources.files(__name__).joinpath(rec["file"]).is_file()
 
 
 def weight_record(name: str) -> dict[str, Any]:
