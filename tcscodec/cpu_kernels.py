@@ -62,7 +62,7 @@ def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> 
     ----------
     acc : numpy.ndarray
         ``(H, W)`` running measurement, in the measurement dtype
-        (:data:`tcscodec.encoder.MEASUREMENT_DTYPES`), C-contiguous.
+        (:data:`tcscodec.measurement.MEASUREMENT_DTYPES`), C-contiguous.
     frame : numpy.ndarray
         ``(H, W)`` frame.
     words : numpy.ndarray

@@ -19,31 +19,12 @@ import numpy as np
 from .cpu_kernels import masked_accumulate, set_threads
 from .errors import TcsValueError
 from .masks import masks, packed_masks
-from .measurement import (
-    INPUT_DTYPES,
-    MAX_B,
-    MEASUREMENT_DTYPES,
-    MIN_B,
-    Measurement,
-    check_B,
-    check_frame,
-    measurement_dtype,
-)
+from .measurement import Measurement, check_B, check_frame, measurement_dtype
 
-# The shared names are re-exported from tcscodec.measurement: code and
-# scripts written against tcscodec.encoder keep working.
-__all__ = [
-    "MIN_B",
-    "MAX_B",
-    "INPUT_DTYPES",
-    "MEASUREMENT_DTYPES",
-    "measurement_dtype",
-    "check_B",
-    "check_frame",
-    "Measurement",
-    "CpuEncoder",
-    "encode_group",
-]
+# measurement_dtype and Measurement stay importable from here for the scripts
+# written against this module; B's limits and the dtype tables live in
+# tcscodec.measurement
+__all__ = ["CpuEncoder", "encode_group", "measurement_dtype", "Measurement"]
 
 class CpuEncoder:
     """Streaming numpy encoder of one movie.
