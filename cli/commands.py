@@ -54,6 +54,7 @@ def _parse_meta(items) -> dict:
                    "at most 3/16 of the shot-noise variance (files 2-4x smaller than lossless, about "
                    "0.1-0.3 dB lower PSNR after decoding, bench/quantize.py); 1: lossless, the exact measurement.")
 @click.option("--device", default="cpu", show_default=True, help="Encoder device: cpu or cuda.")
+# --codec offers the registered record codecs (tcscodec.format.codecs)
 @click.option("--codec", type=click.Choice(list(CODECS.values())), default="predict-rice",
               show_default=True,
               help="Record codec. predict-rice predicts each value from its neighbours and their mask sums "

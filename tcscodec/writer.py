@@ -24,8 +24,9 @@ import numpy as np
 
 from .encoder_factory import make_encoder
 from .errors import TcsValueError
-from .format import ContainerWriter, TcsHeader, encode_payload
-from .format.header import CODECS, metadata_bytes
+from .format import ContainerWriter, TcsHeader
+from .format.codecs import get_codec
+from .format.header import metadata_bytes
 from .masks import random_seed, tile_mask_sum
 from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .quantize import quantize, stored_dtype
@@ -153,8 +154,7 @@ class TcsWriter:
         self.device = device
         self._encoder_options = dict(encoder_options or {})
         self.level = int(level)
-        if codec not in CODECS.values():
-            raise TcsValueError(f"unknown codec {codec!r}; known: {', '.join(CODECS.values())}")
+        self._codec = get_codec(codec, level=self.level)  # the registry refuses unknown names
         self.codec = codec
         self._threads = threads or min(8, os.cpu_count() or 1)
         self._encoder = None
@@ -294,9 +294,9 @@ class TcsWriter:
 
     def _encode_tile(self, tile: np.ndarray, n_frames: int, bounds) -> bytes:
         csum = None
-        if self.codec == "predict-rice":
+        if self._codec.uses_mask_sums(tile.dtype):
             csum = tile_mask_sum(self.seed, n_frames, self.header.height, self.header.width, bounds)
-        return encode_payload(tile, self.codec, self.level, csum)
+        return self._codec.encode(tile, csum)
 
     def _choose_step(self, m: Measurement) -> None:
         """quant_step="auto": fix the step from the first group, then write

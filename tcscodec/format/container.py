@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TcsFormatError, TcsMemoryError, TcsTruncatedError, TcsValueError
-from .header import CODECS, TcsHeader
+from .codecs import CODECS, codec_class, codec_id
+from .header import TcsHeader
 from .records import (
     FOOTER_SIZE,
     INDEX_HEAD_SIZE,
@@ -53,7 +54,6 @@ from .region import check_region
 __all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning", "TcsDamageWarning", "default_permissions"]
 
 _INDEX_ENTRY_SIZE = 16
-_CODEC_IDS = {name: code for code, name in CODECS.items()}
 #: a rescan that lost the record chain looks this far ahead for the next
 #: record magic, and checks at most this many candidates' checksums
 _RESYNC_WINDOW = 1 << 20
@@ -349,7 +349,7 @@ class ContainerReader:
         except TcsFormatError:
             return None
         rows, cols = self.header.grid
-        if (codec != _CODEC_IDS[self.header.codec] or not 1 <= n <= self.header.B
+        if (codec != codec_id(self.header.codec) or not 1 <= n <= self.header.B
                 or r >= rows or c >= cols or size > max_payload_size(self._tile_elements(r, c))
                 or pos + RECORD_HEADER_SIZE + size > self.file_size):
             return None
@@ -551,7 +551,7 @@ class ContainerReader:
         where = f"{self.name}: group {group} tile ({tile_row}, {tile_col})"
         bounds = self.header.tile_bounds(tile_row, tile_col)
         csum = None
-        if self.header.codec == "predict-rice" and np.dtype(self.header.stored_dtype).kind in "iu":
+        if codec_class(self.header.codec)().uses_mask_sums(self.header.stored_dtype):
             if self.mask_sum is None:
                 raise TcsValueError(f"{self.name}: the predict-rice codec needs the tiles' mask sums: "
                                     "pass ContainerReader(path, mask_sum=...) or use tcscodec.open()")

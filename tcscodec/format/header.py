@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError, TcsValueError, TcsVersionError
+from .codecs import CODECS, codec_class, codec_id
 from .config import ConfigDict
 
 __all__ = [
@@ -77,12 +78,6 @@ DTYPE_CODES: dict[int, np.dtype] = {
 }
 _CODE_OF = {v.newbyteorder("="): k for k, v in DTYPE_CODES.items()}
 
-#: record payload codec id -> name
-CODECS = {1: "zstd", 2: "shuffle-zstd", 3: "predict-rice"}
-_CODEC_ID = {v: k for k, v in CODECS.items()}
-#: files are written with the oldest version that has their codec, so that
-#: 1.0 readers keep reading every file that does not use codec 3
-_CODEC_VERSION = {"zstd": (1, 0), "shuffle-zstd": (1, 0), "predict-rice": (1, 1)}
 
 _FIXED = struct.Struct("<8sHHIIIIQHBBBBHQIIdI")
 HEADER_FIXED_SIZE = _FIXED.size  # 72
@@ -248,10 +243,10 @@ class TcsHeader(ConfigDict):
             raise TcsFormatError(f"tile {th}x{tw} has more than {MAX_TILE_PIXELS:,} pixels")
         if not (math.isfinite(self.quant_step) and self.quant_step > 0):
             raise TcsFormatError(f"quant_step must be finite and > 0, got {self.quant_step}")
-        if self.codec not in _CODEC_ID:
-            raise TcsFormatError(f"unknown codec {self.codec!r}; known: {', '.join(_CODEC_ID)}")
-        if self.version is None:
-            object.__setattr__(self, "version", _CODEC_VERSION[self.codec])
+        if self.codec not in CODECS.values():
+            raise TcsFormatError(f"unknown codec {self.codec!r}; known: {', '.join(CODECS.values())}")
+        if self.version is None:  # the oldest version that has the codec: older readers read the file
+            object.__setattr__(self, "version", codec_class(self.codec).min_version)
         dtype_code(self.dtype), dtype_code(self.stored_dtype)
         if not 0 <= self.mask_seed < 2**64:
             raise TcsFormatError(f"mask seed out of range: {self.mask_seed}")
@@ -305,7 +300,7 @@ class TcsHeader(ConfigDict):
             HEADER_FIXED_SIZE + len(meta) + 4, self.flags,
             self.height, self.width, self.n_frames, self.B,
             dtype_code(self.dtype), dtype_code(self.stored_dtype),
-            self.mask_generator, _CODEC_ID[self.codec], 0,
+            self.mask_generator, codec_id(self.codec), 0,
             self.mask_seed, self.tile[0], self.tile[1], self.quant_step, len(meta),
         )
         body = fixed + meta

@@ -32,11 +32,9 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import zstandard
 
-from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError, TcsValueError
-from .header import CODECS
-from .predictive import MODE_PREDICTED, MODE_STORED, decode_predicted, encode_predicted
+from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
+from .codecs import codec_id, get_codec, max_payload_size
 
 __all__ = [
     "RECORD_MAGIC",
@@ -68,10 +66,6 @@ RECORD_HEADER_SIZE = _RECORD.size  # 24
 _ENTRY = struct.Struct("<QIHH")
 _FOOTER = struct.Struct("<QQII8s")
 FOOTER_SIZE = _FOOTER.size  # 32
-_CODEC_IDS = {name: code for code, name in CODECS.items()}
-#: predict-rice tiles coded in fewer bits per pixel than this are also
-#: tried as stored (zstd) payloads, which win on sparse electron counts
-_SPARSE_BITS = 2
 
 
 @dataclass(frozen=True)
@@ -91,76 +85,11 @@ class RecordInfo:
 
 
 # -- payload ----------------------------------------------------------------
-def _zstd_frame(tile: np.ndarray, shuffle: bool, level: int) -> bytes:
-    raw = np.ascontiguousarray(tile, dtype=tile.dtype.newbyteorder("<"))
-    if shuffle and raw.dtype.itemsize > 1:
-        raw = raw.view(np.uint8).reshape(-1, raw.dtype.itemsize).T.copy()
-    cctx = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
-    return cctx.compress(raw.tobytes())
-
-
-def max_payload_size(n_elements: int) -> int:
-    """The largest payload a record of a tile of ``n_elements`` may have
-    (spec section 4): above any codec's worst case (zstd's bound for 8-byte
-    elements is about 8.03 bytes per element, predict-rice's 18.9), so a
-    damaged ``payload_size`` is refused before it is read."""
-    return 1024 + 20 * n_elements
-
-
-def _unzstd_frame(payload: bytes, shuffle: bool, dtype: np.dtype, shape) -> np.ndarray:
-    """One zstd frame that must hold exactly the tile's bytes.
-
-    Output is capped at the tile's size and the frame's declared content
-    size is never trusted: a frame declaring another size is refused before
-    anything is allocated, and one that declares none is decompressed into
-    a buffer of the tile's size, failing as soon as it would overflow it (a
-    32 KB frame can declare, and fill, 1 GiB).  The window is capped at the
-    tile's size too, and bytes after the frame are refused.
-    """
-    n = int(np.prod(shape)) * dtype.itemsize
-    try:
-        declared = zstandard.frame_content_size(payload)
-        if declared not in (-1, n):
-            raise TcsFormatError(f"zstd frame declares {declared:,} bytes, the tile holds {n:,}")
-        window = 1 << max(10, (n - 1).bit_length())
-        raw = zstandard.ZstdDecompressor(max_window_size=window).decompress(
-            payload, max_output_size=n, allow_extra_data=False)
-    except zstandard.ZstdError as exc:
-        raise TcsFormatError(f"payload does not decompress: {exc}") from None
-    if len(raw) != n:
-        raise TcsFormatError(f"payload holds {len(raw)} bytes, expected {n}")
-    arr = np.frombuffer(raw, np.uint8)
-    if shuffle and dtype.itemsize > 1:
-        arr = arr.reshape(dtype.itemsize, -1).T.copy()
-    return arr.view(dtype).reshape(shape)
-
-
 def encode_payload(tile: np.ndarray, codec: str, level: int = 3, csum: np.ndarray | None = None) -> bytes:
-    """Compress a tile of the stored dtype into a record payload.
-
-    ``zstd`` is one zstd frame of the values.  ``shuffle-zstd`` first groups
-    byte k of every element together (the blosc/HDF5 shuffle filter): the
-    high bytes of a measurement are nearly constant, which zstd then codes
-    in few bits.  ``predict-rice`` (:mod:`.predictive`) needs the tile's
-    mask sums ``csum``; it stores the shuffle-zstd frame behind a mode byte
-    where prediction does not apply (float values, values beyond 2^52),
-    where it would not be smaller than the raw values, and where that frame
-    is smaller (sparse counts, below 2 bits per pixel).
-    """
-    if codec != "predict-rice":
-        return _zstd_frame(tile, codec == "shuffle-zstd", level)
-    content = None
-    if tile.dtype.kind in "iu":
-        if csum is None or csum.shape != tile.shape:
-            raise TcsValueError(f"predict-rice needs the tile's mask sums, shape {tile.shape}")
-        content = encode_predicted(tile, csum)
-    if content is not None and _SPARSE_BITS * tile.size < 8 * len(content) <= 8 * tile.nbytes:
-        return content
-    # Sparse counts (mostly zeros: Rice codes cost at least 1 bit per pixel,
-    # zstd's matches much less), no prediction, or incompressible: store
-    # whichever is smaller.
-    stored = bytes([MODE_STORED]) + _zstd_frame(tile, True, level)
-    return stored if content is None or len(stored) <= len(content) else content
+    """Compress a tile of the stored dtype into a record payload with the
+    registered codec ``codec`` (:mod:`.codecs`); ``csum`` are the tile's
+    mask sums, which ``predict-rice`` needs for integer tiles."""
+    return get_codec(codec, level=level).encode(tile, csum)
 
 
 def decode_payload(payload: bytes, codec: str, dtype, shape, csum: np.ndarray | None = None) -> np.ndarray:
@@ -170,27 +99,14 @@ def decode_payload(payload: bytes, codec: str, dtype, shape, csum: np.ndarray | 
     exactly the tile: wrong size, bytes after the zstd frame, an unknown
     predict-rice mode, or values that do not fit ``dtype``."""
     dtype = np.dtype(dtype).newbyteorder("<")
-    if codec != "predict-rice":
-        arr = _unzstd_frame(payload, codec == "shuffle-zstd", dtype, shape)
-    elif payload[:1] == bytes([MODE_STORED]):
-        arr = _unzstd_frame(payload[1:], True, dtype, shape)
-    elif payload[:1] == bytes([MODE_PREDICTED]) and dtype.kind in "iu":
-        if csum is None or csum.shape != tuple(shape):
-            raise TcsValueError(f"predict-rice needs the tile's mask sums, shape {tuple(shape)}")
-        q = decode_predicted(payload, csum)
-        info = np.iinfo(dtype)
-        if q.size and (int(q.min()) < info.min or int(q.max()) > info.max):
-            raise TcsFormatError(f"predict-rice values {q.min()}..{q.max()} do not fit {dtype.name}")
-        return q.astype(dtype.newbyteorder("="))
-    else:
-        raise TcsFormatError(f"predict-rice payload has mode {payload[:1].hex() or 'none'} for stored {dtype.name}")
+    arr = get_codec(codec).decode(payload, dtype, shape, csum)
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
 # -- records ------------------------------------------------------------------
 def pack_record(group: int, tile_row: int, tile_col: int, n_frames: int, codec: str, payload: bytes) -> bytes:
     head = _RECORD.pack(RECORD_MAGIC, group, tile_row, tile_col, n_frames,
-                        _CODEC_IDS[codec], 0, len(payload), 0)[:20]
+                        codec_id(codec), 0, len(payload), 0)[:20]
     crc = zlib.crc32(payload, zlib.crc32(head))
     return head + struct.pack("<I", crc) + payload
 
