@@ -21,7 +21,7 @@ import numpy as np
 from tcscodec import TcsError
 from tcscodec.format import CODECS
 
-from .common import CONTEXT, _check_output, _quant_step, _safe
+from .common import CONTEXT, check_output, parse_quant_step, safe_text
 
 __all__ = ["encode", "info", "decode", "decoders", "verify", "recover"]
 
@@ -83,10 +83,10 @@ def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, s
     from tcscodec.movies import open_movie
 
     user_meta = _parse_meta(meta)
-    step = _quant_step(quantize)
+    step = parse_quant_step(quantize)
     with open_movie(input, signal=signal) as movie:
         output = output or movie.path.with_suffix(".tcs")
-        _check_output(output, force)
+        check_output(output, force)
         metadata = {**movie.metadata, "source": movie.name, **user_meta}
         t0 = time.perf_counter()
         w = tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
@@ -113,8 +113,8 @@ def _interrupted(w, output: Path) -> None:
                    "written: nothing to keep", err=True)
     else:
         click.echo(f"interrupted after {w.frames_written} frames; the complete groups are in "
-                   f"{_safe(w.partial_path)}; keep them with:\n"
-                   f"  tcscodec recover {_safe(w.partial_path)} -o {_safe(output)}", err=True)
+                   f"{safe_text(w.partial_path)}; keep them with:\n"
+                   f"  tcscodec recover {safe_text(w.partial_path)} -o {safe_text(output)}", err=True)
     raise click.exceptions.Exit(130)
 
 
@@ -143,7 +143,7 @@ def info(file, as_json, with_motion):
     if as_json:
         click.echo(json.dumps(m, indent=2, default=list))
         return
-    click.echo(f"file        {_safe(file)}  ({size:,} bytes, format {m['version']}"
+    click.echo(f"file        {safe_text(file)}  ({size:,} bytes, format {m['version']}"
                f"{'' if m['complete'] else ', INCOMPLETE: recovered groups only'})")
     click.echo(f"movie       {T} frames x {H} x {W}  {m['dtype']}  ({raw:,} bytes raw)")
     click.echo(f"encoding    B={m['B']}  {r.n_groups} groups  measurement {m['stored_dtype']}"
@@ -157,7 +157,7 @@ def info(file, as_json, with_motion):
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
                    f"{mo['groups']} groups")
     for k, v in m["user"].items():
-        click.echo(f"metadata    {_safe(k)} = {_safe(v)}")
+        click.echo(f"metadata    {safe_text(k)} = {safe_text(v)}")
 
 
 # -- decode ---------------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
     from tcscodec.format import TcsDamageWarning
     from tcscodec.movies import write_movie
 
-    _check_output(output, force)
+    check_output(output, force)
     opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
     opts["motion"] = motion == "auto"
     if skip_damaged:
@@ -244,7 +244,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
         damaged = _damaged_groups(r, sorted({i // r.B for i in wanted}))
         if damaged and not skip_damaged:
             g, problems = next(iter(damaged.items()))
-            raise click.ClickException(_safe(f"{problems[0]} (damaged group(s) {_groups(damaged)}; "
+            raise click.ClickException(safe_text(f"{problems[0]} (damaged group(s) {_groups(damaged)}; "
                                              "--skip-damaged decodes the others)"))
         reg = _parse_region(region)
         y0, y1, x0, x1 = reg or (0, r.shape[1], 0, r.shape[2])
@@ -273,7 +273,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
     click.echo(f"{output}: {len(wanted)} frames {y1 - y0}x{x1 - x0} {out_dtype.name}")
     if damaged:
         fill = "NaN" if out_dtype.kind == "f" else "0"
-        click.echo(_safe(f"warning: damaged group(s) {_groups(damaged)} written as {fill} "
+        click.echo(safe_text(f"warning: damaged group(s) {_groups(damaged)} written as {fill} "
                          f"(frames {_groups(damaged, r.B)}): " + "; ".join(p[0] for p in damaged.values())),
                    err=True)
 
@@ -394,14 +394,14 @@ def verify(file):
             problems.extend(found)
         if problems:
             for p in problems[:50]:
-                click.echo(_safe(p))
+                click.echo(safe_text(p))
             if len(problems) > 50:
                 click.echo(f"... and {len(problems) - 50} more")
             what = f"{len(damaged)} damaged group(s) ({_groups(damaged)})" if damaged else "no damaged record"
-            raise click.ClickException(_safe(f"{file}: FAILED: {what}"
+            raise click.ClickException(safe_text(f"{file}: FAILED: {what}"
                                              f"{'' if c.indexed else ', needed recovery'}"
                                              f"{', truncated' if c.truncated else ''}"))
-        click.echo(_safe(f"{file}: OK, {r.n_groups} groups x {rows * cols} tiles, {r.n_frames} frames"))
+        click.echo(safe_text(f"{file}: OK, {r.n_groups} groups x {rows * cols} tiles, {r.n_frames} frames"))
 
 
 @click.command(context_settings=CONTEXT)
@@ -423,7 +423,7 @@ def recover(file, output, skip_damaged, force):
     from tcscodec.format import ContainerReader, ContainerWriter, TcsRecoveryWarning
     from tcscodec.format.records import pack_record
 
-    _check_output(output, force)
+    check_output(output, force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TcsRecoveryWarning)
         src = ContainerReader(file)
@@ -455,9 +455,9 @@ def recover(file, output, skip_damaged, force):
             dst.abort()
             raise
     for w in caught:
-        click.echo(_safe(w.message), err=True)
+        click.echo(safe_text(w.message), err=True)
     if damaged:
-        click.echo(_safe(f"warning: damaged group(s) {_groups(damaged)} copied as they are: "
+        click.echo(safe_text(f"warning: damaged group(s) {_groups(damaged)} copied as they are: "
                          + "; ".join(p[0] for p in damaged.values())), err=True)
-    click.echo(_safe(f"{output}: {src.n_frames} frames in {src.n_groups} complete groups"
+    click.echo(safe_text(f"{output}: {src.n_frames} frames in {src.n_groups} complete groups"
                      + (f", {len(damaged)} of them damaged" if damaged else "")))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-__all__ = ["CONTEXT", "_safe", "_check_output", "_quant_step"]
+__all__ = ["CONTEXT", "safe_text", "check_output", "parse_quant_step"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _safe(text) -> str:
+def safe_text(text) -> str:
     """``text`` with control and format characters escaped (``\\x1b``,
     ``\\u202e``): user strings from a file (metadata, names) must not move
     the cursor, clear the terminal or reorder what is printed."""
@@ -30,13 +30,13 @@ def _safe(text) -> str:
                    for ch in text)
 
 
-def _check_output(path: Path, force: bool) -> None:
+def check_output(path: Path, force: bool) -> None:
     """Refuse to replace an existing ``path`` unless ``--force`` was given."""
     if path.exists() and not force:
         raise click.ClickException(f"{path} exists; use --force to replace it")
 
 
-def _quant_step(value: str):
+def parse_quant_step(value: str):
     """``--quantize``: "auto" or a step > 0 (a click error otherwise)."""
     if value == "auto":
         return value

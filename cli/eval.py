@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .common import CONTEXT, _quant_step
+from .common import CONTEXT, parse_quant_step
 
 
 def _csv(value: str | None, what: str) -> list[str]:
@@ -96,7 +96,7 @@ def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, 
             clean_scale = float(clean_scale)
         except ValueError:
             raise click.BadParameter("use 'auto', 'none' or a number", param_hint="--clean-scale") from None
-    quant_step = _quant_step(quant_step)
+    quant_step = parse_quant_step(quant_step)
     dec_names = _csv(decoders, "decoders")
     codec_names = _csv(codecs, "codecs")
     unknown = [c for c in codec_names if c not in ev.CODECS]

@@ -14,7 +14,7 @@ import click
 from tcscodec import TcsError, __version__
 
 from .commands import decode, decoders, encode, info, recover, verify
-from .common import CONTEXT, _safe
+from .common import CONTEXT, safe_text
 from .demo import demo
 from .eval import eval_
 from .train import train
@@ -26,8 +26,8 @@ def _fail(exc: Exception) -> None:
     if isinstance(exc, OSError) and not isinstance(exc, TcsError) and exc.strerror:
         # "folder/out.tcs: Permission denied", not the errno tuple
         where = exc.filename if exc.filename is not None else ""
-        raise click.ClickException(_safe(f"{where}: {exc.strerror}" if where != "" else exc.strerror))
-    raise click.ClickException(_safe(exc))
+        raise click.ClickException(safe_text(f"{where}: {exc.strerror}" if where != "" else exc.strerror))
+    raise click.ClickException(safe_text(exc))
 
 
 class _TcsGroup(click.Group):

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import TcsError, TcsInputError, TcsNotAMovieError, TcsValueError
 from .measurement import INPUT_DTYPES
 
-__all__ = ["EXPECTED", "MovieSource", "check_stack", "supported_dtype"]
+__all__ = ["EXPECTED", "MovieSource", "check_stack", "shape_text", "supported_dtype"]
 
 
 def supported_dtype(dtype) -> np.dtype:
@@ -50,7 +50,8 @@ def supported_dtype(dtype) -> np.dtype:
 EXPECTED = "expected a T x H x W stack of grayscale frames (a movie)"
 
 
-def _shape_text(shape) -> str:
+def shape_text(shape) -> str:
+    """``shape`` as "T x H x W" for messages ("a scalar" for ())."""
     return " x ".join(str(int(n)) for n in shape) or "a scalar"
 
 
@@ -65,7 +66,7 @@ def check_stack(name, shape, dtype, axes: str | None = None) -> None:
     """
     shape = tuple(int(n) for n in shape)
     dtype = np.dtype(dtype)
-    found = f"{_shape_text(shape)} {dtype.name}" + (f" (axes {axes})" if axes else "")
+    found = f"{shape_text(shape)} {dtype.name}" + (f" (axes {axes})" if axes else "")
     if len(shape) == 2:
         raise TcsNotAMovieError(f"{name}: found a single 2-D image, {found}; {EXPECTED}")
     if len(shape) != 3:

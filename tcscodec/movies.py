@@ -26,7 +26,7 @@ import numpy as np
 from . import calibration
 from .errors import TcsInputError, TcsNotAMovieError, TcsValueError
 from .format.container import default_permissions
-from .movie_source import EXPECTED, MovieSource, _shape_text, check_stack, supported_dtype
+from .movie_source import EXPECTED, MovieSource, check_stack, shape_text, supported_dtype
 
 __all__ = ["MovieSource", "open_movie", "supported_dtype", "check_stack", "atomic_output", "write_movie"]
 
@@ -59,7 +59,7 @@ def _open_tiff(path: Path) -> MovieSource:
         if "S" in axes or photometric in _COLOUR_PHOTOMETRIC:
             kind = {3: "palette-colour", 5: "CMYK", 6: "YCbCr"}.get(photometric, "RGB(A)")
             raise TcsNotAMovieError(
-                f"{path}: found {'an' if kind.startswith('RGB') else 'a'} {kind} TIFF, {_shape_text(shape)} "
+                f"{path}: found {'an' if kind.startswith('RGB') else 'a'} {kind} TIFF, {shape_text(shape)} "
                 f"{series.dtype.name} (axes {axes}); "
                 f"{EXPECTED}: convert it to grayscale first")
         meta = calibration.from_tiff(tif)
@@ -108,7 +108,7 @@ def _open_folder(path: Path) -> MovieSource:
         meta = calibration.from_tiff(tif)
         if series.ndim != 2 or "S" in series.axes:
             raise TcsNotAMovieError(
-                f"{files[0]}: found {_shape_text(series.shape)} {series.dtype.name} (axes {series.axes}); "
+                f"{files[0]}: found {shape_text(series.shape)} {series.dtype.name} (axes {series.axes}); "
                 "a folder input needs one 2-D grayscale frame per file")
         shape, dtype = series.shape, series.dtype
     return MovieSource(path, (len(files), *shape), dtype, lambda i: tifffile.imread(files[i]), meta)

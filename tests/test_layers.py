@@ -184,3 +184,30 @@ def test_module_size(module):
     # a module a newcomer can read in one sitting; the simulator is the one long module
     if module not in LONG_MODULES:
         assert len(MODULES[module].read_text(encoding="utf-8").splitlines()) <= 700
+
+
+#: private names another module may import: tcscodec.evaluation re-exports one helper for its tests
+PRIVATE_IMPORTS_ALLOWED = {("tcscodec.evaluation", "tcscodec.evaluation.codecs._strip_sei")}
+
+
+def test_modules_use_each_others_public_names():
+    # a name another module needs is part of its owner's interface: no leading underscore
+    bad = []
+    for module, path in MODULES.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")
+                source = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source not in MODULES:
+                continue
+            for alias in node.names:
+                name = f"{source}.{alias.name}"
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and name not in MODULES and (module, name) not in PRIVATE_IMPORTS_ALLOWED:
+                    bad.append(f"{module} imports {name}")
+    assert not bad, bad

@@ -47,8 +47,7 @@ figure (all optional: missing ones are skipped with a note).
 from __future__ import annotations
 
 from .checkpoints import CheckpointFactory, checkpoint_decoder, with_checkpoint
-from .codecs import CODECS, DEFAULT_CODECS, codec_unavailable
-from .codecs import _Mapping as _Mapping  # private: re-exported for the tests
+from .codecs import CODECS, DEFAULT_CODECS, SampleMapping, codec_unavailable
 from .codecs import _strip_sei as _strip_sei  # private: re-exported for the tests
 from .figure import save_figure, save_report
 from .metrics import ssim, ssim_map
@@ -65,6 +64,8 @@ from .run import (
 )
 from .search import CodecOutput, encode_at_bytes
 from .tv import TEMPORAL_CANDIDATES, TVFit, tune_tv, tv_denoise
+
+_Mapping = SampleMapping  # the tests know it by its former name
 
 __all__ = [
     "EvalRow",

@@ -8,10 +8,10 @@ target, JPEG XL distance, x264/x265 two-pass bitrate, AV1 CRF) that
 one stateless instance of each, by name; :func:`codec_unavailable` says why
 one cannot run here (a missing library or encoder is a skipped row, not an
 error).  Video encoders take their thread count as an argument of
-:meth:`_Codec.encode`.
+:meth:`ConventionalCodec.encode`.
 
 Frames are mapped to the codecs' integer samples by a recorded linear map
-(:class:`_Mapping`) ``code = round((x - lo) * scale)`` with ``lo``/``hi``
+(:class:`SampleMapping`) ``code = round((x - lo) * scale)`` with ``lo``/``hi``
 the movie's minimum and maximum and ``scale = (2**depth - 1) / (hi - lo)``
 (the full code range: the fairest input for codecs tuned on full-range
 content), inverted after decoding.  The bit depth is 8 when the movie is
@@ -35,14 +35,14 @@ import numpy as np
 
 from ..errors import TcsRuntimeError
 
-__all__ = ["CODECS", "DEFAULT_CODECS", "codec_unavailable"]
+__all__ = ["CODECS", "DEFAULT_CODECS", "ConventionalCodec", "SampleMapping", "codec_unavailable"]
 
 #: every codec of :data:`CODECS`, in report order
 DEFAULT_CODECS = ("jpeg", "jpeg2000", "jpegxl", "h264", "h265", "av1")
 
 
 @dataclass(frozen=True)
-class _Mapping:
+class SampleMapping:
     """Linear map of the movie onto a codec's ``depth``-bit integer samples."""
 
     lo: float
@@ -50,7 +50,7 @@ class _Mapping:
     depth: int
 
     @classmethod
-    def for_movie(cls, frames: np.ndarray, depth: int) -> _Mapping:
+    def for_movie(cls, frames: np.ndarray, depth: int) -> SampleMapping:
         lo, hi = float(frames.min()), float(frames.max())
         return cls(lo, (2**depth - 1) / (hi - lo) if hi > lo else 1.0, depth)
 
@@ -73,7 +73,7 @@ def _needed_depth(frames: np.ndarray) -> int | None:
     return 8 if float(frames.max()) - float(frames.min()) <= 255 else None
 
 
-class _Codec:
+class ConventionalCodec:
     """A conventional codec with one quality knob (subclasses fill these in).
 
     Instances hold no state: :data:`CODECS` shares one of each, and what
@@ -147,7 +147,7 @@ def _ijg_table(quality: float) -> list[int]:
     return [int(min(max((b * s + 50) // 100, 1), 255)) for b in _ijg_base()]
 
 
-class _Jpeg(_Codec):
+class _Jpeg(ConventionalCodec):
     """Baseline JPEG per frame (Pillow/libjpeg, optimised Huffman tables).
     The knob is libjpeg's quality, made continuous by scaling the IJG table
     ourselves (libjpeg rounds quality to an integer)."""
@@ -180,7 +180,7 @@ class _Jpeg(_Codec):
         return np.stack([np.asarray(Image.open(io.BytesIO(b))) for b in payload])
 
 
-class _ImagecodecsCodec(_Codec):
+class _ImagecodecsCodec(ConventionalCodec):
     """A per-frame image codec of imagecodecs: ``feature`` names its
     availability flag (``imagecodecs.JPEG2K``...) and its ``<codec>_decode``
     function; subclasses write ``encode``."""
@@ -278,7 +278,7 @@ def _strip_sei(data: bytes, hevc: bool) -> bytes:
     return b"".join(keep)
 
 
-class _Video(_Codec):
+class _Video(ConventionalCodec):
     """A video codec run by ffmpeg: raw gray frames in, an elementary stream
     out (Annex-B for H.264/H.265, low-overhead OBUs for AV1), every byte
     counted.  Default GOP (one intra frame for short movies); full-range
@@ -454,7 +454,7 @@ class _AV1(_Video):
         return a[:, : H * W].reshape(T, H, W)  # the luma plane
 
 
-CODECS: dict[str, _Codec] = {c.name: c for c in (_Jpeg(), _Jpeg2000(), _JpegXL(), _H264(), _H265(), _AV1())}
+CODECS: dict[str, ConventionalCodec] = {c.name: c for c in (_Jpeg(), _Jpeg2000(), _JpegXL(), _H264(), _H265(), _AV1())}
 
 
 def codec_unavailable(name: str) -> str | None:

@@ -36,8 +36,8 @@ from ..errors import TcsValueError
 from ..format.config import ConfigDict
 from .codecs import CODECS, DEFAULT_CODECS, codec_unavailable
 from .metrics import psnr, psnr_per_frame, ssim
-from .search import _ByteSearch
-from .tv import _torch_threads, tune_tv
+from .search import ByteSearch
+from .tv import torch_threads, tune_tv
 
 __all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "DEFAULT_DECODERS", "NAIVE", "ORACLE",
            "STILL_SUFFIX"]
@@ -334,17 +334,17 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
         say(f"  B={B:<3d} {method:<18s} skipped: {why}")
 
     tmp_ctx = tempfile.TemporaryDirectory(prefix="tcs-eval-") if workdir is None else contextlib.nullcontext(workdir)
-    with tmp_ctx as tmp, _torch_threads(threads):
+    with tmp_ctx as tmp, torch_threads(threads):
         tmp = Path(tmp)
         tmp.mkdir(parents=True, exist_ok=True)
-        searches: dict[str, _ByteSearch | str] = {}
+        searches: dict[str, ByteSearch | str] = {}
         temporal: dict[str, float] = {}  # TV temporal weight of each method, tuned at its first B
         for c in codecs:
             why = codec_unavailable(c)
             if why:
                 searches[c] = why
                 continue
-            searches[c] = _ByteSearch(CODECS[c], frames, tmp, bit_depth, threads=max(1, int(threads or 1)))
+            searches[c] = ByteSearch(CODECS[c], frames, tmp, bit_depth, threads=max(1, int(threads or 1)))
 
         for i, B in enumerate(B_list):
             B = int(B)

@@ -5,7 +5,7 @@ For each codec and B, :func:`tcscodec.evaluation.evaluate` compares the
 so that the whole movie's compressed bytes (every byte of every file or
 stream, headers included) come as close as possible to the ``.tcs`` file's
 bytes without exceeding them (within a relative tolerance when the knob
-allows); the achieved byte ratio is reported.  :class:`_ByteSearch` does one
+allows); the achieved byte ratio is reported.  :class:`ByteSearch` does one
 codec on one movie, caching every setting it encoded so the budgets of
 several B share encodes; :func:`encode_at_bytes` is the one-shot form.
 """
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import TcsRuntimeError
-from .codecs import CODECS, _Codec, _Mapping, codec_unavailable
+from .codecs import CODECS, ConventionalCodec, SampleMapping, codec_unavailable
 
-__all__ = ["CodecOutput", "encode_at_bytes"]
+__all__ = ["CodecOutput", "ByteSearch", "encode_at_bytes"]
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,21 @@ class CodecOutput:
     note: str = ""
 
 
-class _ByteSearch:
+class ByteSearch:
     """Equal-bytes search of one codec on one movie; evaluated settings are
     cached, so the searches for several budgets (B) share their encodes.
 
     ``tmp`` is a folder for the encoders' files, ``bit_depth`` forces the
-    sample depth (see :meth:`_Codec.depth_for`), ``threads`` is each
+    sample depth (see :meth:`ConventionalCodec.depth_for`), ``threads`` is each
     encode's thread count.
     """
 
-    def __init__(self, codec: _Codec, frames: np.ndarray, tmp: Path, bit_depth: int | None = None, *,
+    def __init__(self, codec: ConventionalCodec, frames: np.ndarray, tmp: Path, bit_depth: int | None = None, *,
                  threads: int = 1):
         self.codec = codec
         self.threads = max(1, int(threads or 1))
         self.depth = codec.depth_for(frames, bit_depth)
-        self.mapping = _Mapping.for_movie(frames, self.depth)
+        self.mapping = SampleMapping.for_movie(frames, self.depth)
         self.codes = self.mapping.encode(frames)
         self.shape = frames.shape
         self.tmp = tmp
@@ -182,11 +182,11 @@ def encode_at_bytes(codec: str, frames, target_bytes: int, *, bit_depth: int | N
     ``target_bytes`` bytes as the knob search finds without exceeding them,
     and decode the result (in the frames' units).  At most ``max_evals``
     encodes; stops within ``rtol`` below the target; ``threads`` encoder
-    threads.  See :class:`_ByteSearch`."""
+    threads.  See :class:`ByteSearch`."""
     why = codec_unavailable(codec)
     if why:
         raise TcsRuntimeError(f"{codec}: {why}")
     frames = np.asarray(frames)
     with tempfile.TemporaryDirectory(prefix="tcs-eval-") as tmp:
-        s = _ByteSearch(CODECS[codec], frames, Path(tmp), bit_depth, threads=threads)
+        s = ByteSearch(CODECS[codec], frames, Path(tmp), bit_depth, threads=threads)
         return s.output(int(target_bytes), max_evals=max_evals, rtol=rtol)

@@ -23,11 +23,11 @@ import numpy as np
 
 from ..errors import TcsValueError
 
-__all__ = ["tv_denoise", "tune_tv", "TVFit", "TEMPORAL_CANDIDATES"]
+__all__ = ["tv_denoise", "tune_tv", "TVFit", "TEMPORAL_CANDIDATES", "torch_threads"]
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
+def torch_threads(n: int | None):
     """torch with ``n`` CPU threads for the block (None or 0: as it is),
     the count restored after."""
     import torch
@@ -75,7 +75,7 @@ def tv_denoise(movie, weight: float, *, temporal: float = 1.0, iterations: int =
     lam, tw = float(weight), float(temporal)
     if not lam > 0 or iterations <= 0:
         return arr.copy()[0] if squeeze else arr.copy()
-    with _torch_threads(threads) as torch:
+    with torch_threads(threads) as torch:
         f = torch.from_numpy(np.ascontiguousarray(arr))
         shape = (3, *f.shape)
         p, r, pn = torch.zeros(shape), torch.zeros(shape), torch.empty(shape)
