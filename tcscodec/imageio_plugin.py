@@ -39,7 +39,7 @@ def register() -> bool:
         priority=[PLUGIN_NAME],
         name="TCS",
         description="Temporal compressive sensing EM movie (tcscodec)",
-        volume_support=True,  # type: ignore[call-arg]  # imageio >= 2.28 has it; older stubs do not
+        volume_support=True,  # type: ignore[call-arg]  # in the code, missing from its extensions.pyi
     )
     known_extensions[".tcs"] = [e for e in known_extensions.get(".tcs", []) if e.priority != [PLUGIN_NAME]] + [ext]
     return True

@@ -31,7 +31,7 @@ class ConfigDict:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (see :meth:`_to_json`)."""
-        return self._to_json(dataclasses.asdict(self))  # type: ignore[call-overload]
+        return self._to_json(dataclasses.asdict(self))  # type: ignore[call-overload]  # a dataclass mixin
 
     @classmethod
     def from_dict(cls: type[_T], d: Mapping[str, Any]) -> _T:
@@ -42,7 +42,7 @@ class ConfigDict:
         """
         if not isinstance(d, Mapping):
             raise TcsValueError(f"{cls.__name__} is read from a dict, not {type(d).__name__}")
-        fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]  # a dataclass mixin
         names = {f.name for f in fields}
         unknown = sorted(str(k) for k in d if k not in names and k not in cls.DERIVED_KEYS)
         if unknown:
