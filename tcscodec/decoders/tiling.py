@@ -194,6 +194,51 @@ class TilingOptions:
         return replace(base, **given) if given else base
 
 
+def _as_measurement(measurement):
+    """The measurement as something with ``shape``, ``dtype`` and 2-D
+    slicing (a tensor becomes numpy; a lazy view is kept as it is)."""
+    meas = measurement
+    if isinstance(meas, torch.Tensor):
+        meas = meas.detach().cpu().numpy()
+    if not (hasattr(meas, "shape") and hasattr(meas, "dtype") and hasattr(meas, "__getitem__")):
+        meas = np.asarray(meas)
+    if len(meas.shape) != 2 or 0 in meas.shape:
+        raise TcsValueError(f"measurement must be a non-empty 2-D array, got shape {tuple(meas.shape)}")
+    if np.dtype(meas.dtype).kind not in "uif":
+        raise TcsValueError(f"measurement must be real-valued, not {meas.dtype}")
+    return meas
+
+
+def _decode_batch(dec, bands, xb, tw: int, pad, shifts_t, outliers: bool) -> torch.Tensor:
+    """Decode the tiles starting at columns ``xb`` of one band: ``bands`` are
+    the band's measurement ``(th, Ww)``, masks ``(n, th, Ww)`` and context
+    ``(2, th, Ww)`` or None; ``pad`` the rows and columns a tile smaller
+    than the decoder's size multiple is padded by.  Returns ``(len(xb), n,
+    th + pad_h, tw + pad_w)``."""
+    yband_t, cband_t, xband_t = bands
+    pad_h, pad_w = pad
+    yt = torch.stack([yband_t[:, x : x + tw] for x in xb])
+    ct = torch.stack([cband_t[:, :, x : x + tw] for x in xb]).to(torch.float32)
+    xt = None if xband_t is None else torch.stack([xband_t[:, :, x : x + tw] for x in xb])
+    if pad_h or pad_w:
+        # Replicating both the measurement and the masks is a
+        # consistent (edge-extended) scene.
+        yt = torch.nn.functional.pad(yt[:, None], (0, pad_w, 0, pad_h), mode="replicate")[:, 0]
+        ct = torch.nn.functional.pad(ct, (0, pad_w, 0, pad_h), mode="replicate")
+        if xt is not None:
+            xt = torch.nn.functional.pad(xt, (0, pad_w, 0, pad_h), mode="replicate")
+    args = () if xt is None else (xt,)
+    kw = {} if shifts_t is None else {"shifts": shifts_t.expand(len(xb), *shifts_t.shape)}
+    with torch.no_grad():
+        rt = decode_apart(dec.decode, yt, ct, *args, **kw) if outliers else dec.decode(yt, ct, *args, **kw)
+    if tuple(rt.shape) != tuple(ct.shape):
+        raise TcsValueError(
+            f"decoder {getattr(dec, 'name', dec)!r} returned shape "
+            f"{tuple(rt.shape)}, expected {tuple(ct.shape)}"
+        )
+    return rt
+
+
 def decode_tiled(
     measurement,
     mask_fn: MaskFn,
@@ -310,15 +355,7 @@ def decode_tiled(
     TcsDecoderError
         If the decoder name is unknown.
     """
-    meas = measurement
-    if isinstance(meas, torch.Tensor):
-        meas = meas.detach().cpu().numpy()
-    if not (hasattr(meas, "shape") and hasattr(meas, "dtype") and hasattr(meas, "__getitem__")):
-        meas = np.asarray(meas)
-    if len(meas.shape) != 2 or 0 in meas.shape:
-        raise TcsValueError(f"measurement must be a non-empty 2-D array, got shape {tuple(meas.shape)}")
-    if np.dtype(meas.dtype).kind not in "uif":
-        raise TcsValueError(f"measurement must be real-valued, not {meas.dtype}")
+    meas = _as_measurement(measurement)
     H, W = (int(v) for v in meas.shape)
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise TcsValueError(f"n_frames must be a positive integer, got {n_frames!r}")
@@ -409,28 +446,9 @@ def decode_tiled(
 
         for b0 in range(0, len(xs), batch):
             xb = xs[b0 : b0 + batch]
-            yt = torch.stack([yband_t[:, x : x + tw] for x in xb])
-            ct = torch.stack([cband_t[:, :, x : x + tw] for x in xb]).to(torch.float32)
-            xt = None if xband_t is None else torch.stack([xband_t[:, :, x : x + tw] for x in xb])
-            if pad_h or pad_w:
-                # Replicating both the measurement and the masks is a
-                # consistent (edge-extended) scene.
-                yt = torch.nn.functional.pad(yt[:, None], (0, pad_w, 0, pad_h), mode="replicate")[:, 0]
-                ct = torch.nn.functional.pad(ct, (0, pad_w, 0, pad_h), mode="replicate")
-                if xt is not None:
-                    xt = torch.nn.functional.pad(xt, (0, pad_w, 0, pad_h), mode="replicate")
-            args = () if xt is None else (xt,)
-            kw = {} if shifts_t is None else {"shifts": shifts_t.expand(len(xb), n, 2)}
-            with torch.no_grad(), autocast:
-                if tiling.outliers:
-                    rt = decode_apart(dec.decode, yt, ct, *args, **kw)
-                else:
-                    rt = dec.decode(yt, ct, *args, **kw)
-            if tuple(rt.shape) != tuple(ct.shape):
-                raise TcsValueError(
-                    f"decoder {getattr(dec, 'name', dec)!r} returned shape "
-                    f"{tuple(rt.shape)}, expected {tuple(ct.shape)}"
-                )
+            with autocast:
+                rt = _decode_batch(dec, [yband_t, cband_t, xband_t], xb, tw, (pad_h, pad_w), shifts_t,
+                                   tiling.outliers)
             rt = rt[..., :th, :tw].float()
             for j, x in enumerate(xb):
                 wt = wy[:, None] * wxs[b0 + j][None, :]
