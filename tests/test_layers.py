@@ -18,13 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 #: package folder -> installed package name (cli/ installs as tcscodec.cli)
 PACKAGES = {ROOT / "tcscodec": "tcscodec", ROOT / "cli": "tcscodec.cli"}
 
-#: the one cycle allowed: the decoder registry imports the built-in decoders
-#: on first use (base -> _builtin -> gap_tv/learned -> base), so that
-#: ``import tcscodec.decoders`` stays cheap and plug-ins register the same way
-ALLOWED_CYCLES = [
-    {"tcscodec.decoders._builtin", "tcscodec.decoders.base", "tcscodec.decoders.gap_tv",
-     "tcscodec.decoders.learned", "tcscodec.decoders.unfold_net"},
-]
+#: the one import allowed to close a cycle: the decoder registry imports the
+#: built-in decoders on first use (base -> _builtin -> gap_tv/learned -> base),
+#: so that ``import tcscodec.decoders`` stays cheap (no torch) and plug-ins
+#: register the same way
+ALLOWED_BACK_EDGE = ("tcscodec.decoders.base", "tcscodec.decoders._builtin")
 
 
 def _module_name(path: Path) -> str:
@@ -170,7 +168,10 @@ def test_no_import_cycles():
     # edges from a module to its own package are left out
     graph = {m: {t for t in ts if not (m.startswith(t + ".") and MODULES[t].name == "__init__.py")}
              for m, ts in GRAPH.items()}
-    cycles = [sorted(c) for c in strongly_connected(graph) if c not in ALLOWED_CYCLES]
+    source, target = ALLOWED_BACK_EDGE
+    assert target in graph[source]  # the exception is still needed; drop it when it is not
+    graph[source] = graph[source] - {target}
+    cycles = [sorted(c) for c in strongly_connected(graph)]
     assert not cycles, cycles
 
 
