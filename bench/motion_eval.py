@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import tcscodec  # noqa: E402
-from quality import load_movie  # noqa: E402
-from tcscodec import evaluation as ev  # noqa: E402
+from quality import reference_movies  # noqa: E402
 
 MOVIES = "drift0,drift1,drift3,drift4,drift5,semireal,abtem,sample,sim0,sim1,sim2"
 
@@ -60,12 +59,7 @@ def main() -> None:
     print("| movie | B | oracle | " + " | ".join(label for label, _, _ in runs) + " | groups compensated |")
     print("|---|---|---|" + "---|" * len(runs) + "---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in a.movies.split(","):
-            loaded = load_movie(name, a.shared)
-            if loaded is None:
-                continue
-            frames, clean, _, scale = loaded
-            ref, _, _ = ev.reference_movie(frames, clean, scale)
+        for name, frames, ref in reference_movies(a.movies.split(","), a.shared):
             for B in (int(b) for b in a.B.split(",")):
                 path = Path(tmp) / f"{name}_B{B}.tcs"
                 tcscodec.write(path, frames, B=B, seed=0, quant_step="auto")

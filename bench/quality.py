@@ -139,6 +139,17 @@ def load_movie(name: str, shared: Path):
     raise SystemExit(f"unknown movie {name!r}; known: {', '.join(movie_names())}, simN")
 
 
+def reference_movies(names, shared: Path):
+    """``(name, frames, reference)`` of each movie whose data are present:
+    the frames and what decoded frames are compared with, as this bench
+    compares them (:func:`tcscodec.evaluation.reference_movie`)."""
+    for name in names:
+        loaded = load_movie(name, shared)
+        if loaded is not None:
+            frames, clean, _, clean_scale = loaded
+            yield name, frames, ev.reference_movie(frames, clean, clean_scale)[0]
+
+
 def _runs(info: dict) -> list[dict]:
     """The runs recorded for a movie (older files kept only the last one)."""
     if "runs" in info:

@@ -26,7 +26,7 @@ from tcscodec.metrics import psnr
 from tcscodec.writer import AUTO_FRACTION
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import load_movie, movie_names  # noqa: E402
+from quality import movie_names, reference_movies  # noqa: E402
 
 
 def main(argv=None):
@@ -49,12 +49,7 @@ def main(argv=None):
     print(f"tcscodec encode's default: auto_fraction {AUTO_FRACTION:g}\n")
     print("| movie | B | step | ratio | PSNR (dB) | vs lossless |\n|---|---:|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as d:
-        for name in a.movies.split(","):
-            loaded = load_movie(name, a.shared)
-            if loaded is None:
-                continue
-            frames, clean, _, clean_scale = loaded
-            ref = ev.reference_movie(frames, clean, clean_scale)[0]  # as bench/quality.py compares
+        for name, frames, ref in reference_movies(a.movies.split(","), a.shared):
             for B in (int(b) for b in a.B.split(",")):
                 base = None
                 for frac in [None, *fractions]:
