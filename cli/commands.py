@@ -41,7 +41,7 @@ def _parse_meta(items) -> dict:
 
 # -- encode ------------------------------------------------------------------------------------
 @click.command(context_settings=CONTEXT)
-@click.argument("input", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-B", "B", type=click.IntRange(2, 64), default=10, show_default=True,
               help="Frames per measurement (compression factor before zstd).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .tcs file [INPUT with .tcs].")
@@ -65,10 +65,12 @@ def _parse_meta(items) -> dict:
               help="User metadata (repeatable), e.g. pixel_size_A=0.5; overrides what the input file says.")
 @click.option("--signal", type=int, metavar="N",
               help="For EM files holding several image stacks: which signal to encode (rosettasciio's order).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 4096), default=1, show_default=True,
+              help="Inputs encoded at once, each in its own process (several INPUTs).")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, signal, force, quiet):
-    """Encode a movie into a .tcs file.
+def encode(inputs, B, output, seed, tile, quantize, device, codec, level, meta, signal, jobs, force, quiet):
+    """Encode movies into .tcs files (each INPUT to INPUT.tcs, or -o for one).
 
     \b
     INPUT: a multi-page TIFF, .npy, MRC, a folder of TIFFs, an HDF5 dataset
@@ -76,7 +78,44 @@ def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, s
     EMD Velox and NCEM, SER/EMI, hspy/zspy, ...; pip install 'tcscodec[em]').
     It must be a T x H x W stack of grayscale frames. Its calibration (pixel
     size, frame rate, detector, ...) is stored in the file's metadata.
+    Several INPUTs are encoded --jobs at a time; one that fails is named and
+    leaves no output, the others are still encoded (exit status 1).
     """
+    if output is not None and len(inputs) > 1:
+        raise click.UsageError("-o names one output: give one INPUT, or none and get INPUT.tcs each")
+    options = dict(B=B, output=output, seed=seed, tile=tile, quantize=quantize, device=device, codec=codec,
+                   level=level, meta=meta, signal=signal, force=force)
+    if len(inputs) == 1:
+        click.echo(_encode_one(inputs[0], quiet=quiet, **options))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    failed = []
+    # spawn, not fork: a process forked from one that runs numba's or
+    # torch's thread pools can hang or die in them
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(inputs)), mp_context=spawn) as pool:
+        futures = [(path, pool.submit(_encode_job, path, options)) for path in inputs]
+        for path, future in futures:
+            try:
+                click.echo(future.result())
+            except (TcsError, OSError, click.ClickException) as exc:
+                message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+                click.echo(f"error: {safe_text(str(path))}: {safe_text(message)}", err=True)
+                failed.append(path)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _encode_job(path: Path, options: dict) -> str:
+    """One INPUT of a many-input encode, in a worker process (no progress bar)."""
+    return _encode_one(path, quiet=True, **options)
+
+
+def _encode_one(input: Path, *, B, output, seed, tile, quantize, device, codec, level, meta, signal, force,
+                quiet) -> str:
+    """Encode one INPUT; returns the summary line."""
     from tqdm import tqdm
 
     import tcscodec
@@ -101,8 +140,8 @@ def encode(input, B, output, seed, tile, quantize, device, codec, level, meta, s
         lossy = "lossless" if w.quant_step == 1 else f"quant_step {w.quant_step:g}"
     raw = int(np.prod(movie.shape)) * movie.dtype.itemsize
     size = output.stat().st_size
-    click.echo(f"{output}: {movie.shape[0]} frames {movie.shape[1]}x{movie.shape[2]} {movie.dtype.name}, "
-               f"B={B}, {lossy}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
+    return (f"{output}: {movie.shape[0]} frames {movie.shape[1]}x{movie.shape[2]} {movie.dtype.name}, "
+            f"B={B}, {lossy}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
 
 
 def _interrupted(w, output: Path) -> None:

@@ -184,3 +184,23 @@ def test_demo_small(tmp_path):
     assert res.exit_code == 0, res.output
     assert "report: ratio" in res.output and "PSNR vs clean: gap-tv" in res.output
     assert {p.name for p in tmp_path.iterdir()} >= {"sample.tif", "sample.tcs", "decoded.tif"}
+
+
+def test_encode_many_inputs_in_parallel_names_the_one_that_fails(movie_tif, tmp_path):
+    src, frames = movie_tif
+    inputs = []
+    for k in range(3):
+        p = tmp_path / f"m{k}.npy"
+        np.save(p, frames[: 6 + 2 * k])
+        inputs.append(p)
+    bad = tmp_path / "flat.npy"
+    np.save(bad, frames[0])  # a single 2-D image is not a movie
+    res = run("encode", *inputs, bad, "-B", 5, "--jobs", 2, "-q")
+    assert res.exit_code == 1
+    assert "flat.npy" in res.output and "T x H x W" in res.output
+    assert not (tmp_path / "flat.tcs").exists()
+    for k, p in enumerate(inputs):
+        with tcscodec.open(p.with_suffix(".tcs")) as r:
+            assert r.shape == (6 + 2 * k, *frames.shape[1:])
+    res = run("encode", *inputs, "-o", tmp_path / "x.tcs")
+    assert res.exit_code == 2 and "-o names one output" in res.output
