@@ -29,7 +29,7 @@ import sys
 import numpy as np
 import pytest
 
-from tcscodec.cuda_encoder import (
+from tcscodec.cuda_launch import (
     BLOCK_SIZE,
     KERNEL_NAMES,
     MASK_WORDS_KERNEL,
