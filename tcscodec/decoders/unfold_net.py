@@ -273,8 +273,7 @@ class UnfoldNet(nn.Module):
             # masks (0 where a frame does not see) and frames, and for
             # Y / sum C (smeared by the motion) the mean of the aligned start.
             C_seen = warp.align(C, "zero")
-            cover = warp.coverage(C.shape[0], C.shape[1], C.device)
-            xbar_seen = (warp.align(x, "edge") * cover).sum(1) / cover.sum(1).clamp(min=1)
+            xbar_seen = warp.seen_mean(x)
             if ctx is not None:
                 m = warp.margin
                 ctx = F.pad(ctx, (m, m, m, m), mode="replicate")

@@ -122,8 +122,15 @@ class FrameWarp:
         # ...then, where it is blind, the mean of the frames that see.
         cov = self.coverage(N, n, x.device).to(x.dtype)
         seen = cov.sum(1, keepdim=True)
-        mean = (out * cov).sum(1, keepdim=True) / seen.clamp(min=1)
-        return torch.where((cov == 0) & (seen > 0), mean, out)
+        return torch.where((cov == 0) & (seen > 0), self.seen_mean(out, placed=True)[:, None], out)
+
+    def seen_mean(self, x: torch.Tensor, placed: bool = False) -> torch.Tensor:
+        """``(N, Hc, Wc)``: each canvas pixel's mean over the frames that see
+        it (0 where none does), of detector frames ``x`` or, with
+        ``placed``, of frames already on the canvas."""
+        z = x if placed else self.align(x, "edge")
+        cov = self.coverage(z.shape[0], z.shape[1], z.device).to(z.dtype)
+        return (z * cov).sum(1) / cov.sum(1).clamp(min=1)
 
     def unalign(self, z: torch.Tensor) -> torch.Tensor:
         """Canvas ``(N, n, Hc, Wc)`` back to the detector frames ``(N, n, h, w)``."""
