@@ -40,6 +40,7 @@ from .format.config import ConfigDict
 
 __all__ = [
     "MotionPath",
+    "worth_compensating",
     "register",
     "estimate_motion",
     "COARSE_SIGMA",
@@ -185,6 +186,14 @@ def _bin(a: np.ndarray, f: int) -> np.ndarray:
     return a[:h, :w].reshape(h // f, f, w // f, f).mean((1, 3))
 
 
+def worth_compensating(shifts: np.ndarray, min_excursion: float = MIN_EXCURSION,
+                       max_excursion: float = MAX_EXCURSION) -> bool:
+    """Whether a group whose frames sit at ``shifts`` (px from its middle)
+    is decoded in the moving frame: it moves at least ``min_excursion``
+    (less cannot gain) and at most ``max_excursion`` (more crosses the tile)."""
+    return min_excursion <= float(np.abs(shifts).max(initial=0.0)) <= max_excursion
+
+
 @dataclass(frozen=True)
 class MotionPath(ConfigDict):
     """Per-frame global displacement of a movie.
@@ -235,7 +244,7 @@ class MotionPath(ConfigDict):
         than ``min_excursion`` or more than ``max_excursion`` px from its
         middle (decode it as still)."""
         s = self.group_shifts(group)
-        return s if min_excursion <= float(np.abs(s).max(initial=0.0)) <= max_excursion else None
+        return s if worth_compensating(s, min_excursion, max_excursion) else None
 
     def summary(self) -> dict:
         """Speeds in px/frame (median and largest), total travel, and how

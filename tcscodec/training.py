@@ -224,7 +224,7 @@ def _estimated_shifts(D: np.ndarray, rng: np.random.Generator, cfg: TrainConfig)
     and per-frame jitter like an estimate's, and zero for samples a decoder
     would decode as still (:meth:`tcscodec.motion.MotionPath.compensated`).
     None when no sample is compensated."""
-    from .motion import MAX_EXCURSION, MIN_EXCURSION, MotionPath
+    from .motion import MotionPath, worth_compensating
 
     N, n, _ = D.shape
     t = np.arange(n) - (n - 1) / 2
@@ -232,7 +232,7 @@ def _estimated_shifts(D: np.ndarray, rng: np.random.Generator, cfg: TrainConfig)
     for i in range(N):
         s = MotionPath(D[i], (0,)).group_shifts(0)
         s = s + rng.normal(0, cfg.motion_error, 2) * t[:, None] + rng.normal(0, cfg.motion_error / 4, (n, 2))
-        if MIN_EXCURSION <= np.abs(s).max() <= MAX_EXCURSION:
+        if worth_compensating(s):
             out[i] = s
     return out.astype(np.float32) if out.any() else None
 
