@@ -20,6 +20,7 @@ import numpy as np
 
 from tcscodec import TcsError
 from tcscodec.format import CODECS
+from tcscodec.motion import MAX_DOSE, MIN_SPEED
 
 from .common import CONTEXT, check_output, parse_quant_step, safe_text
 
@@ -195,6 +196,10 @@ def info(file, as_json, with_motion):
         click.echo(f"motion      drift {mo['speed_median_px']:.2f} px/frame (median; max {mo['speed_max_px']:.2f}), "
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
                    f"{mo['groups']} groups")
+        dose = mo["dose"]
+        click.echo(f"dose        {dose if isinstance(dose, str) else format(dose, '.3g')} e-/px/frame "
+                   f"(from the shot noise; motion is compensated at {MIN_SPEED:g} px/frame or faster "
+                   f"and {MAX_DOSE:g} e-/px/frame or less)")
     for k, v in m["user"].items():
         click.echo(f"metadata    {safe_text(k)} = {safe_text(v)}")
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import TcsValueError
 from .format.config import ConfigDict
+from .quantize import dose_estimate
 
 __all__ = [
     "MotionPath",
@@ -47,6 +48,8 @@ __all__ = [
     "FINE_SIGMA",
     "MIN_EXCURSION",
     "MAX_EXCURSION",
+    "MIN_SPEED",
+    "MAX_DOSE",
     "MAX_SIDE",
 ]
 
@@ -66,6 +69,15 @@ MIN_EXCURSION = 0.5
 #: and the aligned canvas (the frame plus this margin on every side) would
 #: cost the decoder up to (1 + 2 * 48 / 256)^2 = 1.9x the work of a 256 tile
 MAX_EXCURSION = 48.0
+#: a group moving slower than this (px/frame, first to last frame) is
+#: decoded as still: whole-pixel alignment errs by up to half a pixel, and
+#: the still decoder already follows slow drift through the masks
+MIN_SPEED = 0.9
+#: a movie of more than this many electrons per pixel per frame (estimated
+#: from the measurements' shot noise, :func:`tcscodec.quantize.dose_estimate`)
+#: is decoded as still: at high dose the masks alone resolve each frame,
+#: and alignment's rounding costs more than it gains
+MAX_DOSE = 50.0
 #: group means are registered over a central window at most this many
 #: pixels on a side (after binning), enough for a global displacement and
 #: cheap on 4k frames
@@ -210,11 +222,16 @@ class MotionPath(ConfigDict):
         Correlation of each consecutive pair of groups' low-passed means at
         their registered shift (1 for a perfect match; empty for a single
         group).
+    dose : float or None
+        Electrons per pixel per frame estimated from the measurements' shot
+        noise (:func:`tcscodec.quantize.dose_estimate`), or None when not
+        estimated.
     """
 
     frames: np.ndarray
     group_starts: tuple[int, ...]
     confidence: tuple[float, ...] = ()
+    dose: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -239,16 +256,29 @@ class MotionPath(ConfigDict):
         return d - middle
 
     def compensated(self, group: int, min_excursion: float = MIN_EXCURSION,
-                    max_excursion: float = MAX_EXCURSION) -> np.ndarray | None:
-        """:meth:`group_shifts`, or None where the group's frames move less
-        than ``min_excursion`` or more than ``max_excursion`` px from its
-        middle (decode it as still)."""
+                    max_excursion: float = MAX_EXCURSION, min_speed: float = MIN_SPEED,
+                    max_dose: float = MAX_DOSE) -> np.ndarray | None:
+        """:meth:`group_shifts` where decoding in the moving frame pays,
+        else None (decode the group as still).
+
+        It pays where the group's frames move ``min_excursion`` to
+        ``max_excursion`` px from its middle (:func:`worth_compensating`), at
+        ``min_speed`` px/frame or faster, in a movie of at most ``max_dose``
+        electrons per pixel per frame (:attr:`dose`; not checked where
+        unknown).  Measured in bench/motion_eval.py: slower or higher-dose
+        groups decode better as still.
+        """
         s = self.group_shifts(group)
-        return s if worth_compensating(s, min_excursion, max_excursion) else None
+        if not worth_compensating(s, min_excursion, max_excursion):
+            return None
+        speed = float(np.hypot(*(s[-1] - s[0]))) / max(len(s) - 1, 1)
+        if speed < min_speed or (self.dose is not None and self.dose > max_dose):
+            return None
+        return s
 
     def summary(self) -> dict:
-        """Speeds in px/frame (median and largest), total travel, and how
-        many groups move enough to be compensated."""
+        """Speeds in px/frame (median and largest), total travel, how many
+        groups are compensated, and the estimated dose (e⁻/px/frame)."""
         speed = np.hypot(*self.velocity().T)
         moving = sum(self.compensated(g) is not None for g in range(len(self.group_starts)))
         travel = float(np.hypot(*(self.frames[-1] - self.frames[0]))) if self.n_frames else 0.0
@@ -259,24 +289,31 @@ class MotionPath(ConfigDict):
             "groups_compensated": int(moving),
             "groups": len(self.group_starts),
             "confidence_min": float(min(self.confidence)) if self.confidence else None,
+            "dose": self._dose_json(),
         }
 
     # to_dict / from_dict come from ConfigDict; these hooks give the JSON form
     def _to_json(self, d: dict) -> dict:
         return {"frames": self.frames.tolist(), "group_starts": list(self.group_starts),
-                "confidence": list(self.confidence)}
+                "confidence": list(self.confidence),
+                "dose": self._dose_json()}
+
+    def _dose_json(self) -> float | str | None:
+        """:attr:`dose` as JSON holds it: "inf" for a noise-free movie."""
+        return self.dose if self.dose is None or math.isfinite(self.dose) else "inf"
 
     @classmethod
     def _from_json(cls, d: dict) -> dict:
         return {"frames": np.asarray(d["frames"], np.float64).reshape(-1, 2),
                 "group_starts": tuple(int(v) for v in d["group_starts"]),
-                "confidence": tuple(float(v) for v in d.get("confidence", ()))}
+                "confidence": tuple(float(v) for v in d.get("confidence", ())),
+                "dose": None if d.get("dose") is None else float(d["dose"])}
 
     @classmethod
-    def still(cls, group_sizes: Sequence[int]) -> MotionPath:
+    def still(cls, group_sizes: Sequence[int], dose: float | None = None) -> MotionPath:
         """No motion."""
         starts = tuple(int(v) for v in np.cumsum([0, *group_sizes[:-1]]))
-        return cls(np.zeros((int(sum(group_sizes)), 2)), starts)
+        return cls(np.zeros((int(sum(group_sizes)), 2)), starts, (), dose)
 
 
 #: pairs of groups whose low-passed means correlate less than this at the
@@ -291,7 +328,9 @@ OUTLIER_VELOCITY = 1.0
 
 def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.ndarray],
                     group_sizes: Sequence[int], shape: tuple[int, int], *,
-                    max_side: int = MAX_SIDE) -> MotionPath:
+                    max_side: int = MAX_SIDE,
+                    measurement: Callable[[int, tuple[int, int, int, int]], tuple[np.ndarray, np.ndarray]]
+                    | None = None) -> MotionPath:
     """Estimate a movie's global motion path from its groups' ``Y / sum C``.
 
     Parameters
@@ -308,6 +347,12 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         Registration window: a central window of the frame, binned by the
         smallest factor that makes it at most ``max_side`` pixels on a side
         after binning, and at most ``4 * max_side`` before.
+    measurement : callable, optional
+        ``measurement(g, (y0, y1, x0, x1))`` returns ``(Y, sum C)`` of group
+        ``g`` over that window; with it the path records the movie's
+        :attr:`MotionPath.dose` (the median of :data:`DOSE_GROUPS` groups'
+        :func:`~tcscodec.quantize.dose_estimate` over a central window of
+        ``max_side`` pixels).
 
     Returns
     -------
@@ -318,9 +363,10 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
     if not sizes or min(sizes) < 1:
         raise TcsValueError(f"group sizes must be positive, got {sizes}")
     G = len(sizes)
-    if G < 2:
-        return MotionPath.still(sizes)
     H, W = (int(v) for v in shape)
+    dose = None if measurement is None else _movie_dose(measurement, G, (H, W), max_side)
+    if G < 2:
+        return MotionPath.still(sizes, dose)
     side = 4 * max_side
     wy, wx = min(H, side), min(W, side)
     y0, x0 = (H - wy) // 2, (W - wx) // 2
@@ -366,4 +412,18 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         p = np.where(t > centres[-1], positions[-1, k] + v1 * (t - centres[-1]), p)
         path[:, k] = p
     path -= path[0]
-    return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence))
+    return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose)
+
+
+#: the movie's dose is the median of this many groups' estimates, evenly spaced
+DOSE_GROUPS = 8
+
+
+def _movie_dose(measurement, n_groups: int, shape: tuple[int, int], side: int) -> float:
+    """Median :func:`dose_estimate` of a few groups over a central window
+    (shot noise needs no more pixels; a blank or changed group is outvoted)."""
+    H, W = shape
+    wy, wx = min(H, side), min(W, side)
+    window = ((H - wy) // 2, (H - wy) // 2 + wy, (W - wx) // 2, (W - wx) // 2 + wx)
+    groups = np.unique(np.linspace(0, n_groups - 1, min(n_groups, DOSE_GROUPS)).round().astype(int))
+    return float(np.median([dose_estimate(*measurement(int(g), window)) for g in groups]))

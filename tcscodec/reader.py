@@ -237,23 +237,29 @@ class TcsReader:
         ``region``'s): the mean of the frames each pixel measured, NaN where
         no frame of the group measured it.  Learned decoders with
         ``context`` read those of the neighbouring groups."""
+        return measured_mean(*self._measurement_and_sum(group, region)).astype(np.float32)
+
+    def _measurement_and_sum(self, group: int, region=None) -> tuple[np.ndarray, np.ndarray]:
+        """``Y`` (float64) and ``sum_b C_b`` of ``group`` over ``region``."""
         group = self._group_index(group)
         H, W = self.header.height, self.header.width
         bounds = check_region(region, H, W)
         s = mask_sum(self.header.mask_seed, self.group_frames(group), H, W, region=bounds)
-        y = np.asarray(self.measurements(group, bounds), np.float64)
-        return measured_mean(y, s).astype(np.float32)
+        return np.asarray(self.measurements(group, bounds), np.float64), s
 
     def motion(self) -> MotionPath:
         """The movie's global motion, estimated from the measurements
         (:func:`tcscodec.motion.estimate_motion`): registration of
         consecutive groups' :meth:`group_mean` over a central window of at
-        most 2048 x 2048 pixels.  Computed once per reader (it reads that
-        window of every group); a file of one group is still.  Decoders
-        that compensate motion use it with ``motion=True``."""
+        most 2048 x 2048 pixels, and the dose that the shot noise of a few
+        groups implies.  Computed once per reader (it reads that window of
+        every group); a file of one group is still.  Decoders that
+        compensate motion use it with ``motion=True``, on the groups
+        :meth:`MotionPath.compensated` selects."""
         if self._motion is None:
             sizes = [self.group_frames(g) for g in range(self.n_groups)]
-            self._motion = estimate_motion(self.group_mean, sizes, (self.header.height, self.header.width))
+            self._motion = estimate_motion(self.group_mean, sizes, (self.header.height, self.header.width),
+                                           measurement=self._measurement_and_sum)
         return self._motion
 
     def masks(self, group: int | None = None, region=None) -> np.ndarray:

@@ -222,3 +222,22 @@ def test_texture_movies_drift_at_the_configured_speed(tmp_path):
             assert lo <= _displacement(clean[0], clean[5]) <= hi, (speed, k)
     with pytest.raises(ValueError, match="texture_speed"):
         TrainConfig(texture_speed=(0.0, 1.0))
+
+
+def test_moving_groups_use_the_motion_network_and_still_ones_the_other(tmp_path):
+    still_net, motion_net = small_net(1), small_net(2)
+    both = UnfoldDecoder(net=still_net, motion_net=motion_net)
+    y = torch.rand(1, 32, 32) * 4
+    C = (torch.rand(1, 4, 32, 32) > 0.5).float()
+    shifts = torch.tensor([[[-1.5, 0.0], [-0.5, 0.0], [0.5, 0.0], [1.5, 0.0]]])
+    assert torch.equal(both.decode(y, C), UnfoldDecoder(net=still_net).decode(y, C))
+    assert torch.equal(both.decode(y, C, shifts=shifts), UnfoldDecoder(net=motion_net).decode(y, C, shifts=shifts))
+    assert not torch.equal(both.decode(y, C, shifts=shifts), UnfoldDecoder(net=still_net).decode(y, C, shifts=shifts))
+    # a fine-tune ships for moving groups only: the checkpoint decodes those, the shipped weights the rest
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": motion_net.state_dict(), "config": {"model": motion_net.config.to_dict()}, "step": 7}, path)
+    dec = UnfoldDecoder.from_checkpoint(path, moving_only=True)
+    assert dec.step == 7 and dec.net.config == UnfoldDecoder().net.config != motion_net.config
+    assert torch.equal(dec.decode(y, C, shifts=shifts), UnfoldDecoder(net=motion_net).decode(y, C, shifts=shifts))
+    one = UnfoldDecoder.from_checkpoint(path)
+    assert one.motion_net is one.net

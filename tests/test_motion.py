@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
 from tcscodec.masks import masks as spec_masks, measured_mean
-from tcscodec.motion import MIN_EXCURSION, MotionPath, estimate_motion, register
+from tcscodec.motion import MAX_DOSE, MIN_EXCURSION, MIN_SPEED, MotionPath, estimate_motion, register
 from tcscodec.simulate import texture_movie
 
 torch = pytest.importorskip("torch")
@@ -116,19 +117,49 @@ def test_estimate_motion_replaces_an_unregistrable_pair_by_the_median_velocity()
 
 
 def test_motion_path_round_trips_through_a_dict_and_measures_groups():
-    frames = np.cumsum(np.full((12, 2), 0.5), axis=0) - 0.5
+    frames = np.cumsum(np.full((12, 2), 1.0), axis=0) - 1.0
     p = MotionPath(frames, (0, 5, 10), (0.9, 0.8))
     q = MotionPath.from_dict(p.to_dict())
     assert np.array_equal(q.frames, p.frames) and q.group_starts == p.group_starts and q.confidence == p.confidence
-    assert p.group_shifts(0)[:, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
-    assert p.group_shifts(2)[:, 0].tolist() == [-0.25, 0.25]
-    assert p.compensated(2) is None and p.compensated(0) is not None  # 0.25 < MIN_EXCURSION
+    assert q.dose is None
+    assert p.group_shifts(0)[:, 0].tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    assert p.group_shifts(2)[:, 0].tolist() == [-0.5, 0.5]
+    assert p.compensated(0) is not None
+    assert p.compensated(2, min_excursion=0.6) is None  # 0.5 px from its middle
     assert MIN_EXCURSION == 0.5
     fast = MotionPath(np.cumsum(np.full((30, 2), 4.0), axis=0), (0,))
     assert fast.compensated(0) is None  # 58 px from the middle: decoded as still
     assert fast.compensated(0, max_excursion=60) is not None
     with pytest.raises(ValueError, match="out of range"):
         p.group_shifts(3)
+
+
+def test_motion_path_compensates_only_fast_groups_of_low_dose_movies():
+    slow = MotionPath(np.cumsum(np.full((10, 2), 0.5), axis=0), (0,), (), 5.0)  # 0.71 px/frame
+    assert slow.compensated(0) is None and MIN_SPEED > 0.71
+    assert slow.compensated(0, min_speed=0.7) is not None
+    frames = np.cumsum(np.full((10, 2), 1.0), axis=0)  # 1.41 px/frame
+    assert MotionPath(frames, (0,), (), None).compensated(0) is not None  # dose unknown: not checked
+    assert MotionPath(frames, (0,), (), MAX_DOSE).compensated(0) is not None
+    bright = MotionPath(frames, (0,), (), 4 * MAX_DOSE)
+    assert bright.compensated(0) is None and bright.compensated(0, max_dose=5 * MAX_DOSE) is not None
+    assert bright.summary()["dose"] == 4 * MAX_DOSE and bright.summary()["groups_compensated"] == 0
+    noiseless = MotionPath(frames, (0,), (), math.inf)
+    assert noiseless.compensated(0) is None
+    assert MotionPath.from_dict(json.loads(json.dumps(noiseless.to_dict()))).dose == math.inf
+
+
+@pytest.mark.parametrize("dose, drift", [(2.0, (0.9, -1.2)), (10.0, (0.9, -1.2)), (400.0, (0.0, 0.0))])
+def test_estimate_motion_measures_the_dose_from_the_shot_noise(dose, drift):
+    m = _movie(dose=dose, drift=drift)
+    C, ys, means, sizes = _group_means(m.frames.astype(np.float64), 10)
+    path = estimate_motion(lambda g, w: means[g][w[0]:w[1], w[2]:w[3]], sizes, m.frames.shape[1:],
+                           measurement=lambda g, w: (ys[g][w[0]:w[1], w[2]:w[3]],
+                                                     C[:sizes[g]].sum(0)[w[0]:w[1], w[2]:w[3]]))
+    if dose < MAX_DOSE:
+        assert dose / 2 < path.dose < 1.2 * dose
+    else:  # texture looks like noise at high dose: the estimate errs low, but not below the gate
+        assert MAX_DOSE < path.dose < dose
 
 
 def test_frame_warp_moves_content_exactly_and_back():

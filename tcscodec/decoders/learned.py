@@ -13,9 +13,12 @@ from ..errors import TcsValueError
 from .base import Decoder, register_decoder
 from .unfold_net import UnfoldConfig, UnfoldNet
 
-__all__ = ["UnfoldDecoder", "MODEL_NAME"]
+__all__ = ["UnfoldDecoder", "MODEL_NAME", "MOTION_MODEL_NAME"]
 
 MODEL_NAME = "tcs-unfold"
+#: weights fine-tuned with motion compensation in the loop: they decode the
+#: groups reconstructed in the moving frame; the others keep MODEL_NAME's
+MOTION_MODEL_NAME = "tcs-unfold-motion"
 
 
 @register_decoder(MODEL_NAME)
@@ -25,12 +28,20 @@ class UnfoldDecoder(Decoder):
     One model for every B (2..64; trained on 2..32) and any binary masks.
     It outputs denoised frames.  Options: ``half`` (float16 on CUDA).
 
+    Two sets of weights of one architecture ship: ``tcs-unfold`` decodes
+    still groups, and ``tcs-unfold-motion`` (where shipped; fine-tuned with
+    motion compensation in the loop) the groups decoded in the moving frame
+    (``shifts`` given).
+
     Parameters
     ----------
     device : str
         "cpu" or "cuda".
     net : UnfoldNet, optional
-        Use this network instead of the shipped weights (training, tests).
+        Use this network instead of the shipped weights (training, tests);
+        it decodes moving groups too unless ``motion_net`` is given.
+    motion_net : UnfoldNet, optional
+        The network for groups decoded in the moving frame.
     """
 
     receptive_margin = 32
@@ -40,21 +51,27 @@ class UnfoldDecoder(Decoder):
     #: the training step that checkpoint records, else None
     step: int | None = None
 
-    def __init__(self, device: str = "cpu", net: UnfoldNet | None = None, half: bool = False, **options):
+    def __init__(self, device: str = "cpu", net: UnfoldNet | None = None, half: bool = False,
+                 motion_net: UnfoldNet | None = None, **options):
         if options:
             raise TcsValueError(f"decoder {MODEL_NAME!r} takes no option(s) {', '.join(sorted(options))} "
                                 f"(only 'half'); GAP-TV's options need decoder='gap-tv'")
         super().__init__(device)
-        if net is None:
-            state, rec = weights.load_state(MODEL_NAME)
-            net = UnfoldNet(UnfoldConfig.from_dict(rec["config"]))
-            net.load_state_dict(state)
-        self.net = net.to(device).eval()
+        if motion_net is None:
+            if net is not None or not weights.available(MOTION_MODEL_NAME):
+                motion_net = net
+            else:
+                motion_net = _shipped(MOTION_MODEL_NAME)
+        self.net = (_shipped(MODEL_NAME) if net is None else net).to(device).eval()
+        self.motion_net = self.net if motion_net is None else motion_net.to(device).eval()
+        if self.motion_net.config.context != self.net.config.context:
+            raise TcsValueError("the still and the motion network must read the same context")
         self.half = half and str(device).startswith("cuda")
         self.uses_context = bool(self.net.config.context)
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "cpu", **options) -> UnfoldDecoder:
+    def from_checkpoint(cls, path, device: str = "cpu", *, moving_only: bool = False,
+                        **options) -> UnfoldDecoder:
         """The decoder with the network of a training checkpoint.
 
         ``path`` is a ``checkpoint.pt`` of ``tcscodec train`` (``{"model",
@@ -63,14 +80,16 @@ class UnfoldDecoder(Decoder):
         :class:`UnfoldConfig`).  Loaded with ``weights_only=True``: tensors
         and plain containers only, nothing in the file runs.  The decoder
         records :attr:`checkpoint` and :attr:`step`; ``device`` and
-        ``options`` as for the constructor.
+        ``options`` as for the constructor.  With ``moving_only`` the
+        checkpoint decodes only the groups decoded in the moving frame and
+        the shipped still weights the others (how a motion fine-tune ships).
         """
         ck = torch.load(Path(path), map_location="cpu", weights_only=True)
         cfg = ck.get("config", {})
         model_cfg = cfg.get("model", cfg) if isinstance(cfg, dict) else {}
         net = UnfoldNet(UnfoldConfig.from_dict(model_cfg))
         net.load_state_dict(ck["model"] if "model" in ck else ck)
-        dec = cls(device, net=net, **options)
+        dec = cls(device, motion_net=net, **options) if moving_only else cls(device, net=net, **options)
         dec.checkpoint, dec.step = str(path), ck.get("step")
         return dec
 
@@ -89,5 +108,14 @@ class UnfoldDecoder(Decoder):
         if context is not None:
             context = context.float()
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-            x = self.net(y.float(), masks.float(), context, shifts=shifts).float()
+            net = self.net if shifts is None else self.motion_net
+            x = net(y.float(), masks.float(), context, shifts=shifts).float()
         return x[..., :h, :w]
+
+
+def _shipped(name: str) -> UnfoldNet:
+    """The network of shipped weights ``name`` (SHA-256 checked)."""
+    state, rec = weights.load_state(name)
+    net = UnfoldNet(UnfoldConfig.from_dict(rec["config"]))
+    net.load_state_dict(state)
+    return net
