@@ -478,19 +478,24 @@ def _scale(y, c):
     return normalise(y, c.sum(1))
 
 
-def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra: dict | None = None) -> Path:
+def export(checkpoint, command: str, dest=None, name: str | None = None, extra: dict | None = None) -> Path:
     """Write the model of ``checkpoint`` into the weights zoo.
 
     Saves ``<name>-<sha8>.pt`` (float32 state dict) into ``dest`` (default:
     the installed :mod:`tcscodec.weights` folder, i.e. the source tree in an
     editable install) and records file, SHA-256, architecture config, the
-    training config and ``command`` in ``zoo.json``.  Weights fine-tuned
-    from the ones they replace (``init_sha256``) keep those weights' record
-    as ``parent``: the chain of commands that reproduces them.
+    training config and ``command`` in ``zoo.json``.  ``name`` defaults to
+    ``tcs-unfold-motion`` for a run trained with motion compensation in the
+    loop (``motion_prob > 0``: the weights for groups decoded in the moving
+    frame) and ``tcs-unfold`` otherwise.  Weights fine-tuned from shipped
+    ones (``init_sha256``) keep those weights' record as ``parent``: the
+    chain of commands that reproduces them.
     """
     from . import weights
 
     ck = load_checkpoint(checkpoint)
+    if name is None:
+        name = "tcs-unfold-motion" if ck["config"].get("motion_prob", 0) > 0 else "tcs-unfold"
     data = _state_bytes(ck["model"])
     digest = weights.sha256_of(data)
     dest = Path(dest) if dest else Path(weights.__file__).parent
@@ -499,13 +504,14 @@ def export(checkpoint, command: str, dest=None, name: str = "tcs-unfold", extra:
     zoo = json.loads(zoo_path.read_text()) if zoo_path.exists() else {}
     old = zoo.get(name, {}).get("file")
     (dest / fname).write_bytes(data)
-    if old and old != fname:
+    if old and old != fname and all(r.get("file") != old for k, r in zoo.items() if k != name):
         (dest / old).unlink(missing_ok=True)
     record = {"file": fname, "sha256": digest, "config": ck["config"]["model"], "steps": ck["step"],
               "train_config": ck["config"], "command": command}
-    parent = zoo.get(name, {})
-    if ck["config"].get("init_sha256") and parent.get("sha256") == ck["config"]["init_sha256"]:
-        # Fine-tuned from the weights it replaces: keep how those were made.
+    init = ck["config"].get("init_sha256")
+    parent = next((r for r in zoo.values() if init and r.get("sha256") == init), None)
+    if parent is not None:
+        # Fine-tuned from shipped weights: keep how those were made.
         record["parent"] = {k: v for k, v in parent.items() if k != "config"}
     zoo[name] = {**record, **(extra or {})}
     zoo_path.write_text(json.dumps(zoo, indent=1) + "\n")

@@ -146,6 +146,14 @@ def test_training_starts_from_pinned_weights(tmp_path):
     export(ckpt, command="fine-tune", dest=tmp_path)  # the zoo keeps how the parent weights were made
     rec = json.loads((tmp_path / "zoo.json").read_text())["tcs-unfold"]
     assert rec["command"] == "fine-tune" and rec["parent"]["sha256"] == digest and rec["parent"]["command"] == "test"
+    # a fine-tune with motion compensation in the loop ships beside the still weights, not over them
+    moving = TrainConfig(**{**base, "seed": 2, "steps": 0}, init_from=str(tmp_path / rec["file"]),
+                         init_sha256=rec["sha256"], motion_prob=0.5)
+    export(train(moving, tmp_path / "m", progress=False, log=lambda s: None), command="motion", dest=tmp_path)
+    zoo = json.loads((tmp_path / "zoo.json").read_text())
+    assert zoo["tcs-unfold"] == rec and (tmp_path / rec["file"]).is_file()
+    assert zoo["tcs-unfold-motion"]["command"] == "motion"
+    assert zoo["tcs-unfold-motion"]["parent"]["sha256"] == rec["sha256"]
     # the exporter's checkpoint gives the same state and hash as its exported file
     assert initial_state(TrainConfig(**base, init_from=str(tmp_path / "a" / "checkpoint.pt"),
                                      init_sha256=digest)).keys() == start["model"].keys()
