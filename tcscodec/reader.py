@@ -143,6 +143,15 @@ class TcsReader:
                 "dtype": self._dtype_option, "decode_options": dict(self.decode_options),
                 "motion": None if self._motion is None else self._motion.to_dict()}
 
+    def _task_state(self, options: dict | None = None) -> dict:
+        """:meth:`__getstate__` for tasks on other threads or processes,
+        with the motion path when decoding compensates it: estimated once
+        here, not by every task (it reads every group)."""
+        state = self.__getstate__()
+        if state["motion"] is None and self.n_groups > 1 and {**self.decode_options, **(options or {})}.get("motion"):
+            state["motion"] = self.motion().to_dict()
+        return state
+
     def __setstate__(self, state: dict) -> None:
         TcsReader.__init__(self, state["path"], decoder=state["decoder"], device=state["device"],
                            dtype=state["dtype"], **state["decode_options"])
@@ -459,7 +468,7 @@ class TcsReader:
         chunks = (self.B, th, tw) if chunks is None else chunks
         chunks = da.core.normalize_chunks(chunks, self.shape, dtype=self.dtype)
         return da.map_blocks(_dask_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0, 0), self.dtype),
-                             state=self.__getstate__(), name=f"tcs-{self.path.name}-{id(self):x}")
+                             state=self._task_state(), name=f"tcs-{self.path.name}-{id(self):x}")
 
     def iter_groups(self, groups=None, *, region=None, executor=None, ahead: int | None = None,
                     **options) -> Iterator[tuple[int, np.ndarray]]:
@@ -480,9 +489,7 @@ class TcsReader:
             for g in groups:
                 yield g, cast_frames(self.decode_group(g, region=region, **options), self.dtype)
             return
-        state = self.__getstate__()
-        if state["motion"] is None and self.n_groups > 1 and {**self.decode_options, **options}.get("motion"):
-            state["motion"] = self.motion().to_dict()  # estimated once, not by every worker
+        state = self._task_state(options)
         workers = getattr(executor, "_max_workers", None)
         if workers is None and hasattr(executor, "nthreads"):
             workers = sum(executor.nthreads().values())

@@ -303,3 +303,16 @@ def test_training_with_motion_runs(tmp_path):
                       model={"stages": 1, "width": 8, "blocks": 1, "factor": 2, "warm_start": 2})
     ckpt = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
     assert torch.load(ckpt, weights_only=True)["step"] == 2
+
+
+def test_to_dask_estimates_the_motion_once_and_equals_read(tmp_path):
+    pytest.importorskip("dask")
+    import tcscodec
+
+    m = _movie(drift=(1.0, -1.2), T=20, dose=10.0, size=64)
+    path = tcscodec.write(tmp_path / "drift.tcs", m.frames, B=5, seed=2, tile=(32, 32))
+    with tcscodec.open(path, decoder="gap-tv", iterations=4, motion=True, dtype=np.float32) as r:
+        x = r.to_dask()
+        assert r._motion is not None  # estimated here, and sent to every task with the file's path
+        assert r.motion().summary()["groups_compensated"] == 4
+        assert np.array_equal(x.compute(scheduler="threads"), r.read())
