@@ -177,6 +177,11 @@ def report(rows: list[ev.EvalRow], movies: dict, meta: dict, folder: Path | None
             "PSNR lead of tcs-unfold over each method minus the lead the targets ask for (dB; >= 0: met). "
             "H.265 and AV1 are required at B >= 20, at B = 10 they are the stretch goal.", "",
             ev.margin_table(rows, "tcs-unfold", TARGETS), ""]
+    if len({r.B for r in rows}) >= 2:
+        out += ["## Bjøntegaard deltas over the B measured", "",
+                "tcs-unfold's rate-distortion curve (its file bytes and PSNR at each B) against each codec's "
+                "(matched to those bytes): BD-PSNR > 0 and BD-rate < 0 favour tcs-unfold; '—' where the "
+                "PSNR ranges do not overlap.", "", ev.bd_table(rows, "tcs-unfold"), ""]
     out += ["## All rows", "", ev.markdown_table(rows)]
     return "\n".join(out)
 

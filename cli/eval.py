@@ -11,6 +11,9 @@ import click
 
 from .common import CONTEXT, parse_quant_step
 
+#: the B of ``--sweep``: a rate-distortion curve from 2 to 64 frames per measurement
+SWEEP_B = (2, 4, 8, 16, 32, 64)
+
 
 def _csv(value: str | None, what: str) -> list[str]:
     if value is None:
@@ -38,6 +41,8 @@ def _load_clean(path: Path):
 @click.command("eval", context_settings=CONTEXT)
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-B", "B_list", default="10,20,30", show_default=True, help="Frames per measurement, comma-separated.")
+@click.option("--sweep", is_flag=True,
+              help=f"The rate-distortion sweep: B = {','.join(map(str, SWEEP_B))} (replaces -B).")
 @click.option("--clean", type=click.Path(dir_okay=False, path_type=Path),
               help="Noise-free truth (.npy or .tif) to measure against [the raw frames].")
 @click.option("--decoders", default="tcs-unfold,gap-tv", show_default=True,
@@ -66,8 +71,8 @@ def _load_clean(path: Path):
               help="Threads for torch (TV, decoders) and the video encoders.")
 @click.option("--name", help="Movie name in the report [INPUT's stem].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
-def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, seed, quant_step, n_frames, no_tv,
-          tv_iterations, bit_depth, clean_scale, device, threads, name, quiet):
+def eval_(input, B_list, sweep, clean, decoders, codecs, checkpoint, out_dir, as_json, seed, quant_step, n_frames,
+          no_tv, tv_iterations, bit_depth, clean_scale, device, threads, name, quiet):
     """Measure PSNR and SSIM of TCS decoding next to JPEG, JPEG 2000, JPEG XL,
     H.264, H.265 and AV1 at the same real bytes as each .tcs file.
 
@@ -79,12 +84,17 @@ def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, 
     Y/sum(C), the static oracle (with --clean), and every codec with its
     quality searched to the .tcs file's bytes are measured, the codecs also
     followed by a TV denoiser tuned on the reference (an oracle upper bound).
+    With two B or more, the rate-distortion curves give each codec's
+    Bjøntegaard deltas against the first decoder (BD-PSNR, BD-rate) and,
+    with --out, rd.png.
     """
     import numpy as np
 
     from tcscodec import evaluation as ev
     from tcscodec.movies import open_movie
 
+    if sweep:
+        B_list = ",".join(map(str, SWEEP_B))
     try:
         Bs = [int(b) for b in B_list.split(",") if b.strip()]
     except ValueError:
@@ -133,4 +143,6 @@ def eval_(input, B_list, clean, decoders, codecs, checkpoint, out_dir, as_json, 
         click.echo(json.dumps(ev.rows_to_json(rows, **meta), indent=1))
     else:
         click.echo(ev.summary_table(rows))
+        if len(Bs) >= 2:
+            click.echo("Bjøntegaard deltas over the B swept:\n\n" + ev.bd_table(rows) + "\n")
         click.echo(ev.markdown_table(rows))

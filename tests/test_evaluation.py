@@ -207,6 +207,24 @@ def test_margin_table_gives_leads_over_required_margins_and_counts_them():
     assert ev.margin_table(rows).splitlines()[0] == "| movie | B | tcs-unfold | jpeg | h265 |"
 
 
+def test_bd_table_gives_each_codecs_bjontegaard_deltas_over_the_b_swept():
+    def row(B, method, kind, nbytes, psnr):
+        return ev.EvalRow(movie="a", B=B, method=method, kind=kind, reference="clean", psnr=psnr, ssim=0.5,
+                          nbytes=nbytes, tcs_bytes=nbytes, raw_bytes=10**6)
+
+    sizes = {10: 8000, 20: 4000, 30: 2000}
+    rows = [row(B, "tcs-unfold", "decoder", n, 30.0 - B / 10) for B, n in sizes.items()]
+    rows += [row(B, "h265", "codec", n, 30.0 - B / 10 - 1.5) for B, n in sizes.items()]  # 1.5 dB lower
+    rows += [row(B, "jpeg", "codec", n, 40.0 + B) for B, n in sizes.items()]  # PSNR falls with rate: no BD-rate
+    rows += [row(10, "av1", "codec", 8000, 31.0)]  # one point: no curve
+    lines = ev.bd_table(rows).splitlines()
+    assert lines[0] == ("| movie | B | tcs-unfold vs jpeg: BD-PSNR / BD-rate | tcs-unfold vs h265: BD-PSNR / BD-rate"
+                        " | tcs-unfold vs av1: BD-PSNR / BD-rate |")
+    cells = lines[2].split(" | ")
+    assert cells[1] == "10,20,30" and cells[2].endswith("dB / —") and cells[4] == "— |"
+    assert cells[3].startswith("+1.50 dB / -") and float(cells[3].split("/ ")[1].split(" %")[0]) < -10
+
+
 # -- the evaluation loop ---------------------------------------------------------------------------------
 
 
@@ -246,6 +264,9 @@ def test_evaluate_tiny_movie(tmp_path):
     except ImportError:
         return
     assert ev.save_figure(tmp_path / "f.png", rows, frames, clean).stat().st_size > 1000
+    paths = ev.save_report(tmp_path / "report", rows, frames, clean, title="tiny")
+    assert paths["rd"].stat().st_size > 1000
+    assert "Bjøntegaard" in paths["table"].read_text()
 
 
 def test_evaluate_without_clean_measures_against_the_raw_frames():
@@ -292,6 +313,11 @@ def test_cli_eval(tmp_path):
     assert (out / "figure.png").exists()
     res = CliRunner().invoke(main, ["eval", str(src), "-B", "4", "--codecs", "nope"])
     assert res.exit_code != 0 and "unknown codec" in res.output
+    # two B or more: the Bjøntegaard deltas and the rate-distortion plot
+    res = CliRunner().invoke(main, ["eval", str(src), "-B", "2,4", "--clean", str(truth), "--decoders", NAIVE_TEST,
+                                    "--codecs", "jpeg", "--no-tv", "--out", str(out), "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert f"{NAIVE_TEST} vs jpeg: BD-PSNR / BD-rate" in res.output and (out / "rd.png").exists()
 
 
 def test_cli_eval_quantize_auto(tmp_path):

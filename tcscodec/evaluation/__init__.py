@@ -49,9 +49,10 @@ from __future__ import annotations
 from .checkpoints import CheckpointFactory, checkpoint_decoder, with_checkpoint
 from .codecs import CODECS, DEFAULT_CODECS, SampleMapping, codec_unavailable
 from .codecs import _strip_sei as _strip_sei  # private: re-exported for the tests
-from .figure import save_figure, save_report
+from .figure import save_figure, save_rd_plot, save_report
 from .metrics import ssim, ssim_map
-from .report import TV_NOTE, margin_table, markdown_table, rows_to_json, sort_rows, summary_table
+from .rd import bd_psnr, bd_rate
+from .report import TV_NOTE, bd_table, margin_table, markdown_table, rows_to_json, sort_rows, summary_table
 from .run import (
     DEFAULT_DECODERS,
     NAIVE,
@@ -93,9 +94,13 @@ __all__ = [
     "markdown_table",
     "summary_table",
     "margin_table",
+    "bd_table",
+    "bd_psnr",
+    "bd_rate",
     "sort_rows",
     "rows_to_json",
     "TV_NOTE",
     "save_figure",
+    "save_rd_plot",
     "save_report",
 ]

@@ -2,8 +2,9 @@
 
 :func:`save_figure` draws one movie at one B: panels of one frame (clean,
 raw, the best decoder, JPEG at equal bytes) with their power spectra, and
-the PSNR of every frame for every method.  :func:`save_report` writes the
-tables, the JSON and a figure per B into a folder.  Needs matplotlib (the
+the PSNR of every frame for every method.  :func:`save_rd_plot` draws the
+rate-distortion curves over the B swept.  :func:`save_report` writes the
+tables, the JSON and the figures into a folder.  Needs matplotlib (the
 figures are skipped without it).
 """
 
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import TV_NOTE, markdown_table, rows_to_json, summary_table
+from .report import TV_NOTE, bd_table, markdown_table, rows_to_json, summary_table
 from .run import EvalRow
 
-__all__ = ["save_figure", "save_report"]
+__all__ = ["save_figure", "save_rd_plot", "save_report"]
 
 
 def _spectrum(img: np.ndarray) -> np.ndarray:
@@ -97,16 +98,61 @@ def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | N
     return path
 
 
+def save_rd_plot(path, rows: Iterable[EvalRow], *, title: str | None = None) -> Path | None:
+    """PSNR against the real compression ratio (log scale, falling to the
+    right: more bytes) for every method measured at two B or more, one
+    panel per movie.  Returns the path, or None when matplotlib is missing
+    or no method has two points."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for r in rows:
+        if not r.skipped and r.ratio and np.isfinite(r.psnr) and r.kind in ("decoder", "codec", "naive"):
+            curves.setdefault(r.movie, {}).setdefault(r.method, []).append((r.ratio, r.psnr))
+    movies = [m for m, c in curves.items() if any(len(v) >= 2 for v in c.values())]
+    if not movies:
+        return None
+    fig, axes = plt.subplots(1, len(movies), figsize=(5 * len(movies), 4), squeeze=False)
+    for ax, movie in zip(axes[0], movies, strict=True):
+        for method, pts in curves[movie].items():
+            if len(pts) >= 2:
+                pts.sort()
+                ax.plot(*zip(*pts, strict=True), "o-" if method.startswith("tcs") else ".--", label=method)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("compression ratio (raw bytes / stored bytes)")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(movie)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def save_report(out_dir, rows: Sequence[EvalRow], frames, clean=None, *, title: str | None = None,
                 meta: dict | None = None) -> dict[str, Path]:
-    """Write ``table.md`` (summary and full tables), ``results.json``
-    (:func:`rows_to_json` with ``meta``) and ``figure.png`` (largest B; and
-    ``figure_B<B>.png`` for every B) into ``out_dir``; returns the paths."""
+    """Write ``table.md`` (summary, Bjøntegaard deltas where two B or more
+    were run, and full tables), ``results.json`` (:func:`rows_to_json` with
+    ``meta``), ``figure.png`` (largest B; and ``figure_B<B>.png`` for every
+    B) and ``rd.png`` (:func:`save_rd_plot`) into ``out_dir``; returns the
+    paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"table": out / "table.md", "json": out / "results.json"}
     head = f"# {title}\n\n" if title else ""
-    paths["table"].write_text(head + summary_table(rows) + "\n" + markdown_table(rows) + "\n" + TV_NOTE + "\n")
+    bd = bd_table(rows) if len({r.B for r in rows}) >= 2 else ""
+    bd = f"\n## Bjøntegaard deltas over the B swept\n\n{bd}\n" if bd.count("\n") >= 2 else ""
+    paths["table"].write_text(head + summary_table(rows) + "\n" + bd + markdown_table(rows) + "\n" + TV_NOTE + "\n")
     paths["json"].write_text(json.dumps(rows_to_json(rows, **(meta or {})), indent=1) + "\n")
     Bs = sorted({r.B for r in rows if not r.skipped and r.kind != "reference"})
     for B in Bs:
@@ -117,5 +163,8 @@ def save_report(out_dir, rows: Sequence[EvalRow], frames, clean=None, *, title: 
         p = save_figure(out / "figure.png", rows, frames, clean, B=Bs[-1])
         if p is not None:
             paths["figure"] = p
+    p = save_rd_plot(out / "rd.png", rows, title=title)
+    if p is not None:
+        paths["rd"] = p
     return paths
 

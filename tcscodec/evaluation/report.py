@@ -2,7 +2,8 @@
 
 :func:`sort_rows` puts rows in report order; :func:`markdown_table` lists
 every row, :func:`summary_table` gives methods down and B across,
-:func:`margin_table` the learned decoder's lead over the others;
+:func:`margin_table` the learned decoder's lead over the others,
+:func:`bd_table` its Bjøntegaard deltas over the B swept;
 :func:`rows_to_json` is what ``results.json`` and ``quality.json`` hold;
 :data:`TV_NOTE` says how the baselines were made.
 """
@@ -16,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from .codecs import CODECS
+from .rd import bd_psnr, bd_rate
 from .run import EvalRow
 
-__all__ = ["sort_rows", "markdown_table", "summary_table", "margin_table", "rows_to_json", "TV_NOTE"]
+__all__ = ["sort_rows", "markdown_table", "summary_table", "margin_table", "bd_table", "rows_to_json", "TV_NOTE"]
 
 
 _KIND_ORDER = {"reference": 0, "decoder": 1, "decoder+tv": 1, "naive": 2, "oracle": 3, "codec": 4, "codec+tv": 4}
@@ -136,6 +138,48 @@ def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
         out.append(f"| {movie} | {B} | {own:.2f} | " + " | ".join(line) + " |")
     out.append("| **met** | | | " + " | ".join(f"{sum(v >= 0 for v in x)} / {len(x)}" for x in leads.values()) + " |")
     out.append("| **median** | | | " + " | ".join(f"{np.median(x):+.2f}" if x else "—" for x in leads.values()) + " |")
+    return "\n".join(out)
+
+
+def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Iterable[str] | None = None) -> str:
+    """Bjøntegaard deltas of ``decoder`` (default: the first decoder in
+    ``rows``) against each method of ``against`` (default: every codec in
+    ``rows``, as decoded).
+
+    Each method's points over the B of a movie (its stored bytes, its PSNR)
+    make its rate-distortion curve (:mod:`.rd`).  A cell gives BD-PSNR (dB,
+    > 0: the decoder is better at equal bytes) and BD-rate (%, < 0: the
+    decoder needs fewer bytes for equal PSNR; "—" where the PSNR ranges do
+    not overlap).  A movie or method with fewer than two points is "—".
+    """
+    rows = [r for r in rows if not r.skipped and math.isfinite(r.psnr) and r.nbytes]
+    if decoder is None:
+        decoder = next((r.method for r in rows if r.kind == "decoder"), "tcs-unfold")
+    if against is None:
+        order = {m: i for i, m in enumerate(CODECS)}
+        against = sorted({r.method for r in rows if r.kind == "codec"}, key=lambda m: order.get(m, len(order)))
+    against = [m for m in against if any(r.method == m for r in rows)]
+    out = ["| movie | B | " + " | ".join(f"{decoder} vs {m}: BD-PSNR / BD-rate" for m in against) + " |",
+           "|---|---|" + "---:|" * len(against)]
+
+    def curve(movie, method):
+        pts = sorted((r.nbytes, r.psnr) for r in rows if r.movie == movie and r.method == method)
+        return [b for b, _ in pts], [p for _, p in pts]
+
+    for movie in dict.fromkeys(r.movie for r in rows):
+        own = curve(movie, decoder)
+        if len(own[0]) < 2:
+            continue
+        cells = []
+        for m in against:
+            other = curve(movie, m)
+            if len(other[0]) < 2:
+                cells.append("—")
+                continue
+            rate = bd_rate(*other, *own)
+            cells.append(f"{_fmt(bd_psnr(*other, *own), '+.2f')} dB / " + ("—" if math.isnan(rate) else f"{rate:+.0f} %"))
+        Bs = sorted({r.B for r in rows if r.movie == movie and r.method == decoder})
+        out.append(f"| {movie} | {','.join(map(str, Bs))} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

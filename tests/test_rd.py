@@ -1,0 +1,61 @@
+"""Bjøntegaard deltas between rate-distortion curves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tcscodec.evaluation.rd import _integral, bd_psnr, bd_rate, rd_curve
+
+RATES = [1000.0, 2000.0, 4000.0, 8000.0]
+PSNRS = [24.0, 27.5, 30.2, 32.0]
+
+
+def test_a_curve_against_itself_has_no_delta():
+    assert bd_psnr(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-12)
+    assert bd_rate(RATES, PSNRS, RATES, PSNRS) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_curve_one_db_higher_gains_one_db_and_fewer_bytes():
+    assert bd_psnr(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]) == pytest.approx(1.0, abs=1e-12)
+    assert bd_rate(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]) < -10
+
+
+def test_the_same_quality_at_80_percent_of_the_bytes_is_minus_20_percent():
+    assert bd_rate(RATES, PSNRS, [0.8 * r for r in RATES], PSNRS) == pytest.approx(-20.0, abs=1e-9)
+    assert bd_rate([0.8 * r for r in RATES], PSNRS, RATES, PSNRS) == pytest.approx(25.0, abs=1e-9)
+    # a higher curve at equal rate is the same curve moved to fewer bytes: both deltas agree in sign
+    assert bd_psnr(RATES, PSNRS, [0.8 * r for r in RATES], PSNRS) > 0
+
+
+def test_points_in_any_order_and_two_points_make_a_line():
+    order = [2, 0, 3, 1]
+    assert bd_psnr(RATES, PSNRS, [RATES[i] for i in order], [PSNRS[i] + 0.5 for i in order]) == pytest.approx(0.5)
+    # two points: straight lines in log-rate, so the mean gap is the gap at the middle
+    a = bd_psnr([1e3, 1e4], [20.0, 30.0], [1e3, 1e4], [22.0, 30.0])
+    assert a == pytest.approx(1.0, abs=1e-12)
+
+
+def test_the_integral_matches_scipys_pchip():
+    interpolate = pytest.importorskip("scipy.interpolate")
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 4, 7):
+        x = np.sort(rng.uniform(0, 5, n)) + np.arange(n) * 0.1
+        y = rng.uniform(0, 10, n)  # not monotone: the extremum rules matter
+        lo, hi = x[0] + 0.3 * (x[1] - x[0]), x[-1] - 0.2 * (x[-1] - x[-2])
+        ref = interpolate.PchipInterpolator(x, y).integrate(lo, hi)
+        assert _integral(x, y, lo, hi) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+def test_curves_that_do_not_overlap_have_no_delta_and_bad_curves_are_refused():
+    assert math.isnan(bd_psnr([1e3, 2e3], [20, 25], [4e3, 8e3], [26, 30]))  # rates apart
+    assert math.isnan(bd_rate(RATES, PSNRS, RATES, [p + 20 for p in PSNRS]))  # PSNRs apart
+    assert math.isnan(bd_rate(RATES, [24, 27, 26, 30], RATES, PSNRS))  # PSNR not monotone in rate
+    with pytest.raises(ValueError, match="two points"):
+        bd_psnr(RATES, PSNRS, [1e3, 2e3], [20, float("nan")])
+    with pytest.raises(ValueError, match="positive"):
+        rd_curve([0.0, 1.0], [20, 21])
+    with pytest.raises(ValueError, match="one length"):
+        rd_curve([1.0, 2.0], [20.0])
