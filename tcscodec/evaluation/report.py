@@ -177,7 +177,8 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
                 cells.append("—")
                 continue
             rate = bd_rate(*other, *own)
-            cells.append(f"{_fmt(bd_psnr(*other, *own), '+.2f')} dB / " + ("—" if math.isnan(rate) else f"{rate:+.0f} %"))
+            rate_cell = "—" if math.isnan(rate) else f"{rate:+.0f} %"
+            cells.append(f"{_fmt(bd_psnr(*other, *own), '+.2f')} dB / {rate_cell}")
         Bs = sorted({r.B for r in rows if r.movie == movie and r.method == decoder})
         out.append(f"| {movie} | {','.join(map(str, Bs))} | " + " | ".join(cells) + " |")
     return "\n".join(out)
