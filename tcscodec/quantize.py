@@ -13,7 +13,8 @@ import numpy as np
 
 from .errors import TcsValueError
 
-__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "temporal_gain", "cast_frames"]
+__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "spatial_gain", "temporal_gain",
+           "cast_frames"]
 
 
 def stored_dtype(measurement_dtype, quant_step: float) -> np.dtype:
@@ -46,7 +47,7 @@ def dequantize(q: np.ndarray, quant_step: float) -> np.ndarray:
     return q.astype(np.float64) * quant_step
 
 
-def _spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
+def spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
     """Detector gain (variance per unit of signal) from one measurement.
 
     ``xbar = Y / sum C`` has shot-noise variance ``g * xbar / sum C``; the
@@ -92,14 +93,14 @@ def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
 
     Shot noise of ``Y = sum_b C_b X_b`` has variance ``g * Y`` for a detector
     gain of ``g`` units per electron; returns ``sqrt(g * median(Y))``.  The
-    gain is estimated from ``y`` itself (:func:`_spatial_gain`) and, when
+    gain is estimated from ``y`` itself (:func:`spatial_gain`) and, when
     two consecutive raw ``frames`` of the group are given, also from their
     difference (:func:`temporal_gain`).  Both estimates can only be raised
     by texture or motion, so the smaller one is used: the spatial one alone
     overestimates the noise of sharp lattice images by up to 1.7x.
     """
     y = np.asarray(y, np.float64)
-    gain = _spatial_gain(y, np.asarray(csum, np.float64))
+    gain = spatial_gain(y, np.asarray(csum, np.float64))
     if frames is not None:
         gain = min(gain, temporal_gain(*frames))
     if gain <= 0:

@@ -1,0 +1,266 @@
+"""Where groups end: fixed lengths, listed lengths, or the streaming decision
+of ``B="auto"`` (format version 2, groups of variable length).
+
+A **group policy** sees each frame before it is encoded and says whether it
+starts a new group::
+
+    policy.starts_group(frame, in_group) -> bool
+
+``in_group`` is the number of frames already in the current group (0 when
+the frame starts one anyway: the first frame, or after a group of
+``max_B``).  :class:`~tcscodec.writer.TcsWriter` asks its policy for every
+frame and ends the encoder's group (:meth:`CpuEncoder.end_group
+<tcscodec.encoder.CpuEncoder.end_group>`) when it says so.
+
+:class:`ListedGroups` ends groups at given lengths.  :class:`AutoGroups`
+decides from the frames, in one pass and in bounded memory
+(:class:`AutoGroupsConfig` holds its settings):
+
+* every frame is summed over ``bin x bin`` bins (8 x 8 by default: one
+  addition per pixel, :func:`tcscodec.cpu_kernels.binned_sum`); the
+  decision keeps three binned frames (the group's reference, the previous
+  frame, the current one), ``3 / bin^2`` of a frame in float64;
+* the shot noise is Poisson: a pixel of mean ``mu`` (in the input's units)
+  has variance ``g * mu`` for a detector gain ``g``.  ``g`` is the smaller
+  of a spatial estimate of the first frame (:func:`tcscodec.quantize.spatial_gain`,
+  which texture can only raise) and the median of the per-pair estimates of
+  the last 16 pairs of consecutive frames (``E[(a - b)^2] = 2 g mu / P``
+  for bins of ``P`` pixels, which motion can only raise);
+* **cut**: a frame whose bins differ from the previous frame's by more than
+  ``cut`` times the *pixel* shot-noise std in the median bin (a new scene,
+  a jump of the stage, the beam blanked or back) always starts a group,
+  whatever ``min_B``;
+* **change**: otherwise the group closes before the first frame (at least
+  ``min_B`` into the group) whose change since the group's start exceeds
+  ``tolerance``: the rms over bins of the difference to the reference (the
+  mean of the group's first ``ref_frames`` frames), both scaled to the same
+  total intensity (beam-current flicker is no change), in units of the
+  pixel shot-noise std, after removing the noise's own share.  Smaller
+  tolerances make shorter groups (better on motion, larger files).
+
+Only the frames' coarse (binned) content is seen: motion of structure
+finer than the bins (lattice fringes in a uniform crystal) is not.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .cpu_kernels import binned_sum
+from .errors import TcsValueError
+from .format.config import ConfigDict
+from .measurement import MAX_B, check_B
+from .quantize import spatial_gain
+
+__all__ = ["GroupPolicy", "ListedGroups", "AutoGroupsConfig", "AutoGroups", "AUTO_MIN_B", "AUTO_MAX_B"]
+
+#: ``B="auto"``'s default shortest and longest groups
+AUTO_MIN_B = 4
+AUTO_MAX_B = 64
+#: per-pair gain estimates kept (their median is the temporal estimate)
+_GAIN_PAIRS = 16
+#: median of a chi-square variable of one degree of freedom
+_CHI2_MEDIAN = 0.4549364231195724
+#: side of the central crop of the first frame the spatial gain is estimated on
+_SPATIAL_CROP = 256
+#: a bin's squared change counts at most this many times its noise variance
+#: (hot pixels and single bright bins do not close a group on their own)
+_CLIP = 400.0
+
+
+class GroupPolicy(Protocol):
+    """Decides, frame by frame, where groups start."""
+
+    max_B: int
+
+    def starts_group(self, frame: np.ndarray, in_group: int) -> bool:
+        """True when ``frame`` starts a new group although the current one
+        holds ``in_group`` (``>= 1``) frames; called for every frame."""
+        ...
+
+
+class ListedGroups:
+    """Groups of the listed lengths, then groups of ``B``.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Lengths of the first groups, each ``1..B``.
+    B : int
+        The longest group, and the length of the groups after the listed ones.
+    """
+
+    def __init__(self, lengths: Sequence[int], B: int):
+        self.max_B = check_B(B)
+        self.lengths = [int(n) for n in lengths]
+        bad = [n for n in self.lengths if not 1 <= n <= self.max_B]
+        if bad:
+            raise TcsValueError(f"group lengths must be in 1..B={self.max_B}, got {bad[0]}")
+        self._group = -1
+
+    def starts_group(self, frame, in_group: int) -> bool:
+        if in_group == 0:
+            self._group += 1
+            return False
+        n = self.lengths[self._group] if self._group < len(self.lengths) else self.max_B
+        if in_group >= n:
+            self._group += 1
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class AutoGroupsConfig(ConfigDict):
+    """Settings of :class:`AutoGroups` (``B="auto"``).
+
+    Attributes
+    ----------
+    min_B, max_B : int
+        Shortest group the change rule makes (a cut makes shorter ones) and
+        longest group, ``1 <= min_B <= max_B``, ``2 <= max_B <= 64``.
+    tolerance : float
+        Change since the group's start, as the rms of the binned difference
+        in units of the pixel shot-noise std, that closes the group (the
+        one quality knob: smaller is shorter groups, better quality on
+        motion, larger files).
+    cut : float
+        A frame whose median bin differs from the previous frame's by more
+        than ``cut`` pixel noise stds starts a group.
+    bin : int
+        Side of the bins the frames are summed over (a frame smaller than
+        4 bins a side uses smaller bins).
+    ref_frames : int
+        Frames averaged into the group's reference.
+    """
+
+    min_B: int = AUTO_MIN_B
+    max_B: int = AUTO_MAX_B
+    tolerance: float = 0.5
+    cut: float = 1.0
+    bin: int = 8
+    ref_frames: int = 2
+
+    def __post_init__(self):
+        check_B(self.max_B)
+        if isinstance(self.min_B, bool) or not isinstance(self.min_B, (int, np.integer)) \
+                or not 1 <= self.min_B <= self.max_B:
+            raise TcsValueError(f"min_B must be an integer in 1..max_B={self.max_B}, got {self.min_B!r}")
+        for name in ("tolerance", "cut"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+                raise TcsValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.bin, (int, np.integer)) and 1 <= self.bin <= 256):
+            raise TcsValueError(f"bin must be in 1..256, got {self.bin!r}")
+        if not (isinstance(self.ref_frames, (int, np.integer)) and 1 <= self.ref_frames <= MAX_B):
+            raise TcsValueError(f"ref_frames must be in 1..{MAX_B}, got {self.ref_frames!r}")
+
+
+class AutoGroups:
+    """The streaming decision of ``B="auto"`` (module docstring).
+
+    Parameters
+    ----------
+    config : AutoGroupsConfig, optional
+        Its settings (defaults: groups of 4 to 64 frames, tolerance 0.5).
+
+    Attributes
+    ----------
+    gain : float
+        The current shot-noise gain estimate (variance per unit of signal).
+    decisions : list of str
+        Why each group after the first started: ``"cut"``, ``"change"`` or
+        ``"max_B"`` (the group before it was full).
+    """
+
+    def __init__(self, config: AutoGroupsConfig | None = None):
+        self.config = config or AutoGroupsConfig()
+        self.max_B = self.config.max_B
+        self.gain = 0.0
+        self.decisions: list[str] = []
+        self._s = 0
+        self._cur: np.ndarray | None = None
+        self._prev: np.ndarray | None = None
+        self._ref: np.ndarray | None = None
+        self._ref_n = 0
+        self._spatial = np.inf
+        self._pairs: deque[float] = deque(maxlen=_GAIN_PAIRS)
+        self._started = False
+
+    def _setup(self, frame: np.ndarray) -> None:
+        H, W = frame.shape
+        s = max(1, min(self.config.bin, H // 4, W // 4))
+        self._s = s
+        self._cur = np.zeros((H // s, W // s))
+        self._prev = np.empty_like(self._cur)
+        self._ref = np.empty_like(self._cur)
+        y0, x0 = max(0, (H - _SPATIAL_CROP) // 2), max(0, (W - _SPATIAL_CROP) // 2)
+        crop = np.asarray(frame[y0:y0 + _SPATIAL_CROP, x0:x0 + _SPATIAL_CROP], np.float64)
+        g = spatial_gain(crop, np.ones_like(crop))
+        self._spatial = g if g > 0 else np.inf
+
+    def starts_group(self, frame, in_group: int) -> bool:
+        frame = np.asarray(frame)
+        if self._cur is None:
+            self._setup(frame)
+        assert self._cur is not None and self._prev is not None and self._ref is not None
+        P = self._s * self._s
+        m = binned_sum(frame, self._s, self._cur)
+        m /= P  # bin means
+        start = False
+        if self._started:
+            diff2 = np.square(m - self._prev)
+            mu = np.maximum(0.5 * (m + self._prev), 1e-12 + 1e-6 * float(np.mean(np.abs(m))))
+            pair = float(np.median(diff2 / mu)) * P / (2 * _CHI2_MEDIAN)
+            # the cut rule, in pixel noise stds: before this pair enters the gain
+            g = self._current_gain(pair)
+            var_px = g * np.maximum(mu, g)  # at least one electron's worth
+            if float(np.median(diff2 / var_px)) > self.config.cut ** 2:
+                start = in_group > 0
+                if start:
+                    self.decisions.append("cut")
+            else:
+                self._pairs.append(pair)
+                g = self._current_gain(None)
+                if in_group >= self.config.min_B and self._ref_n and self._changed(m, g, P):
+                    start = True
+                    self.decisions.append("change")
+        if in_group == 0 and self._started:
+            self.decisions.append("max_B")
+        self._started = True
+        if start or in_group == 0:
+            self._ref[...] = m
+            self._ref_n = 1
+        elif self._ref_n < self.config.ref_frames:
+            self._ref *= self._ref_n / (self._ref_n + 1)
+            self._ref += m / (self._ref_n + 1)
+            self._ref_n += 1
+        self._prev, self._cur = m, self._prev
+        return start
+
+    def _current_gain(self, pair: float | None) -> float:
+        """min(spatial, median of the recent pair estimates [and ``pair``])."""
+        pairs = list(self._pairs) + ([pair] if pair is not None else [])
+        temporal = float(np.median(pairs)) if pairs else np.inf
+        g = min(self._spatial, temporal)
+        self.gain = g if np.isfinite(g) and g > 0 else 1.0
+        return self.gain
+
+    def _changed(self, m: np.ndarray, g: float, P: int) -> bool:
+        """The change rule: rms change since the group's start, scaled to
+        the reference's total intensity, over ``tolerance`` pixel noise stds."""
+        assert self._ref is not None
+        ref = self._ref
+        total = float(m.sum())
+        scaled = m * (float(ref.sum()) / total) if total > 0 else m
+        mu = np.maximum(ref, g)
+        # noise variance of (scaled - ref) for a bin: g mu / P (1 + 1/ref_n)
+        z2 = np.square(scaled - ref) * (P / (g * (1 + 1 / self._ref_n))) / mu
+        excess = float(np.mean(np.minimum(z2, _CLIP))) - 1.0  # in bin-noise variances
+        # bin-noise variance = pixel-noise variance / P
+        return excess > P * self.config.tolerance ** 2
+
