@@ -68,6 +68,8 @@ _GAIN_PAIRS = 16
 _CHI2_MEDIAN = 0.4549364231195724
 #: side of the central crop of the first frame the spatial gain is estimated on
 _SPATIAL_CROP = 256
+#: the noise model fits an offset (read noise, dark level) only with this many bins
+_FIT_BINS = 1024
 #: a bin's squared change counts at most this many times its noise variance
 #: (hot pixels and single bright bins do not close a group on their own)
 _CLIP = 400.0
@@ -166,7 +168,7 @@ class AutoGroups:
     Parameters
     ----------
     config : AutoGroupsConfig, optional
-        Its settings (defaults: groups of 4 to 64 frames, tolerance 0.5).
+        Its settings (defaults: groups of 4 to 64 frames, tolerance 1).
 
     Attributes
     ----------
@@ -183,84 +185,124 @@ class AutoGroups:
         self.gain = 0.0
         self.decisions: list[str] = []
         self._s = 0
-        self._cur: np.ndarray | None = None
-        self._prev: np.ndarray | None = None
-        self._ref: np.ndarray | None = None
+        self._bins: np.ndarray | None = None  # the current frame's bin means
+        self._prev: np.ndarray | None = None  # the previous frame's
+        self._ref: np.ndarray | None = None  # the group's reference, on the sample grid
+        self._ref_bins: np.ndarray | None = None  # and its bin means (its noise variance)
         self._ref_n = 0
         self._spatial = np.inf
-        self._pairs: deque[float] = deque(maxlen=_GAIN_PAIRS)
+        self._pairs: deque[tuple[float, float]] = deque(maxlen=_GAIN_PAIRS)
         self._started = False
 
     def _setup(self, frame: np.ndarray) -> None:
         H, W = frame.shape
-        s = max(1, min(self.config.bin, H // 4, W // 4))
-        self._s = s
-        self._cur = np.zeros((H // s, W // s))
-        self._prev = np.empty_like(self._cur)
-        self._ref = np.empty_like(self._cur)
+        self._s = max(1, min(self.config.bin, H // 4, W // 4))
+        self._bins = np.zeros((H // self._s, W // self._s))
+        self._prev = np.empty_like(self._bins)
         y0, x0 = max(0, (H - _SPATIAL_CROP) // 2), max(0, (W - _SPATIAL_CROP) // 2)
         crop = np.asarray(frame[y0:y0 + _SPATIAL_CROP, x0:x0 + _SPATIAL_CROP], np.float64)
         g = spatial_gain(crop, np.ones_like(crop))
         self._spatial = g if g > 0 else np.inf
 
+    def _samples(self, frame: np.ndarray) -> np.ndarray:
+        """The sample grid: the centre pixel of every bin, as float32."""
+        assert self._bins is not None
+        s, h = self._s, self._s // 2
+        hb, wb = self._bins.shape
+        return np.asarray(frame[h:hb * s:s, h:wb * s:s], np.float32)
+
     def starts_group(self, frame, in_group: int) -> bool:
         frame = np.asarray(frame)
-        if self._cur is None:
+        if self._bins is None:
             self._setup(frame)
-        assert self._cur is not None and self._prev is not None and self._ref is not None
+        assert self._bins is not None and self._prev is not None
         P = self._s * self._s
-        m = binned_sum(frame, self._s, self._cur)
+        m = binned_sum(frame, self._s, self._bins)
         m /= P  # bin means
+        x = self._samples(frame)
         start = False
         if self._started:
             diff2 = np.square(m - self._prev)
-            mu = np.maximum(0.5 * (m + self._prev), 1e-12 + 1e-6 * float(np.mean(np.abs(m))))
-            pair = float(np.median(diff2 / mu)) * P / (2 * _CHI2_MEDIAN)
-            # the cut rule, in pixel noise stds: before this pair enters the gain
-            g = self._current_gain(pair)
-            var_px = g * np.maximum(mu, g)  # at least one electron's worth
-            if float(np.median(diff2 / var_px)) > self.config.cut ** 2:
+            mu = 0.5 * (m + self._prev)
+            pair = self._pair_noise(mu, diff2 * (P / 2))
+            # the cut rule, in pixel noise stds, before this pair enters the noise model
+            a, g = self._noise(pair)
+            if float(np.median(diff2 / self._variance(mu, a, g))) > self.config.cut ** 2:
                 start = in_group > 0
                 if start:
                     self.decisions.append("cut")
             else:
                 self._pairs.append(pair)
-                g = self._current_gain(None)
-                if in_group >= self.config.min_B and self._ref_n and self._changed(m, g, P):
+                a, g = self._noise(None)
+                if in_group >= self.config.min_B and self._ref_n and self._changed(x, m, a, g):
                     start = True
                     self.decisions.append("change")
         if in_group == 0 and self._started:
             self.decisions.append("max_B")
         self._started = True
-        if start or in_group == 0:
-            self._ref[...] = m
+        if start or in_group == 0 or self._ref is None or self._ref_bins is None:
+            self._ref, self._ref_bins = x, m.astype(np.float32)
             self._ref_n = 1
         elif self._ref_n < self.config.ref_frames:
-            self._ref *= self._ref_n / (self._ref_n + 1)
-            self._ref += m / (self._ref_n + 1)
+            k = self._ref_n
+            self._ref = (self._ref * k + x) / (k + 1)
+            self._ref_bins = (self._ref_bins * k + m) / (k + 1)
             self._ref_n += 1
-        self._prev, self._cur = m, self._prev
+        self._prev, self._bins = m, self._prev
         return start
 
-    def _current_gain(self, pair: float | None) -> float:
-        """min(spatial, median of the recent pair estimates [and ``pair``])."""
+    @staticmethod
+    def _pair_noise(mu: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+        """``(a, g)`` of the pixel noise variance ``a + g * mu`` (read noise
+        and offset, shot noise) from one pair of frames: ``v`` is each bin's
+        squared difference scaled to one pixel's variance (a chi-square
+        variable of one degree of freedom), fitted robustly over the four
+        quartiles of the bins' means where they span a wide range (STEM,
+        dark and bright regions), else ``a = 0`` (Poisson)."""
+        poisson = (0.0, float(np.median(v / np.maximum(mu, 1e-12))) / _CHI2_MEDIAN)
+        order = np.argsort(mu, axis=None)
+        parts = [p for p in np.array_split(order, 4) if p.size]
+        mq = np.array([float(np.median(mu.flat[p])) for p in parts])
+        vq = np.array([float(np.median(v.flat[p])) / _CHI2_MEDIAN for p in parts])
+        if mu.size < _FIT_BINS or float(mq[-1] - mq[0]) <= 0.5 * max(float(np.mean(np.abs(mq))), 1e-12):
+            return poisson  # too few bins, or too narrow a range of means to tell an offset from the gain
+        g, a = np.polyfit(mq, vq, 1)
+        if g <= 0 or a < 0:
+            return poisson
+        return float(a), float(g)
+
+    def _noise(self, pair: tuple[float, float] | None) -> tuple[float, float]:
+        """The medians of ``a`` and ``g`` over the recent pairs [and ``pair``];
+        before there is any, the spatial gain estimate of the first frame."""
         pairs = list(self._pairs) + ([pair] if pair is not None else [])
-        temporal = float(np.median(pairs)) if pairs else np.inf
-        g = min(self._spatial, temporal)
-        self.gain = g if np.isfinite(g) and g > 0 else 1.0
-        return self.gain
+        if not pairs:
+            g = self._spatial if np.isfinite(self._spatial) else 1.0
+            self.gain = g
+            return 0.0, g
+        a = float(np.median([p[0] for p in pairs]))
+        g = float(np.median([p[1] for p in pairs]))
+        self.gain = g
+        return a, g
 
-    def _changed(self, m: np.ndarray, g: float, P: int) -> bool:
-        """The change rule: rms change since the group's start, scaled to
-        the reference's total intensity, over ``tolerance`` pixel noise stds."""
-        assert self._ref is not None
-        ref = self._ref
-        total = float(m.sum())
-        scaled = m * (float(ref.sum()) / total) if total > 0 else m
-        mu = np.maximum(ref, g)
-        # noise variance of (scaled - ref) for a bin: g mu / P (1 + 1/ref_n)
-        z2 = np.square(scaled - ref) * (P / (g * (1 + 1 / self._ref_n))) / mu
-        excess = float(np.mean(np.minimum(z2, _CLIP))) - 1.0  # in bin-noise variances
-        # bin-noise variance = pixel-noise variance / P
-        return excess > P * self.config.tolerance ** 2
+    @staticmethod
+    def _variance(mu: np.ndarray, a: float, g: float) -> np.ndarray:
+        """Pixel noise variance ``a + g * mu``, at least what one electron gives."""
+        var = a + g * np.maximum(mu, 0.0)
+        floor = max(g * g, 1e-3 * float(np.mean(var)) if var.size else 0.0, 1e-12)
+        return np.maximum(var, floor)
 
+    def _changed(self, x: np.ndarray, m: np.ndarray, a: float, g: float) -> bool:
+        """The change rule: rms change of the sample grid since the group's
+        start, scaled to the reference's total intensity, over
+        ``tolerance`` pixel noise stds (after the noise's own share)."""
+        assert self._ref is not None and self._ref_bins is not None
+        ref, mu = self._ref, self._ref_bins
+        total = float(m.sum())  # this frame's bin means
+        scaled = x * (float(mu.sum()) / total) if total > 0 else x
+        # noise variance of (scaled - ref) for a pixel: var(mu) (1 + 1/ref_n), with
+        # mu its bin's mean in the reference (the pixels' own values are too noisy)
+        z2 = np.square(scaled - ref) / ((1 + 1 / self._ref_n) * self._variance(mu, a, g))
+        excess = float(np.mean(np.minimum(z2, _CLIP))) - 1.0
+        # the noise's own excess has std sqrt(2 / samples): a margin of 4 of
+        # them keeps small frames (few samples) from closing groups on noise
+        return excess > self.config.tolerance ** 2 + 4.0 * np.sqrt(2.0 / z2.size)

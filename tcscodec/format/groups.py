@@ -45,13 +45,13 @@ class GroupLayout:
     ----------
     B : int
         The largest group length (the header's ``B``).
-    variable : bool
+    is_variable : bool
         True for a version 2 layout (a group table).
     """
 
     def __init__(self, B: int, n_frames: int, lengths: np.ndarray | None = None):
         self.B = int(B)
-        self.variable = lengths is not None
+        self.is_variable = lengths is not None
         self._lengths = None if lengths is None else np.asarray(lengths, np.uint8)
         self._starts: np.ndarray | None = None
         if self._lengths is not None:
@@ -117,7 +117,7 @@ class GroupLayout:
         return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
     def __repr__(self) -> str:
-        kind = "variable" if self.variable else "fixed"
+        kind = "variable" if self.is_variable else "fixed"
         return f"<GroupLayout {kind} B={self.B} {self.n_groups} groups {self.n_frames} frames>"
 
 
