@@ -17,6 +17,9 @@ Movies (all with a clean ground truth):
   gain is fitted, see ``tcscodec.evaluation``);
 * ``semireal``: ../shared/data/semireal/semireal_MoS2_ADF_64x256 (a real
   ADF-STEM image moved along a drift path, ~1 count/px);
+* ``event_jump``, ``event_growth``, ``event_rotation``, ``event_sinter``
+  (:data:`EVENT_MOVIES`, by name only): 48 frames still, a 10-frame burst,
+  still again (``tcscodec.simulate.event_movie``, seeds 30000 + k);
 * ``drift0`` ... ``drift5``: drift-dominated movies (:data:`DRIFT_MOVIES`),
   simulated HRTEM and STEM drifting 0.5 to 3 px/frame, and real micrographs
   of ../shared/data/real moved 1 to 6 px/frame (60 x 256^2; the drift's
@@ -77,6 +80,10 @@ DRIFT_MOVIES = {
     "drift4": ("SrTiO3_STEM_TitanCubed_1024_uint16.npy", 20_004, 20.0, "uint16", 2.0),
     "drift5": ("MoS2_Se_ADF_STEM_60kV_1024_uint32.npy", 20_005, 2.0, "uint16", 1.0),
 }
+#: event movies (still, a burst, still again; tcscodec.simulate.event_movie):
+#: name -> (kind, seed); selectable with --movies, not in the default run
+EVENT_MOVIES = {f"event_{kind}": (kind, 30_000 + i)
+                for i, kind in enumerate(("jump", "growth", "rotation", "sinter"))}
 #: The learned decoder's targets (issue 5): its PSNR lead over each method, in dB.
 TARGETS = {"jpeg": 3.0, "Y/sum(C)": 1.5, "gap-tv": 3.0, "h265": 0.0, "av1": 0.0}
 
@@ -126,6 +133,15 @@ def load_movie(name: str, shared: Path):
         m = texture_movie(np.load(path), 60, rng, dose, shape=(256, 256), drift_px=drift,
                           drift_jitter_px=0.05 * speed, dtype=dtype)
         return m.frames, m.clean, f"{kind} moved {speed:g} px/frame, dose {dose:g}, {dtype}", None
+    if name in EVENT_MOVIES:
+        from tcscodec.simulate import event_movie
+
+        kind, seed = EVENT_MOVIES[name]
+        m = event_movie(kind, shape=(256, 256), n_frames=48, burst=10, seed=seed)
+        start, end = m.meta["burst"]
+        what = (f"event_movie({kind!r}, seed={seed}): {m.config.mode}, dose {m.config.dose:.3g}, "
+                f"{m.config.dtype}, burst frames {start}-{end - 1}")
+        return m.frames, m.clean, what, None
     if name == "sample":
         m = sample_movie((256, 256), 60, seed=0)
         return m.frames, m.clean, "sample_movie((256, 256), 60, seed=0): HRTEM, dose 50", None
@@ -136,7 +152,8 @@ def load_movie(name: str, shared: Path):
         what = (f"random_config(default_rng({10_000 + k}), (256, 256), 60): {cfg.mode} {cfg.scene} "
                 f"{cfg.lattice}, dose {cfg.dose:.3g}, {cfg.dtype}")
         return m.frames, m.clean, what, None  # the simulator's clean is in the frames' units
-    raise SystemExit(f"unknown movie {name!r}; known: {', '.join(movie_names())}, simN")
+    raise SystemExit(f"unknown movie {name!r}; known: {', '.join(movie_names())}, simN, "
+                     f"{', '.join(EVENT_MOVIES)}")
 
 
 def reference_movies(names, shared: Path):
@@ -209,7 +226,7 @@ def main(argv=None):
     ap.add_argument("--report-only", action="store_true", help="rebuild quality.md from quality.json and exit")
     a = ap.parse_args(argv)
     if a.list:
-        print("\n".join(movie_names()))
+        print("\n".join(movie_names() + list(EVENT_MOVIES)))
         return
     store = a.out / "quality.json"
     if a.report_only:

@@ -22,7 +22,7 @@ from tcscodec import TcsError
 from tcscodec.format import CODECS
 from tcscodec.motion import MAX_DOSE, MIN_SPEED
 
-from .common import CONTEXT, check_output, parse_quant_step, safe_text
+from .common import CONTEXT, GroupSize, check_output, parse_quant_step, safe_text
 
 __all__ = ["encode", "info", "decode", "decoders", "verify", "recover"]
 
@@ -43,8 +43,15 @@ def _parse_meta(items) -> dict:
 # -- encode ------------------------------------------------------------------------------------
 @click.command(context_settings=CONTEXT)
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-B", "B", type=click.IntRange(2, 64), default=10, show_default=True,
-              help="Frames per measurement (compression factor before zstd).")
+@click.option("-B", "B", type=GroupSize(), default="10", show_default=True,
+              help="Frames per measurement (compression factor before zstd), or 'auto': groups of "
+                   "--min-B to --max-B frames, each ended where the scene changes (a cut always ends one).")
+@click.option("--min-B", "min_B", type=click.IntRange(1, 64),
+              help="-B auto: the shortest group a gradual change makes [4].")
+@click.option("--max-B", "max_B", type=click.IntRange(2, 64), help="-B auto: the longest group [64].")
+@click.option("--auto-tolerance", type=click.FloatRange(0, min_open=True),
+              help="-B auto: the change since a group's start, in shot-noise stds, that ends it [0.5]; "
+                   "smaller: shorter groups, better on motion, larger files.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .tcs file [INPUT with .tcs].")
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), help="Mask seed [random, recorded in the file].")
 @click.option("--tile", type=click.IntRange(16, 65535), default=512, show_default=True,
@@ -70,7 +77,8 @@ def _parse_meta(items) -> dict:
               help="Inputs encoded at once, each in its own process (several INPUTs).")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(inputs, B, output, seed, tile, quantize, device, codec, level, meta, signal, jobs, force, quiet):
+def encode(inputs, B, min_B, max_B, auto_tolerance, output, seed, tile, quantize, device, codec, level, meta,
+           signal, jobs, force, quiet):
     """Encode movies into .tcs files (each INPUT to INPUT.tcs, or -o for one).
 
     \b
@@ -84,7 +92,13 @@ def encode(inputs, B, output, seed, tile, quantize, device, codec, level, meta, 
     """
     if output is not None and len(inputs) > 1:
         raise click.UsageError("-o names one output: give one INPUT, or none and get INPUT.tcs each")
-    options = dict(B=B, output=output, seed=seed, tile=tile, quantize=quantize, device=device, codec=codec,
+    auto = {k: v for k, v in (("min_B", min_B), ("max_B", max_B), ("auto_tolerance", auto_tolerance))
+            if v is not None}
+    if auto and B != "auto":
+        raise click.UsageError("--min-B, --max-B and --auto-tolerance go with -B auto")
+    if device != "cpu" and B == "auto":
+        raise click.UsageError("-B auto encodes on the CPU only (the CUDA encoder makes groups of one length)")
+    options = dict(B=B, auto=auto, output=output, seed=seed, tile=tile, quantize=quantize, device=device, codec=codec,
                    level=level, meta=meta, signal=signal, force=force)
     if len(inputs) == 1:
         click.echo(_encode_one(inputs[0], quiet=quiet, **options))
@@ -114,7 +128,7 @@ def _encode_job(path: Path, options: dict) -> str:
     return _encode_one(path, quiet=True, **options)
 
 
-def _encode_one(input: Path, *, B, output, seed, tile, quantize, device, codec, level, meta, signal, force,
+def _encode_one(input: Path, *, B, auto, output, seed, tile, quantize, device, codec, level, meta, signal, force,
                 quiet) -> str:
     """Encode one INPUT; returns the summary line."""
     from tqdm import tqdm
@@ -130,7 +144,7 @@ def _encode_one(input: Path, *, B, output, seed, tile, quantize, device, codec, 
         metadata = {**movie.metadata, "source": movie.name, **user_meta}
         t0 = time.perf_counter()
         w = tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
-                          quant_step=step, device=device, codec=codec, level=level)
+                          quant_step=step, device=device, codec=codec, level=level, **auto)
         try:
             with w:
                 for frame in tqdm(movie, total=len(movie), unit="frame", desc="encode", disable=quiet):
@@ -141,8 +155,14 @@ def _encode_one(input: Path, *, B, output, seed, tile, quantize, device, codec, 
         lossy = "lossless" if w.quant_step == 1 else f"quant_step {w.quant_step:g}"
     raw = int(np.prod(movie.shape)) * movie.dtype.itemsize
     size = output.stat().st_size
+    groups = f"B={B}"
+    if B == "auto":
+        with tcscodec.open(output) as r:
+            lengths = r.group_lengths()
+        groups = (f"B=auto: {len(lengths)} groups of {int(lengths.min())}..{int(lengths.max())} frames "
+                  f"(mean {lengths.mean():.1f})")
     return (f"{output}: {movie.shape[0]} frames {movie.shape[1]}x{movie.shape[2]} {movie.dtype.name}, "
-            f"B={B}, {lossy}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
+            f"{groups}, {lossy}, {size:,} bytes, ratio {raw / size:.1f}x, {movie.shape[0] / dt:.1f} frames/s")
 
 
 def _interrupted(w, output: Path) -> None:
@@ -176,6 +196,7 @@ def info(file, as_json, with_motion):
         raw = T * H * W * r.input_dtype.itemsize
         rows, cols = r.header.grid
         m.update(file=str(file), file_bytes=size, raw_bytes=raw, groups=r.n_groups,
+                 group_lengths=r._container.layout.histogram(),
                  tile_grid=[rows, cols], ratio=raw / size if size else 0.0,
                  bits_per_pixel=8 * size / (T * H * W) if T else 0.0)
         if with_motion:
@@ -186,8 +207,10 @@ def info(file, as_json, with_motion):
     click.echo(f"file        {safe_text(file)}  ({size:,} bytes, format {m['version']}"
                f"{'' if m['complete'] else ', INCOMPLETE: recovered groups only'})")
     click.echo(f"movie       {T} frames x {H} x {W}  {m['dtype']}  ({raw:,} bytes raw)")
-    click.echo(f"encoding    B={m['B']}  {r.n_groups} groups  measurement {m['stored_dtype']}"
+    B = f"B<={m['B']} (variable groups)" if m["variable_groups"] else f"B={m['B']}"
+    click.echo(f"encoding    {B}  {r.n_groups} groups  measurement {m['stored_dtype']}"
                f"  quant_step {m['quant_step']:g}  codec {m['codec']}")
+    click.echo("groups      " + _histogram(m["group_lengths"]))
     click.echo(f"masks       {m['mask_generator']}  seed {m['mask_seed']}")
     click.echo(f"tiles       {m['tile'][0]}x{m['tile'][1]}  grid {rows}x{cols}")
     click.echo(f"ratio       {m['ratio']:.2f}x real (raw bytes / file bytes), {m['bits_per_pixel']:.3f} bits/pixel")
@@ -285,7 +308,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
         wanted = _parse_frames(frames, r.n_frames)
         if not wanted:
             raise click.ClickException("no frames selected")
-        damaged = _damaged_groups(r, sorted({i // r.B for i in wanted}))
+        damaged = _damaged_groups(r, sorted({r.locate(i)[0] for i in wanted}))
         if damaged and not skip_damaged:
             g, problems = next(iter(damaged.items()))
             raise click.ClickException(safe_text(f"{problems[0]} (damaged group(s) {_groups(damaged)}; "
@@ -304,12 +327,12 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
                         bar.update(1)
                         yield f
                     return
-                groups = sorted({i // r.B for i in wanted})
+                groups = sorted({r.locate(i)[0] for i in wanted})
                 todo = list(wanted)
                 for g, block in r.iter_groups(groups, region=reg, executor=executor):
-                    while todo and todo[0] // r.B == g:
+                    while todo and r.locate(todo[0])[0] == g:
                         bar.update(1)
-                        yield block[todo.pop(0) - g * r.B]
+                        yield block[r.locate(todo.pop(0))[1]]
 
             write_movie(output, produce(), (len(wanted), y1 - y0, x1 - x0), out_dtype,
                         metadata=r.metadata()["user"], frame_step=_frame_step(wanted))
@@ -318,7 +341,7 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
     if damaged:
         fill = "NaN" if out_dtype.kind == "f" else "0"
         click.echo(safe_text(f"warning: damaged group(s) {_groups(damaged)} written as {fill} "
-                         f"(frames {_groups(damaged, r.B)}): " + "; ".join(p[0] for p in damaged.values())),
+                         f"(frames {_groups(damaged, r)}): " + "; ".join(p[0] for p in damaged.values())),
                    err=True)
 
 
@@ -333,11 +356,26 @@ def _damaged_groups(r, groups) -> dict:
     return out
 
 
-def _groups(groups, B: int | None = None, most: int = 8) -> str:
-    """"3, 7, 9" (or, with B, their frames "30-39, 70-79"), the first ``most``."""
+def _groups(groups, reader=None, most: int = 8) -> str:
+    """"3, 7, 9" (or, with the reader, their frames "30-39, 70-79"), the first ``most``."""
     gs = sorted(groups)
-    items = [str(g) if B is None else f"{g * B}-{g * B + B - 1}" for g in gs[:most]]
+    items = [str(g) if reader is None else
+             f"{reader.group_start(g)}-{reader.group_start(g) + reader.group_frames(g) - 1}" for g in gs[:most]]
     return ", ".join(items) + (f" and {len(gs) - most} more" if len(gs) > most else "")
+
+
+def _histogram(counts: dict, most: int = 12) -> str:
+    """Group lengths as "64 x 12, 7 x 1, 3 x 2" (length x groups, the most
+    common first, at most ``most``)."""
+    if not counts:
+        return "none"
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], -kv[0]))
+    text = ", ".join(f"{n} frames x {c}" for n, c in items[:most])
+    if len(items) > most:
+        text += f", and {len(items) - most} other lengths"
+    total = sum(counts.values())
+    mean = sum(n * c for n, c in counts.items()) / total
+    return f"{text}  (mean {mean:.1f} frames)"
 
 
 def _frame_step(wanted: list[int]) -> int | None:

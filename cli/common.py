@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["CONTEXT", "safe_text", "check_output", "parse_quant_step"]
+__all__ = ["CONTEXT", "safe_text", "check_output", "parse_quant_step", "GroupSize"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -47,3 +47,20 @@ def parse_quant_step(value: str):
     if not step > 0:
         raise click.BadParameter("must be > 0", param_hint="--quantize")
     return step
+
+
+class GroupSize(click.ParamType):
+    """``-B``: frames per group, an integer in 2..64, or ``auto``."""
+
+    name = "2..64|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            B = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither an integer in 2..64 nor 'auto'", param, ctx)
+        if not 2 <= B <= 64:
+            self.fail(f"{B} is not in 2..64 (or 'auto')", param, ctx)
+        return B

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["masked_accumulate", "set_threads"]
+__all__ = ["masked_accumulate", "binned_sum", "set_threads"]
 
 numba: Any
 try:
@@ -53,6 +53,38 @@ if numba is not None:
                 x0 = full * 64
                 for i in range(W - x0):
                     a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+
+
+if numba is not None:
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _binned_sum(out, frame, s):
+        hb, wb = out.shape
+        for j in numba.prange(hb):
+            row = out[j]
+            for i in range(wb):
+                row[i] = 0.0
+            for y in range(j * s, (j + 1) * s):
+                f = frame[y]
+                for i in range(wb):
+                    x0 = i * s
+                    t = 0.0
+                    for x in range(x0, x0 + s):
+                        t += f[x]
+                    row[i] += t
+
+
+def binned_sum(frame: np.ndarray, s: int, out: np.ndarray) -> np.ndarray:
+    """Sums of ``frame`` over ``s`` x ``s`` bins, into ``out`` (float64,
+    ``(H // s, W // s)``; the ragged right and bottom edges are left out):
+    one pass over the frame, one addition per pixel.  Returns ``out``."""
+    hb, wb = out.shape
+    if numba is None or frame.dtype.kind not in "uif":  # pragma: no cover
+        part = np.asarray(frame[:hb * s, :wb * s], np.float64)
+        out[...] = part.reshape(hb, s, wb * s).sum(axis=1).reshape(hb, wb, s).sum(axis=2)
+        return out
+    _binned_sum(out, np.ascontiguousarray(frame), s)
+    return out
 
 
 def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> None:

@@ -10,6 +10,8 @@ at run time by NVRTC through ``cupy.RawModule``.
 CuPy is imported lazily, only when a CUDA encoder is made, so ``import
 tcscodec`` never needs it.  Without CuPy, or without a CUDA device,
 :class:`CudaEncoder` raises :class:`~tcscodec.errors.TcsDeviceError`.
+Limitation: groups of one length B only; ``B="auto"`` and variable groups
+(format 2.0) are refused with :class:`~tcscodec.errors.TcsValueError`.
 
 Contract of push and drain
 --------------------------

@@ -44,8 +44,11 @@ class CpuEncoder:
         its record coding on the other cores).
 
     Push frames with :meth:`push`; it returns a :class:`Measurement` each time
-    a group completes.  :meth:`drain` ends the stream and returns the short
-    last group, if any, in a list (the same call ends a CUDA stream).
+    a group completes.  :meth:`end_group` ends the group early (groups of
+    variable length, format version 2: a group of ``n < B`` frames uses the
+    masks ``C_0 .. C_{n-1}``).  :meth:`drain` ends the stream and returns
+    the short last group, if any, in a list (the same call ends a CUDA
+    stream).
     Each push is one compiled pass over the frame
     (:func:`tcscodec.cpu_kernels.masked_accumulate`).
     """
@@ -62,28 +65,42 @@ class CpuEncoder:
         self._acc = np.zeros(self.shape, self.mdtype)
         self.threads = max(1, int(threads))
         self.frames_pushed = 0
+        self._group = 0  # index of the group being summed
+        self._b = 0  # frames of it summed so far
         self._finished = False
 
     @property
     def group(self) -> int:
         """Index of the group the next frame belongs to."""
-        return self.frames_pushed // self.B
+        return self._group
+
+    @property
+    def in_group(self) -> int:
+        """Frames of the current group pushed so far (0 right after a group ended)."""
+        return self._b
 
     def push(self, frame) -> Measurement | None:
         """Add one frame; return the group's measurement when it completes."""
         if self._finished:
             raise TcsValueError("the stream was drained; make a new encoder")
         frame = check_frame(frame, self.shape, self.dtype, self.frames_pushed)
-        b = self.frames_pushed % self.B
         before = set_threads(self.threads)
         try:
-            masked_accumulate(self._acc, frame, self._words[b])
+            masked_accumulate(self._acc, frame, self._words[self._b])
         finally:
             set_threads(before)
         self.frames_pushed += 1
-        if b == self.B - 1:
-            return self._emit(self.B)
+        self._b += 1
+        if self._b == self.B:
+            return self._emit()
         return None
+
+    def end_group(self) -> Measurement | None:
+        """End the current group now: its measurement (of the
+        :attr:`in_group` frames pushed into it), or None when it has none."""
+        if self._finished:
+            raise TcsValueError("the stream was drained; make a new encoder")
+        return self._emit() if self._b else None
 
     def drain(self) -> list[Measurement]:
         """End the stream: every measurement not yet returned (the short last
@@ -92,14 +109,15 @@ class CpuEncoder:
         A second call returns ``[]``; pushes after it raise."""
         if self._finished:
             return []
+        last = [self._emit()] if self._b else []
         self._finished = True
-        n = self.frames_pushed % self.B
-        return [self._emit(n)] if n else []
+        return last
 
-    def _emit(self, n: int) -> Measurement:
-        group = (self.frames_pushed - 1) // self.B
-        out = Measurement(group, n, self._acc.copy())
+    def _emit(self) -> Measurement:
+        out = Measurement(self._group, self._b, self._acc.copy())
         self._acc.fill(0)
+        self._group += 1
+        self._b = 0
         return out
 
 

@@ -52,6 +52,9 @@ def measurement_dtype(dtype) -> np.dtype:
 
 def check_B(B) -> int:
     """Validate the group size B (2..64) and return it as an int."""
+    if isinstance(B, str) and B == "auto":
+        raise TcsValueError("B='auto' (groups of variable length) is a writer option on the CPU "
+                            "(TcsWriter, tcscodec.write); an encoder takes an integer B")
     if isinstance(B, bool) or not isinstance(B, (int, np.integer)):
         raise TcsValueError(f"B must be an integer, not {type(B).__name__}")
     if not MIN_B <= int(B) <= MAX_B:
@@ -84,8 +87,9 @@ def check_frame(frame, shape, dtype, index=None) -> np.ndarray:
 class Measurement:
     """One group's measurement: ``Y = sum_{b < n_frames} C_b * X_b``.
 
-    ``group`` is the group index (frames ``group*B .. group*B+n_frames-1``);
-    ``n_frames`` is B except for a short last group.
+    ``group`` is the group index (with groups of B, frames
+    ``group*B .. group*B+n_frames-1``); ``n_frames`` is B except for a
+    short last group, or for any group ended early (variable groups).
     """
 
     group: int

@@ -38,7 +38,7 @@ def contrast_limits(reader, group: int | None = None) -> list[float]:
     """``[min, max]`` of one decoded group (the middle one by default,
     where napari's slider starts)."""
     g = reader.n_groups // 2 if group is None else group
-    t0 = g * reader.B
+    t0 = reader.group_start(g)
     frames = reader[t0:t0 + reader.group_frames(g)]
     lo, hi = float(np.min(frames)), float(np.max(frames))
     return [lo, hi if hi > lo else lo + 1.0]

@@ -13,8 +13,8 @@ import numpy as np
 
 from .errors import TcsValueError
 
-__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "temporal_gain", "dose_estimate",
-           "cast_frames"]
+__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "spatial_gain", "temporal_gain",
+           "dose_estimate", "cast_frames"]
 
 
 def stored_dtype(measurement_dtype, quant_step: float) -> np.dtype:
@@ -47,7 +47,7 @@ def dequantize(q: np.ndarray, quant_step: float) -> np.ndarray:
     return q.astype(np.float64) * quant_step
 
 
-def _spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
+def spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
     """Detector gain (variance per unit of signal) from one measurement.
 
     ``xbar = Y / sum C`` has shot-noise variance ``g * xbar / sum C``; the
@@ -72,7 +72,7 @@ def dose_estimate(y: np.ndarray, csum: np.ndarray) -> float:
     """Electrons per pixel per frame that measurement ``y`` implies.
 
     Shot noise ties a detector's units to electrons: with ``g`` units per
-    electron (:func:`_spatial_gain`), a mean frame ``Y / sum C`` of ``m``
+    electron (:func:`spatial_gain`), a mean frame ``Y / sum C`` of ``m``
     units holds ``m / g`` electrons per pixel.  The figure is Poisson-
     equivalent (what a counting detector would have recorded) and errs low:
     texture and motion within the group raise the gain estimate (by up to
@@ -81,7 +81,7 @@ def dose_estimate(y: np.ndarray, csum: np.ndarray) -> float:
     """
     y = np.asarray(y, np.float64)
     csum = np.asarray(csum, np.float64)
-    gain = _spatial_gain(y, csum)
+    gain = spatial_gain(y, csum)
     if gain <= 0:
         return float("inf")
     return float(np.mean(y / np.maximum(csum, 1))) / gain
@@ -112,14 +112,14 @@ def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
 
     Shot noise of ``Y = sum_b C_b X_b`` has variance ``g * Y`` for a detector
     gain of ``g`` units per electron; returns ``sqrt(g * median(Y))``.  The
-    gain is estimated from ``y`` itself (:func:`_spatial_gain`) and, when
+    gain is estimated from ``y`` itself (:func:`spatial_gain`) and, when
     two consecutive raw ``frames`` of the group are given, also from their
     difference (:func:`temporal_gain`).  Both estimates can only be raised
     by texture or motion, so the smaller one is used: the spatial one alone
     overestimates the noise of sharp lattice images by up to 1.7x.
     """
     y = np.asarray(y, np.float64)
-    gain = _spatial_gain(y, np.asarray(csum, np.float64))
+    gain = spatial_gain(y, np.asarray(csum, np.float64))
     if frames is not None:
         gain = min(gain, temporal_gain(*frames))
     if gain <= 0:

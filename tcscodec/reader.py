@@ -178,7 +178,29 @@ class TcsReader:
 
     @property
     def B(self) -> int:
+        """Frames per group; with :attr:`variable_groups` the most a group holds."""
         return self.header.B
+
+    @property
+    def variable_groups(self) -> bool:
+        """True for a file whose groups have variable lengths (format version 2)."""
+        return self.header.variable_groups
+
+    def group_lengths(self) -> np.ndarray:
+        """Every group's number of frames (int64, ``n_groups`` long)."""
+        return self._container.layout.lengths()
+
+    def group_start(self, group: int) -> int:
+        """The first frame of ``group``."""
+        return self._container.group_start(self._group_index(group))
+
+    def locate(self, frame: int) -> tuple[int, int]:
+        """``(group, position in the group)`` of ``frame`` (negative counts
+        from the end): where the frame is measured."""
+        i = int(frame)
+        if i < 0:
+            i += self.n_frames
+        return self._container.locate(i)
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -198,7 +220,8 @@ class TcsReader:
         return self._container.indexed
 
     def group_frames(self, group: int) -> int:
-        """Number of frames in ``group`` (B except for a short last group)."""
+        """Number of frames in ``group`` (B except for a short last group,
+        or any length up to B with :attr:`variable_groups`)."""
         return self._container.group_frames(group)
 
     def properties(self, index=None) -> TcsProperties:
@@ -220,6 +243,7 @@ class TcsReader:
         return {
             "shape": self.shape,
             "B": h.B,
+            "variable_groups": h.variable_groups,
             "dtype": h.dtype,
             "stored_dtype": h.stored_dtype,
             "mask_seed": h.mask_seed,
@@ -275,7 +299,8 @@ class TcsReader:
         """The masks C_b as 0/1 uint8, shape (B, H, W) (or the region's).
 
         The same B masks serve every group; with ``group`` given, only the
-        masks of that group's frames are returned (fewer for a short last group).
+        masks of that group's frames are returned: the first ``n`` of them
+        for a group of ``n`` frames (a short last group, or variable groups).
         """
         n = self.B if group is None else self.group_frames(self._group_index(group))
         H, W = self.header.height, self.header.width
@@ -391,7 +416,8 @@ class TcsReader:
             i += self.n_frames
         if not 0 <= i < self.n_frames:
             raise IndexError(f"{self.path}: frame {index} out of range 0..{self.n_frames - 1}")
-        return cast_frames(self._group_frames_cached(i // self.B, region, **options)[i % self.B], self.dtype).copy()
+        g, b = self._container.locate(i)
+        return cast_frames(self._group_frames_cached(g, region, **options)[b], self.dtype).copy()
 
     def iter(self, *, region=None, **options) -> Iterator[np.ndarray]:
         """Yield decoded frames (H x W, :attr:`dtype`) one by one, group by group."""
@@ -399,7 +425,8 @@ class TcsReader:
 
     def _frames(self, frames, region, **options):
         for i in frames:
-            yield cast_frames(self._group_frames_cached(i // self.B, region, **options)[i % self.B], self.dtype)
+            g, b = self._container.locate(i)
+            yield cast_frames(self._group_frames_cached(g, region, **options)[b], self.dtype)
 
     # -- array protocol ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -454,7 +481,8 @@ class TcsReader:
         """The decoded movie as a lazy dask array (needs ``dask``).
 
         ``chunks`` (dask's forms; default: one group of frames by one
-        record tile of the file) sets the tasks.  Each task opens the file
+        record tile of the file, each group's own length with variable
+        groups) sets the tasks.  Each task opens the file
         by path in its own thread or process (the reader pickles as its path
         and options) and decodes its window exactly as :meth:`read` does,
         so ``to_dask(...).compute()`` equals ``read()`` with the threaded,
@@ -465,7 +493,8 @@ class TcsReader:
         except ImportError as exc:
             raise TcsDependencyError("to_dask needs dask: pip install 'tcscodec[dask]'") from exc
         th, tw = self.header.tile
-        chunks = (self.B, th, tw) if chunks is None else chunks
+        if chunks is None:
+            chunks = (tuple(int(n) for n in self.group_lengths()) if self.variable_groups else self.B, th, tw)
         chunks = da.core.normalize_chunks(chunks, self.shape, dtype=self.dtype)
         return da.map_blocks(_dask_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0, 0), self.dtype),
                              state=self._task_state(), name=f"tcs-{self.path.name}-{id(self):x}")
@@ -521,7 +550,8 @@ class TcsReader:
 
     def __repr__(self) -> str:
         T, H, W = self.shape
-        return f"<TcsReader {str(self.path)!r} {T}x{H}x{W} {self.header.dtype} B={self.B}>"
+        B = f"B<={self.B}" if self.variable_groups else f"B={self.B}"
+        return f"<TcsReader {str(self.path)!r} {T}x{H}x{W} {self.header.dtype} {B}>"
 
 
 #: one reader per (thread, file state): dask tasks reuse it across chunks,

@@ -88,6 +88,8 @@ __all__ = [
     "simulate_movie",
     "random_config",
     "sample_movie",
+    "event_movie",
+    "EVENT_KINDS",
     "texture_movie",
     "electron_wavelength",
     "scherzer_defocus",
@@ -923,6 +925,24 @@ def _quantise(x: np.ndarray, dtype: str, info_max: float) -> np.ndarray:
     return np.clip(np.rint(x), 0, info_max).astype(dtype)
 
 
+def _detect(expected: np.ndarray, cfg: SimConfig, gain: float, info_max: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """Detector frames of ``expected`` electrons per pixel (T, H, W): Poisson
+    counts, times ``gain``, plus the offset and read noise, quantised."""
+    T = len(expected)
+    frames = np.empty(expected.shape, cfg.dtype)
+    for t in range(T):
+        counts = rng.poisson(expected[t].astype(np.float64))
+        if cfg.dtype == "uint32" and gain == 1.0 and cfg.offset == 0 and cfg.read_noise == 0:
+            frames[t] = np.minimum(counts, info_max)
+            continue
+        x = cfg.offset + gain * counts
+        if cfg.read_noise > 0:
+            x = x + cfg.read_noise * rng.standard_normal(x.shape)
+        frames[t] = _quantise(x, cfg.dtype, info_max)
+    return frames
+
+
 def simulate_movie(config: SimConfig) -> SimulatedMovie:
     """Render the movie described by ``config``.
 
@@ -1071,16 +1091,7 @@ def simulate_movie(config: SimConfig) -> SimulatedMovie:
         raise TcsValueError("the simulated scene has no signal (empty STEM field?)")
     out *= np.float32(cfg.dose / mean)
     gain, info_max = _scale_output(out, cfg.dtype, cfg.gain, cfg.offset)
-    frames = np.empty((T, H, W), cfg.dtype)
-    for t in range(T):
-        counts = r_noise.poisson(out[t].astype(np.float64))
-        if cfg.dtype == "uint32" and gain == 1.0 and cfg.offset == 0 and cfg.read_noise == 0:
-            frames[t] = np.minimum(counts, info_max)
-            continue
-        x = cfg.offset + gain * counts
-        if cfg.read_noise > 0:
-            x = x + cfg.read_noise * r_noise.standard_normal(x.shape)
-        frames[t] = _quantise(x, cfg.dtype, info_max)
+    frames = _detect(out, cfg, gain, info_max, r_noise)
     clean = out
     if gain != 1.0 or cfg.offset != 0:
         clean = (cfg.offset + gain * out.astype(np.float64)).astype(np.float32)
@@ -1252,6 +1263,94 @@ def random_config(rng: np.random.Generator, shape=(256, 256), n_frames: int = 32
         kw.update(gain=1.0, offset=0.0, read_noise=0.0)
     kw.update(overrides)
     return SimConfig(**kw)
+
+
+# -- event movies ----------------------------------------------------------------------------------
+
+#: what happens in the burst of :func:`event_movie`
+EVENT_KINDS = ("jump", "growth", "rotation", "sinter")
+
+#: every dynamic of a :class:`SimConfig` switched off (the still stretches)
+_STILL = dict(drift_px=(0.0, 0.0), drift_jitter_px=0.0, rotation_deg=0.0, rotation_jitter_deg=0.0,
+              particle_rotation_deg=0.0, particle_diffusion_px=0.0, growth=0.0, sinter=False,
+              jump_rate=0.0, hop_rate=0.0, flicker=0.0, defocus_drift_nm=0.0, column_jitter_a=0.0,
+              support_jitter_a=0.0, zone_wobble=0.0, scan_jitter_px=0.0)
+
+
+def event_movie(kind: str = "jump", *, shape=(256, 256), n_frames: int = 48, burst: int = 10,
+                start: int | None = None, seed: int = 0, mode: str | None = None,
+                dose: float | None = None, dtype: str | None = None) -> SimulatedMovie:
+    """A movie that holds still, then bursts, then holds still again.
+
+    Parameters
+    ----------
+    kind : {"jump", "growth", "rotation", "sinter"}
+        The burst: the field slides 2 to 4 px per frame in a random
+        direction (a stage jump, a particle on the move); the particles
+        grow by 50 to 80 %; the field rotates 1 to 2.5 degrees per frame;
+        two particles approach, touch and grow a sintering neck.
+    shape, n_frames : optional
+        Frame size and length of the movie.
+    burst : int
+        Frames of the burst (``1 <= burst < n_frames``); each differs from
+        the frame before it.
+    start : int, optional
+        First frame of the burst (default: ``(n_frames - burst) // 3``).
+    seed : int
+        Seeds the scene, the imaging settings (:func:`random_config` with a
+        particle scene), the burst's size and direction, and the noise.
+    mode, dose, dtype : optional
+        Pin the imaging mode, the dose (e-/px/frame) and the frames' dtype.
+
+    Returns
+    -------
+    SimulatedMovie
+        ``frames`` with fresh Poisson noise (and the detector's gain,
+        offset and read noise) in every frame, ``clean`` the noise-free
+        truth, ``config`` the :class:`SimConfig` that rendered the burst
+        (its ``burst + 1`` frames: the state before it, then one per burst
+        frame), and ``meta`` with ``kind``, ``burst`` (first and end frame),
+        ``event_frames`` (the frames that differ from their predecessor),
+        ``source_frames`` (the rendered frame each frame shows), ``seed``,
+        the gain and offset, and the render's own ``meta``.  Deterministic
+        for given arguments; the still stretches are exactly still (no
+        drift, jitter, hopping or flicker).
+    """
+    if kind not in EVENT_KINDS:
+        raise TcsValueError(f"kind must be one of {EVENT_KINDS}, got {kind!r}")
+    n_frames, burst = int(n_frames), int(burst)
+    if not 1 <= burst < n_frames:
+        raise TcsValueError(f"burst must be in 1..n_frames-1={n_frames - 1}, got {burst}")
+    start = (n_frames - burst) // 3 if start is None else int(start)
+    if not 0 < start <= n_frames - burst:
+        raise TcsValueError(f"start must be in 1..{n_frames - burst}, got {start}")
+    rng = np.random.default_rng([int(seed), 0x5E7E])
+    cfg = random_config(rng, shape, n_frames=burst + 1, mode=mode, dose=dose, dtype=dtype)
+    field_a = min(cfg.shape) * cfg.pixel_size_a
+    event: dict[str, Any] = dict(scene="particles", particle_radius_a=float(np.clip(0.12 * field_a, 5.0, 60.0)),
+                                 radius_spread=0.15, n_particles=min(max(cfg.n_particles, 1), 3))
+    angle = rng.uniform(0, 2 * np.pi)
+    if kind == "jump":
+        speed = rng.uniform(2.0, 4.0)
+        event["drift_px"] = (speed * math.sin(angle), speed * math.cos(angle))
+    elif kind == "growth":
+        event.update(growth=rng.uniform(0.5, 0.8), particle_radius_a=float(np.clip(0.08 * field_a, 5.0, 40.0)))
+    elif kind == "rotation":
+        event["rotation_deg"] = float(rng.choice([-1.0, 1.0]) * rng.uniform(1.0, 2.5))
+    else:
+        event.update(sinter=True, n_particles=2, sinter_start=0.3, sinter_tau=0.4)
+    cfg = cfg.replace(**{**_STILL, **event})
+    rendered = simulate_movie(cfg)
+    gain, offset = rendered.meta["gain"], rendered.meta["offset"]
+    source = np.clip(np.arange(n_frames) - start + 1, 0, burst)
+    clean = rendered.clean[source]
+    expected = np.maximum((clean.astype(np.float64) - offset) / gain, 0.0)
+    info_max = {"uint8": 255.0, "uint16": 65535.0, "uint32": 4294967295.0, "float32": np.inf}[cfg.dtype]
+    frames = _detect(expected, cfg, gain, info_max, np.random.default_rng([int(seed), 0x0015E]))
+    meta = dict(source="event_movie", kind=kind, seed=int(seed), burst=[start, start + burst],
+                event_frames=list(range(start, start + burst)), source_frames=source.tolist(),
+                gain=gain, offset=offset, rendered=rendered.meta)
+    return SimulatedMovie(frames=frames, clean=clean, config=cfg, meta=meta)
 
 
 # -- real textures ---------------------------------------------------------------------------------

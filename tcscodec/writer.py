@@ -27,6 +27,7 @@ from .errors import TcsValueError
 from .format import ContainerWriter, TcsHeader
 from .format.codecs import get_codec
 from .format.header import metadata_bytes
+from .grouping import AUTO_MAX_B, AUTO_MIN_B, AutoGroups, AutoGroupsConfig, GroupPolicy, ListedGroups
 from .masks import random_seed, tile_mask_sum
 from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .quantize import quantize, stored_dtype
@@ -74,8 +75,26 @@ class TcsWriter:
     path : str or Path
         Output file.  Written under a temporary ``*.partial`` name and renamed
         on :meth:`close`; an existing file of that name is replaced only then.
-    B : int
-        Frames per measurement, 2..64.
+    B : int or "auto"
+        Frames per measurement, 2..64; ``"auto"``: groups of variable
+        length, each ended by the streaming decision of
+        :class:`tcscodec.grouping.AutoGroups` (at a cut, or when the scene
+        has changed by ``auto_tolerance`` since the group's start), between
+        ``min_B`` and ``max_B`` frames.  Files with variable groups are
+        format version 2 (unless their groups happen to fit version 1:
+        :meth:`ContainerWriter.finish <tcscodec.format.ContainerWriter.finish>`).
+    min_B, max_B : int, optional
+        ``B="auto"``: the shortest group the change rule makes (default 4;
+        a cut makes shorter ones) and the longest group (default 64).
+    auto_tolerance : float, optional
+        ``B="auto"``: the change since a group's start, in pixel shot-noise
+        stds (rms over 8 x 8 bins), that ends it (default 0.5; smaller:
+        shorter groups, better quality on motion, larger files).
+    group_lengths : sequence of int, optional
+        With an integer ``B``: the lengths of the first groups (each
+        ``1..B``); the groups after them hold ``B`` frames.  Makes a file
+        with variable groups, as does ``B="auto"``; in both,
+        :meth:`end_group` ends a group early.
     seed : int, optional
         64-bit mask seed; random when None (recorded in the header).
     tile : int or (int, int)
@@ -119,6 +138,9 @@ class TcsWriter:
     it is left.  Metadata a reader would refuse (keys that are
     not strings, beyond the format's limits) is refused by the constructor.
 
+    The CUDA encoder makes fixed groups only: ``device="cuda"`` with
+    ``B="auto"`` or ``group_lengths`` raises :class:`~tcscodec.TcsValueError`.
+
     Used as a context manager the file is finished on normal exit and
     discarded (no ``.partial`` left, destination untouched) on an
     exception, except :class:`KeyboardInterrupt`: then the groups written
@@ -127,13 +149,18 @@ class TcsWriter:
     OS had) loses at most the group that was compressing.
     """
 
-    def __init__(self, path, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
+    def __init__(self, path, B: int | str, *, seed=None, tile=DEFAULT_TILE, metadata=None,
                  quant_step: float | str = 1.0, device: str = "cpu", level: int = 3,
                  codec: str = "predict-rice", threads: int | None = None,
                  shape=None, dtype=None, auto_fraction: float = AUTO_FRACTION,
-                 encoder_options: dict | None = None):
+                 encoder_options: dict | None = None, group_lengths=None,
+                 min_B: int | None = None, max_B: int | None = None, auto_tolerance: float | None = None):
         self.path = Path(path)
-        self.B = check_B(B)
+        self.policy: GroupPolicy | None = _group_policy(B, group_lengths, min_B, max_B, auto_tolerance)
+        self.B = self.policy.max_B if self.policy is not None else check_B(B)
+        if self.policy is not None and device != "cpu":
+            raise TcsValueError(f"device={device!r} encodes groups of one length only: B='auto' and "
+                                "group_lengths need device='cpu'")
         self.seed = random_seed() if seed is None else int(seed)
         if not 0 <= self.seed < 2**64:
             raise TcsValueError(f"seed must be in 0..2**64-1, got {seed}")
@@ -144,6 +171,9 @@ class TcsWriter:
         self.auto_quant = quant_step == "auto"
         self.auto_fraction = float(auto_fraction)
         # Refused here, before any file exists, if a reader would refuse it.
+        if isinstance(self.policy, AutoGroups):
+            c = self.policy.config
+            self.metadata.setdefault("groups", f"auto: {c.min_B}..{c.max_B} frames, tolerance {c.tolerance:g}")
         metadata_bytes(self._auto_metadata() if self.auto_quant else self.metadata)
         try:
             self.quant_step = 1.0 if self.auto_quant else float(quant_step)
@@ -182,6 +212,7 @@ class TcsWriter:
             height=shape[0], width=shape[1], B=self.B, dtype=dtype.name,
             stored_dtype=stored_dtype(mdtype, self.quant_step).name, mask_seed=self.seed,
             tile=self.tile, quant_step=self.quant_step, codec=self.codec, metadata=self.metadata,
+            variable_groups=self.policy is not None,
         )
         self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, **self._encoder_options)
         if not self.auto_quant:
@@ -213,6 +244,10 @@ class TcsWriter:
             self._start(tuple(frames.shape[1:]), dtype)
         assert self._encoder is not None  # _start made it
         for frame in frames:
+            if self.policy is not None:
+                frame = check_frame(frame, self._encoder.shape, self._encoder.dtype, self.frames_written)
+                if self.policy.starts_group(frame, self._encoder.in_group):
+                    self._end_group()
             m = self._encoder.push(frame)  # checks the frame first
             if self.auto_quant and len(self._probe) < 2 and self._container is None:
                 self._probe.append(_host_crop(frame, _PROBE_SIZE))
@@ -228,6 +263,30 @@ class TcsWriter:
                     # be completed, so nothing of it is kept.
                     self.abort()
                     raise
+
+    def end_group(self) -> None:
+        """End the current group now (a file with variable groups:
+        ``B="auto"`` or ``group_lengths``); the next frame starts a new
+        one.  Nothing happens when the current group is empty."""
+        if self.closed:
+            raise TcsValueError(f"{self.path}: writer is closed")
+        if self.policy is None:
+            raise TcsValueError("end_group needs a writer with variable groups: B='auto' or group_lengths=")
+        if self._encoder is not None:
+            self._end_group()
+
+    def _end_group(self) -> None:
+        assert self._encoder is not None
+        m = self._encoder.end_group()
+        if m is None:
+            return
+        try:
+            self._submit(m)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            self.abort()
+            raise
 
     def _check_stack(self, frames: np.ndarray) -> None:
         """Refuse a numpy stack with a bad frame before any frame of it is
@@ -423,7 +482,34 @@ class _Group:
             return self.left == 0
 
 
-def write(path, frames, B: int, *, seed=None, tile=DEFAULT_TILE, metadata=None,
+def _group_policy(B, group_lengths, min_B, max_B, auto_tolerance) -> GroupPolicy | None:
+    """The writer's group policy: None for groups of ``B``, listed lengths,
+    or the ``B="auto"`` decision; refuses options that do not go together."""
+    if isinstance(B, str):
+        if B != "auto":
+            raise TcsValueError(f"B must be an integer in 2..64 or 'auto', got {B!r}")
+        if group_lengths is not None:
+            raise TcsValueError("group_lengths goes with an integer B (the longest group), not B='auto'")
+        config = AutoGroupsConfig(min_B=AUTO_MIN_B if min_B is None else min_B,
+                                  max_B=AUTO_MAX_B if max_B is None else max_B,
+                                  **({} if auto_tolerance is None else {"tolerance": auto_tolerance}))
+        if config.min_B > config.max_B:
+            raise TcsValueError(f"min_B={config.min_B} is over max_B={config.max_B}")
+        return AutoGroups(config)
+    unused = [n for n, v in (("min_B", min_B), ("max_B", max_B), ("auto_tolerance", auto_tolerance)) if v is not None]
+    if unused:
+        raise TcsValueError(f"{', '.join(unused)} go with B='auto'")
+    if group_lengths is not None:
+        if isinstance(group_lengths, (str, bytes)) or not hasattr(group_lengths, "__iter__"):
+            raise TcsValueError(f"group_lengths must be a sequence of ints, not {type(group_lengths).__name__}")
+        lengths = list(group_lengths)
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in lengths):
+            raise TcsValueError("group_lengths must be integers")
+        return ListedGroups(lengths, check_B(B))
+    return None
+
+
+def write(path, frames, B: int | str, *, seed=None, tile=DEFAULT_TILE, metadata=None,
           quant_step: float | str = 1.0, device: str = "cpu", level: int = 3,
           progress: bool = False, **kwargs) -> Path:
     """Encode ``frames`` (T x H x W array, or an iterable of H x W frames) into

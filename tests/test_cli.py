@@ -103,7 +103,7 @@ def test_cli_errors_are_one_line(tmp_path):
     res = run("encode", tmp_path / "missing.tif", "-o", tmp_path / "o.tcs")
     assert res.exit_code == 1 and "Error: " in res.output and "missing.tif: no such file" in res.output
     res = run("encode", tmp_path / "missing.tif", "-B", 1)
-    assert res.exit_code == 2 and "1 is not in the range 2<=x<=64" in res.output
+    assert res.exit_code == 2 and "1 is not in 2..64 (or 'auto')" in res.output
     (tmp_path / "junk.tcs").write_bytes(b"junk" * 30)
     res = run("info", tmp_path / "junk.tcs")
     assert res.exit_code == 1 and "not a .tcs file" in res.output

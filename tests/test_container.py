@@ -141,15 +141,25 @@ VECTORS = json.loads((SPEC_VECTORS / "vectors.json").read_text())
 def test_spec_vectors(v):
     frames = np.load(SPEC_VECTORS / f"{v['name']}.frames.npy")
     expected = np.load(SPEC_VECTORS / f"{v['name']}.measurements.npy")
+    B, step = v["B"], v["quant_step"]
+    T = v["shape"][0]
+    lengths = v.get("group_lengths") or [min(B, T - t) for t in range(0, T, B)]
+    starts = np.cumsum([0, *lengths])
     with tcscodec.open(SPEC_VECTORS / f"{v['name']}.tcs") as r:
-        assert r.shape == tuple(v["shape"]) and r.B == v["B"] and r.header.tile == tuple(v["tile"])
+        assert r.shape == tuple(v["shape"]) and r.B == B and r.header.tile == tuple(v["tile"])
         assert r.header.codec == v["codec"] and r.header.mask_seed == v["mask_seed"]
+        assert r.variable_groups == ("group_lengths" in v)
+        assert r.header.version[0] == (2 if "group_lengths" in v else 1)
+        assert r.group_lengths().tolist() == lengths
+        assert [r.group_start(g) for g in range(r.n_groups)] == starts[:-1].tolist()
+        assert [r.locate(t) for t in range(T)] == [(g, t - starts[g]) for g in range(len(lengths))
+                                                     for t in range(starts[g], starts[g + 1])]
         got = np.stack([r.measurements(g) for g in range(r.n_groups)])
         assert np.array_equal(got, expected)
+        assert all(r.masks(g).shape[0] == n for g, n in enumerate(lengths))
     # and the measurements follow from the frames by the spec's formula
-    B, step = v["B"], v["quant_step"]
     for g in range(len(expected)):
-        y = tcscodec.encoder.encode_group(frames[g * B:(g + 1) * B], v["mask_seed"], B)
+        y = tcscodec.encoder.encode_group(frames[starts[g]:starts[g + 1]], v["mask_seed"], B)
         y = y if step == 1 else np.floor(y / step + 0.5) * step
         assert np.array_equal(y, expected[g])
 
@@ -175,6 +185,35 @@ def test_spec_vector_killed_writer():
             r.measurements(r.n_groups)
 
 
+def test_spec_vector_killed_variable_writer():
+    kw = VECTORS["killed_writer_variable"]
+    with pytest.warns(TcsRecoveryWarning, match="not finished"):
+        r = tcscodec.open(SPEC_VECTORS / kw["file"])
+    with r:
+        assert r.n_frames == kw["complete_frames"] and r.group_lengths().tolist() == kw["group_lengths"]
+        expected = np.load(SPEC_VECTORS / f"{kw['of']}.measurements.npy")
+        for g in range(r.n_groups):
+            assert np.array_equal(r.measurements(g), expected[g])
+
+
+def test_a_version_1_reader_refuses_variable_groups(monkeypatch):
+    """A reader that knows only major version 1 (as the 1.1 spec and
+    tcscodec before variable groups) refuses a version 2 file with a
+    clear error, although it ignores the minor version and flags."""
+    import tcscodec.format.header as header_module
+
+    v = next(v for v in VECTORS["vectors"] if "group_lengths" in v)
+    raw = (SPEC_VECTORS / f"{v['name']}.tcs").read_bytes()
+    # by the 1.1 spec's rule, on the bytes
+    assert int.from_bytes(raw[8:10], "little") == 2 and int.from_bytes(raw[16:20], "little") == 0
+    monkeypatch.setattr(header_module, "MAJOR_VERSIONS", (1,))
+    with pytest.raises(TcsVersionError, match="major version 2 is not supported .this reader knows 1."):
+        tcscodec.open(SPEC_VECTORS / f"{v['name']}.tcs")
+    # the version 1 vectors are still read by it
+    with tcscodec.open(SPEC_VECTORS / "uint8_B4_short_last_group.tcs") as r:
+        assert r.n_frames == 10
+
+
 # -- damage ----------------------------------------------------------------------------------------
 @pytest.fixture
 def sample_file(tmp_path):
@@ -194,9 +233,9 @@ def test_wrong_magic(tmp_path):
 def test_unknown_major_version(sample_file):
     path, _ = sample_file
     data = bytearray(path.read_bytes())
-    data[8:10] = (2).to_bytes(2, "little")
+    data[8:10] = (3).to_bytes(2, "little")
     path.write_bytes(bytes(data))
-    with pytest.raises(TcsVersionError, match="major version 2"):
+    with pytest.raises(TcsVersionError, match="major version 3 is not supported .this reader knows 1 and 2"):
         tcscodec.open(path)
 
 

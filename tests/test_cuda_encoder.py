@@ -80,6 +80,7 @@ def test_arguments_are_checked_before_the_device(monkeypatch):
     for kwargs, match in [
         (dict(B=1), "B must be in 2..64"),
         (dict(B=65), "B must be in 2..64"),
+        (dict(B="auto"), "B='auto' .groups of variable length. is a writer option on the CPU"),
         (dict(dtype=np.int16), "int16 are not supported"),
         (dict(dtype=np.float64), "float64 are not supported"),
         (dict(shape=(0, 5)), "outside"),

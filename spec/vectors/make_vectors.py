@@ -4,8 +4,14 @@ Each vector ``NAME`` is ``NAME.tcs`` with ``NAME.frames.npy`` (the frames
 that were encoded) and ``NAME.measurements.npy`` (G x H x W, the exact Y of
 every group, computed from the spec's formulas by ``tcscodec.encoder.encode_group``,
 dequantised for quantised files). ``vectors.json`` lists the vectors with
-their header fields and a few mask words as check values. A second reader
-passes when it reads each ``.tcs`` to the stored measurements.
+their header fields (and, for version 2 files, ``group_lengths``) and a few
+mask words as check values. A second reader passes when it reads each
+``.tcs`` to the stored measurements.
+
+The version 1 vectors are made first, from the same random stream as
+always, so regenerating leaves their bytes unchanged; the version 2 vectors
+(groups of variable length, :data:`VARIABLE_VECTORS`) come after them from
+a stream of their own.
 """
 
 import json
@@ -33,6 +39,17 @@ VECTORS = [
     ("uint8_B2_predict_rice", "uint8", (5, 19, 37), 2, (19, 37), "predict-rice", 1.0, 3),
     ("uint32_B64_predict_rice_extremes", "uint32", (64, 5, 70), 64, (5, 70), "predict-rice", 1.0, 0),
     ("float32_B4_predict_rice_stored", "float32", (6, 9, 11), 4, (9, 11), "predict-rice", 1.0, 5),
+]
+
+
+#: version 2 (groups of variable length): name, dtype, (T, H, W), B (the
+#: longest group), group lengths, tile, codec, quant_step, seed.  Short groups
+#: followed by longer ones, a group of one frame, a full group of B, edge tiles.
+VARIABLE_VECTORS = [
+    ("uint16_Bmax8_variable_predict_rice", "uint16", (23, 20, 37), 8, [3, 5, 1, 8, 2, 4], (8, 16),
+     "predict-rice", 1.0, 11),
+    ("uint8_Bmax16_variable_quantised", "uint8", (42, 17, 33), 16, [16, 1, 7, 16, 2], (17, 16),
+     "shuffle-zstd", 3.0, 2**63 + 5),
 ]
 
 
@@ -81,12 +98,41 @@ def main():
         last = max(e.offset for e in r._container.records.values())
         header = r.header.with_frames(0).to_bytes()
     (HERE / "killed_writer.tcs.partial").write_bytes(header + full[len(header): last + 30])
+    rng = np.random.default_rng(20260301)
+    for name, dtype, shape, B, lengths, tile, codec, step, seed in VARIABLE_VECTORS:
+        assert sum(lengths) == shape[0]
+        frames = smooth_frames(dtype, shape, rng)
+        path = HERE / f"{name}.tcs"
+        tcscodec.write(path, frames, B=B, group_lengths=lengths, seed=seed, tile=tile, codec=codec,
+                       quant_step=step, metadata={"vector": name, "pixel_size_A": 1.5})
+        starts = np.cumsum([0, *lengths])
+        ys = []
+        for g in range(len(lengths)):
+            y = encode_group(frames[starts[g]:starts[g + 1]], seed, B)
+            ys.append(y if step == 1 else np.floor(y / step + 0.5) * step)
+        np.save(HERE / f"{name}.frames.npy", frames)
+        np.save(HERE / f"{name}.measurements.npy", np.stack(ys))
+        listing.append({"name": name, "dtype": dtype, "shape": shape, "B": B, "group_lengths": lengths,
+                        "tile": tile, "codec": codec, "quant_step": step, "mask_seed": seed,
+                        "version": [2, 0], "file_bytes": path.stat().st_size})
+    # A version 2 writer killed in its fourth group: the first variable vector
+    # cut inside a record of group 3 (the rescan keeps groups 0..2, 9 frames).
+    name = VARIABLE_VECTORS[0][0]
+    full = (HERE / f"{name}.tcs").read_bytes()
+    with tcscodec.open(HERE / f"{name}.tcs") as r:
+        cut = max(e.offset for k, e in r._container.records.items() if k[0] == 3)
+        header = r.header.with_frames(0).to_bytes()
+    (HERE / "killed_writer_variable.tcs.partial").write_bytes(header + full[len(header): cut + 30])
     checks = [{"seed": s, "b": b, "y": y, "word_col": w,
                "word": "0x%016x" % int(mask_words(s, [b], [y], [w])[0, 0, 0])}
               for s, b, y, w in [(0, 0, 0, 0), (1, 0, 0, 0), (1, 3, 17, 2), (2**64 - 1, 63, 2**24 - 1, 2**24 - 1)]]
     (HERE / "vectors.json").write_text(json.dumps({"vectors": listing, "mask_words": checks,
                                                    "killed_writer": {"file": "killed_writer.tcs.partial",
-                                                                     "complete_frames": 8}}, indent=1) + "\n")
+                                                                     "complete_frames": 8},
+                                                   "killed_writer_variable": {
+                                                       "file": "killed_writer_variable.tcs.partial",
+                                                       "of": name, "complete_frames": 9,
+                                                       "group_lengths": [3, 5, 1]}}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

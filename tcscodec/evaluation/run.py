@@ -159,7 +159,8 @@ def _decode_file(path: Path, name: str, device: str, options: dict) -> np.ndarra
         T, H, W = r.shape
         out = np.empty((T, H, W), np.float32)
         for g in range(r.n_groups):
-            out[g * r.B: g * r.B + r.group_frames(g)] = r.decode_group(g, decoder=name, device=device, **options)
+            t0 = r.group_start(g)
+            out[t0:t0 + r.group_frames(g)] = r.decode_group(g, decoder=name, device=device, **options)
     return out
 
 
@@ -172,7 +173,8 @@ def naive_decode(path) -> np.ndarray:
         T, H, W = r.shape
         out = np.empty((T, H, W), np.float32)
         for g in range(r.n_groups):
-            out[g * r.B: g * r.B + r.group_frames(g)] = np.nan_to_num(r.group_mean(g), nan=0.0)[None]
+            t0 = r.group_start(g)
+            out[t0:t0 + r.group_frames(g)] = np.nan_to_num(r.group_mean(g), nan=0.0)[None]
     return out
 
 

@@ -1,12 +1,10 @@
-"""Low-level ``.tcs`` container reader and writer (pure Python + numpy).
+"""Low-level ``.tcs`` container reader (pure Python + numpy); the writer,
+:class:`ContainerWriter`, is in :mod:`.container_writer` and importable
+from here.
 
-:class:`ContainerWriter` appends records to a uniquely named temporary file
-beside the destination and renames it into place only when
-:meth:`~ContainerWriter.finish` has written the index and footer, so a failed
-write never leaves a half-written file under the final name and never
-clobbers an existing one.  A writer that is killed leaves the temporary
-``*.partial`` file: :class:`ContainerReader` opens it by rescanning the
-records and gives every complete group.
+A writer that is killed leaves its temporary ``*.partial`` file:
+:class:`ContainerReader` opens it by rescanning the records and gives every
+complete group.
 
 :class:`ContainerReader` trusts no size or offset of the file before it has
 checked it against the header and the file's real size (spec section 8.1),
@@ -21,15 +19,16 @@ from __future__ import annotations
 import os
 import stat
 import struct
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import TcsFormatError, TcsMemoryError, TcsTruncatedError, TcsValueError
+from ..errors import TcsChecksumError, TcsFormatError, TcsMemoryError, TcsTruncatedError, TcsValueError
 from .codecs import CODECS, codec_class, codec_id
+from .container_writer import ContainerWriter, default_permissions
+from .groups import GroupLayout
 from .header import TcsHeader
 from .records import (
     FOOTER_SIZE,
@@ -39,15 +38,14 @@ from .records import (
     RecordInfo,
     check_record_crc,
     decode_payload,
+    index_size,
     max_payload_size,
-    pack_footer,
-    pack_index,
-    pack_record,
     record_crc,
     unpack_footer,
     unpack_index_entries,
     unpack_index_head,
     unpack_record_header,
+    unpack_variable_index,
 )
 from .region import check_region
 
@@ -66,122 +64,6 @@ class TcsRecoveryWarning(UserWarning):
 
 class TcsDamageWarning(UserWarning):
     """Damaged groups of a ``.tcs`` file were skipped (``skip_damaged``)."""
-
-
-def default_permissions(path: Path) -> None:
-    """Give a mkstemp file (created 0600) the mode a plain open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-class ContainerWriter:
-    """Writes a ``.tcs`` container: header, records, then index and footer.
-
-    Parameters
-    ----------
-    path : str or Path
-        Final file name.  Data goes to ``<path>.<random>.partial`` in the same
-        folder until :meth:`finish` renames it to ``path``.
-    header : TcsHeader
-        The header; its ``n_frames`` is rewritten by :meth:`finish`.
-
-    The header is serialised (and its metadata checked) before the
-    temporary file is created, and written through to the operating system
-    at once, so a writer killed at any time leaves either no file or a
-    readable one.  :meth:`flush` hands the records written so far to the
-    operating system: a process killed after it loses none of them.  Any
-    error while creating the file removes it again.
-    """
-
-    def __init__(self, path, header: TcsHeader):
-        self.path = Path(path)
-        self.header = header
-        head = header.to_bytes()  # raises on bad metadata before any file exists
-        folder = self.path.parent if str(self.path.parent) else Path(".")
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{self.path}: folder {folder} does not exist")
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".partial", dir=folder)
-        self.temp_path = Path(tmp)
-        self._entries: list[RecordInfo] = []
-        self.closed = False
-        try:
-            self._fh = os.fdopen(fd, "w+b")
-        except BaseException:
-            os.close(fd)
-            self.temp_path.unlink(missing_ok=True)
-            raise
-        try:
-            default_permissions(self.temp_path)
-            self._fh.write(head)
-            self._fh.flush()
-        except BaseException:
-            self.abort()
-            raise
-        self._offset = len(head)
-
-    def write_record(self, group: int, tile_row: int, tile_col: int, n_frames: int, payload: bytes) -> None:
-        """Append one (group, tile) record whose payload is already encoded."""
-        self._append(pack_record(group, tile_row, tile_col, n_frames, self.header.codec, payload),
-                     RecordInfo(self._offset, group, tile_row, tile_col, n_frames, len(payload)))
-
-    def write_raw_record(self, group: int, tile_row: int, tile_col: int, n_frames: int, raw: bytes) -> None:
-        """Append a record's bytes as they are, indexed as (group, tile).
-
-        ``tcscodec recover`` copies damaged records this way: their checksum
-        still fails in the new file, which names the same damage, while a
-        fresh checksum would pass the damage off as data."""
-        self._append(bytes(raw), RecordInfo(self._offset, group, tile_row, tile_col, n_frames,
-                                            max(0, len(raw) - RECORD_HEADER_SIZE)))
-
-    def _append(self, data: bytes, info: RecordInfo) -> None:
-        self._fh.write(data)
-        self._offset += len(data)
-        self._entries.append(info)
-
-    def flush(self) -> None:
-        """Hand everything written so far to the operating system (a killed
-        process loses none of it; a power cut may: that needs fsync)."""
-        self._fh.flush()
-
-    def finish(self, n_frames: int) -> Path:
-        """Write index and footer, record ``n_frames`` in the header, rename."""
-        entries = sorted(self._entries, key=lambda e: e.key)
-        index_offset = self._offset
-        self._fh.write(pack_index(entries))
-        self._fh.write(pack_footer(index_offset, n_frames))
-        # The header's size does not depend on n_frames, so it is patched in place.
-        self._fh.seek(0)
-        self._fh.write(self.header.with_frames(n_frames).to_bytes())
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self.temp_path, self.path)
-        self.closed = True
-        return self.path
-
-    def keep_partial(self) -> Path:
-        """Close the temporary file without index and leave it, readable by
-        a rescan and repairable by ``tcscodec recover`` (an interrupted
-        writer); returns its path."""
-        if not self.closed:
-            self.closed = True
-            self._fh.close()
-        return self.temp_path
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; the destination is untouched.
-
-        The file is deleted even when closing it fails (a full disk fails
-        the last flush)."""
-        if not self.closed:
-            self.closed = True
-            try:
-                self._fh.close()
-            except OSError:
-                pass
-            finally:
-                self.temp_path.unlink(missing_ok=True)
 
 
 class ContainerReader:
@@ -231,6 +113,8 @@ class ContainerReader:
             self.header, self.data_offset = TcsHeader.read_at(self._read, self.name, self.file_size)
             self.damaged_groups: dict[int, str] = {}
             self.recovery: str | None = None
+            #: the groups' lengths and first frames (set by the index or the rescan)
+            self.layout: GroupLayout
             self._ends: dict[tuple[int, int, int], int] | None = None
             self.indexed = self._load_index()
             if not self.indexed:
@@ -303,15 +187,40 @@ class ContainerReader:
             count = unpack_index_head(self._read(index_offset, INDEX_HEAD_SIZE))
         except TcsFormatError as exc:
             return self._rescan(str(exc))
-        if INDEX_HEAD_SIZE + count * _INDEX_ENTRY_SIZE + 4 != index_end - index_offset:
+        rows, cols = h.grid
+        table = -(-count // (rows * cols)) if h.variable_groups else None  # groups in the group table
+        if index_size(count, table) != index_end - index_offset:
             return self._rescan(f"index of {count} entries does not fill the "
                                 f"{index_end - index_offset} bytes before the footer")
+        buf = self._read(index_offset, index_end - index_offset)
         try:
-            entries = unpack_index_entries(self._read(index_offset, index_end - index_offset))
-        except TcsFormatError as exc:
+            if h.variable_groups:
+                entries, lengths = unpack_variable_index(buf)
+            else:
+                entries = unpack_index_entries(buf)
+        except (TcsChecksumError, TcsTruncatedError) as exc:
             return self._rescan(str(exc))
-        rows, cols = h.grid
-        groups = -(-n_frames // h.B)
+        except TcsFormatError as exc:
+            if not h.variable_groups:
+                return self._rescan(str(exc))
+            # the checksum held: a group table that does not fit was made so
+            raise TcsFormatError(f"{self.name}: {exc}") from None
+        if h.variable_groups:
+            # The checksums hold: a table that disagrees was made so (section 8.1).
+            if len(lengths) * rows * cols != count:
+                raise TcsFormatError(f"{self.name}: index lists {count} records, its group table "
+                                     f"{len(lengths)} groups of {rows}x{cols} tiles")
+            try:
+                self.layout = GroupLayout.variable(lengths, h.B)
+            except TcsFormatError as exc:
+                raise TcsFormatError(f"{self.name}: group table: {exc}") from None
+            if self.layout.n_frames != n_frames:
+                raise TcsFormatError(f"{self.name}: group table holds {self.layout.n_frames} frames, "
+                                     f"the footer says {n_frames}")
+            groups = self.layout.n_groups
+        else:
+            self.layout = GroupLayout.fixed(h.B, n_frames)
+            groups = -(-n_frames // h.B)
         if count != groups * rows * cols:
             raise TcsFormatError(f"{self.name}: index lists {count} records, {n_frames} frames in "
                                  f"{rows}x{cols} tiles need {groups * rows * cols}")
@@ -328,7 +237,6 @@ class ContainerReader:
             keys = (group.astype(np.int64) * rows + row) * cols + col
             if np.unique(keys).size != count:
                 raise TcsFormatError(f"{self.name}: index lists a record twice")
-        self.n_frames = n_frames
         self.expected_frames: int | None = n_frames
         self.records = {
             (int(g), int(r), int(c)): RecordInfo(int(o), int(g), int(r), int(c))
@@ -406,8 +314,9 @@ class ContainerReader:
             pos += RECORD_HEADER_SIZE + info.payload_size
         self._records_end = pos
         rows, cols = h.grid
-        max_groups = -(-h.n_frames // h.B) if h.n_frames else None
+        max_groups = -(-h.n_frames // h.B) if h.n_frames and not h.variable_groups else None
         complete: dict[int, int] = {}  # group -> n_frames, for every complete group
+        seen: dict[int, set[int]] = {}  # group -> the n_frames its records say
         for g in sorted({k[0] for k in records}):
             if max_groups is not None and g >= max_groups:
                 break  # records beyond the header's frame count are not this movie's
@@ -424,25 +333,32 @@ class ContainerReader:
             else:
                 if len(sizes) == 1:
                     complete[g] = sizes.pop()
+                    continue
+            seen[g] = sizes
         # Missing groups can only lie in the skipped bytes (a record takes at
         # least 24): a damaged group id of 2^32 - 1 does not make 4 billion groups.
         plausible = (len(records) + skipped // RECORD_HEADER_SIZE) // (rows * cols) + 1
         complete = {g: n for g, n in complete.items() if g < plausible}
-        # The run ends at the first short group whose records hold (only
-        # the last group may be short); a short group whose checksums fail
-        # is damaged, not short.
-        last = -1
-        for g in sorted(complete):
-            n = complete[g]
-            if n < h.B and any(g2 > g for g2 in complete) and not self._group_intact(g, records):
-                del complete[g]
-                continue
-            last = g
-            if n < h.B:
-                break
-        n_groups = last + 1
+        if h.variable_groups:
+            lengths = self._variable_run(complete, seen)
+            n_groups = len(lengths)
+            self.layout = GroupLayout.variable(lengths, h.B)
+        else:
+            # The run ends at the first short group whose records hold (only
+            # the last group may be short); a short group whose checksums fail
+            # is damaged, not short.
+            last = -1
+            for g in sorted(complete):
+                n = complete[g]
+                if n < h.B and any(g2 > g for g2 in complete) and not self._group_intact(g, records):
+                    del complete[g]
+                    continue
+                last = g
+                if n < h.B:
+                    break
+            n_groups = last + 1
+            self.layout = GroupLayout.fixed(h.B, sum(complete.get(g, h.B) for g in range(n_groups)))
         self.records = {k: v for k, v in records.items() if k[0] < n_groups}
-        self.n_frames = sum(complete.get(g, h.B) for g in range(n_groups)) if n_groups else 0
         self.expected_frames = h.n_frames or None
         for g in range(n_groups):
             if g not in complete:
@@ -461,6 +377,30 @@ class ContainerReader:
             stacklevel=3,
         )
 
+    def _variable_run(self, complete: dict[int, int], seen: dict[int, set[int]]) -> list[int]:
+        """The group lengths a rescan of a version 2 file keeps: groups 0,
+        1, ... up to the last complete one.  A group before it that is not
+        complete is damaged; its length is the one its surviving records
+        agree on, and where none survives (or they disagree) the frames
+        after it cannot be numbered, so the run ends before it.  With a
+        header ``n_frames`` (a finished file truncated), groups beyond it
+        are not this movie's."""
+        lengths: list[int] = []
+        total, limit = 0, self.header.n_frames or None
+        last = max(complete, default=-1)
+        for g in range(last + 1):
+            n = complete.get(g)
+            if n is None:
+                sizes = seen.get(g, set())
+                if len(sizes) != 1:
+                    break
+                n = next(iter(sizes))
+            if limit is not None and total + n > limit:
+                break
+            lengths.append(n)
+            total += n
+        return lengths
+
     def _group_intact(self, group: int, records) -> bool:
         rows, cols = self.header.grid
         for r in range(rows):
@@ -475,7 +415,12 @@ class ContainerReader:
     # -- queries ------------------------------------------------------------------
     @property
     def n_groups(self) -> int:
-        return -(-self.n_frames // self.header.B)
+        return self.layout.n_groups
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in the groups available (every group of an indexed file)."""
+        return self.layout.n_frames
 
     @property
     def truncated(self) -> bool:
@@ -485,11 +430,25 @@ class ContainerReader:
     def group_frames(self, group: int) -> int:
         """Frames held by ``group``."""
         self._check_group(group)
-        return min(self.header.B, self.n_frames - group * self.header.B)
+        return self.layout.length(group)
+
+    def group_start(self, group: int) -> int:
+        """First frame of ``group``."""
+        self._check_group(group)
+        return self.layout.start(group)
+
+    def locate(self, frame: int) -> tuple[int, int]:
+        """``(group, position in the group)`` of ``frame`` (0 <= frame < n_frames)."""
+        if not 0 <= frame < self.n_frames:
+            raise IndexError(f"{self.name}: frame {frame} out of range 0..{self.n_frames - 1}")
+        return self.layout.locate(frame)
 
     def _check_group(self, group: int) -> None:
         if not 0 <= group < self.n_groups:
-            if self.expected_frames and 0 <= group and group * self.header.B < self.expected_frames:
+            h = self.header
+            missing = (self.n_frames < self.expected_frames if h.variable_groups
+                       else group * h.B < self.expected_frames) if self.expected_frames else False
+            if 0 <= group and missing:
                 raise TcsTruncatedError(
                     f"{self.name}: group {group} is missing: the file is truncated "
                     f"({self.n_groups} complete group(s) recovered)"

@@ -4,14 +4,14 @@ Pure Python + numpy; no torch, no CuPy.  Layout (little-endian)::
 
     offset size field
          0    8 magic            89 54 43 53 0D 0A 1A 0A  ("\\x89TCS\\r\\n\\x1a\\n")
-         8    2 version_major    1
-        10    2 version_minor    0, or 1 when the codec is 3 (predict-rice)
+         8    2 version_major    1, or 2 for groups of variable length (group table, spec 5.1)
+        10    2 version_minor    0, or 1 when the codec is 3 (predict-rice); 0 in version 2
         12    4 header_size      bytes from offset 0 to the end of header_crc
         16    4 flags            0 (reserved; readers ignore unknown bits)
         20    4 height           H >= 1
         24    4 width            W >= 1
         28    8 n_frames         T; 0 while the writer has not finished
-        36    2 B                frames per group, 2..64
+        36    2 B                frames per group, 2..64 (version 2: the most a group holds)
         38    1 input_dtype      dtype code (table in DTYPE_CODES)
         39    1 stored_dtype     dtype code of the stored measurement
         40    1 mask_generator   1 = splitmix64-v1
@@ -46,6 +46,7 @@ __all__ = [
     "MAX_B",
     "MAGIC",
     "VERSION",
+    "MAJOR_VERSIONS",
     "DTYPE_CODES",
     "CODECS",
     "TcsHeader",
@@ -63,8 +64,13 @@ MAGIC = b"\x89TCS\r\n\x1a\n"
 #: one definition that the encoders and the reconstruction check against
 MIN_B = 2
 MAX_B = 64
-#: the newest format version this package reads and writes
-VERSION = (1, 1)
+#: the newest format version this package reads and writes.  Version 2
+#: (groups of variable length) is a major version because a version 1
+#: reader must refuse it: it checks ``version_major`` and ignores the
+#: minor version and unknown flags (spec section 8)
+VERSION = (2, 0)
+#: the major versions this package reads
+MAJOR_VERSIONS = (1, 2)
 
 #: dtype code <-> numpy dtype (little-endian on disk)
 DTYPE_CODES: dict[int, np.dtype] = {
@@ -204,7 +210,9 @@ class TcsHeader(ConfigDict):
     ``shape`` is ``(n_frames, height, width)``; ``n_frames`` is 0 in a file
     whose writer did not finish (the reader then counts complete groups).
     ``metadata`` is the user's JSON-serialisable dict (pixel size, frame
-    rate, detector, ...).
+    rate, detector, ...).  ``variable_groups`` makes a version 2 file
+    whose groups hold ``1..B`` frames each, their lengths in the index
+    (spec section 5.1); otherwise groups hold ``B`` frames, the last fewer.
     """
 
     height: int
@@ -219,8 +227,9 @@ class TcsHeader(ConfigDict):
     mask_generator: int = 1
     codec: str = "predict-rice"
     flags: int = 0
-    version: tuple[int, int] | None = None  # None: the oldest version that has the codec
+    version: tuple[int, int] | None = None  # None: the oldest version that holds the file
     metadata: dict[str, Any] = field(default_factory=dict)
+    variable_groups: bool = False
 
     def __post_init__(self):
         if not (1 <= self.height <= MAX_HEIGHT and 1 <= self.width <= MAX_WIDTH):
@@ -245,8 +254,14 @@ class TcsHeader(ConfigDict):
             raise TcsFormatError(f"quant_step must be finite and > 0, got {self.quant_step}")
         if self.codec not in CODECS.values():
             raise TcsFormatError(f"unknown codec {self.codec!r}; known: {', '.join(CODECS.values())}")
-        if self.version is None:  # the oldest version that has the codec: older readers read the file
-            object.__setattr__(self, "version", codec_class(self.codec).min_version)
+        object.__setattr__(self, "variable_groups", bool(self.variable_groups))
+        if self.version is None:  # the oldest version that holds the file: older readers read it
+            oldest = (2, 0) if self.variable_groups else codec_class(self.codec).min_version
+            object.__setattr__(self, "version", oldest)
+        if (self.version[0] == 2) != self.variable_groups:
+            raise TcsFormatError(f"version {self.version[0]}.{self.version[1]} does not go with "
+                                 f"{'variable' if self.variable_groups else 'fixed'} groups "
+                                 "(groups of variable length are version 2)")
         dtype_code(self.dtype), dtype_code(self.stored_dtype)
         if not 0 <= self.mask_seed < 2**64:
             raise TcsFormatError(f"mask seed out of range: {self.mask_seed}")
@@ -264,8 +279,15 @@ class TcsHeader(ConfigDict):
 
     @property
     def n_groups(self) -> int:
-        """Number of groups for ``n_frames`` (the last may be short)."""
+        """Number of groups for ``n_frames`` (the last may be short); for
+        variable groups the index knows it (:class:`~.container.ContainerReader`)."""
+        self._fixed_only("n_groups")
         return -(-self.n_frames // self.B)
+
+    def _fixed_only(self, what: str) -> None:
+        if self.variable_groups:
+            raise TcsValueError(f"{what}: the groups of a version 2 file have variable lengths, "
+                                "listed in its index (ContainerReader.layout)")
 
     def tile_bounds(self, row: int, col: int) -> tuple[int, int, int, int]:
         """``(y0, y1, x0, x1)`` of tile (row, col); edge tiles are smaller."""
@@ -274,6 +296,7 @@ class TcsHeader(ConfigDict):
 
     def group_frames(self, group: int) -> int:
         """Frames held by ``group`` (B, or fewer for the last)."""
+        self._fixed_only("group_frames")
         return min(self.B, self.n_frames - group * self.B)
 
     # -- serialisation (to_dict / from_dict from ConfigDict) -------------
@@ -333,9 +356,10 @@ class TcsHeader(ConfigDict):
             raise TcsTruncatedError(f"{name}: file ends inside the header")
         (magic, major, minor, header_size, flags, height, width, n_frames, B,
          in_code, st_code, gen, codec, _reserved, seed, th, tw, qstep, jsize) = _FIXED.unpack(fixed)
-        if major != VERSION[0]:
+        if major not in MAJOR_VERSIONS:
             raise TcsVersionError(
-                f"{name}: .tcs major version {major} is not supported (this reader knows {VERSION[0]})"
+                f"{name}: .tcs major version {major} is not supported (this reader knows "
+                f"{' and '.join(str(v) for v in MAJOR_VERSIONS)}): a newer tcscodec may read it"
             )
         if header_size != HEADER_FIXED_SIZE + jsize + 4:
             raise TcsFormatError(f"{name}: header size {header_size} disagrees with JSON size {jsize}")
@@ -365,7 +389,7 @@ class TcsHeader(ConfigDict):
                 stored_dtype=DTYPE_CODES[st_code].newbyteorder("=").name,
                 mask_seed=seed, tile=(th, tw), n_frames=n_frames, quant_step=qstep,
                 mask_generator=gen, codec=CODECS[codec], flags=flags,
-                version=(major, minor), metadata=metadata,
+                version=(major, minor), metadata=metadata, variable_groups=major == 2,
             )
         except TcsFormatError as exc:
             raise TcsFormatError(f"{name}: {exc}") from None

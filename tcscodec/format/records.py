@@ -17,7 +17,8 @@ Every (group, tile) measurement is one self-describing record::
 The index, written once at close, lists every record::
 
     "TCSI", uint64 count, count x (uint64 offset, uint32 group,
-    uint16 tile_row, uint16 tile_col), uint32 CRC-32 of all before it
+    uint16 tile_row, uint16 tile_col), [version 2: the group table, uint64 G
+    and G x uint8 group lengths], uint32 CRC-32 of all before it
 
 and the file ends with a fixed 32-byte footer::
 
@@ -35,6 +36,7 @@ import numpy as np
 
 from ..errors import TcsChecksumError, TcsFormatError, TcsTruncatedError
 from .codecs import codec_id, get_codec, max_payload_size
+from .groups import GROUP_TABLE_HEAD_SIZE, pack_group_table, unpack_group_table
 
 __all__ = [
     "RECORD_MAGIC",
@@ -51,6 +53,8 @@ __all__ = [
     "unpack_index",
     "unpack_index_head",
     "unpack_index_entries",
+    "unpack_variable_index",
+    "index_size",
     "INDEX_ENTRY_DTYPE",
     "max_payload_size",
     "pack_footer",
@@ -132,10 +136,14 @@ def check_record_crc(buf24: bytes, payload: bytes, where: str) -> None:
 
 
 # -- index and footer ---------------------------------------------------------
-def pack_index(entries) -> bytes:
+def pack_index(entries, lengths=None) -> bytes:
+    """The index of ``entries`` (sorted by the caller); with ``lengths``
+    (version 2) followed by the group table of those group lengths."""
     body = INDEX_MAGIC + struct.pack("<Q", len(entries)) + b"".join(
         _ENTRY.pack(e.offset, e.group, e.tile_row, e.tile_col) for e in entries
     )
+    if lengths is not None:
+        body += pack_group_table(lengths)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -163,13 +171,33 @@ def unpack_index_entries(buf: bytes) -> np.ndarray:
     return np.frombuffer(buf, INDEX_ENTRY_DTYPE, count, INDEX_HEAD_SIZE)
 
 
+def unpack_variable_index(buf: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``(entries, group lengths)`` of a whole version 2 index (head,
+    entries, group table, CRC), CRC checked.  ``buf`` must end with the
+    CRC: the group table fills what lies between the entries and it."""
+    count = unpack_index_head(buf)
+    end = INDEX_HEAD_SIZE + count * _ENTRY.size
+    if len(buf) < end + GROUP_TABLE_HEAD_SIZE + 4:
+        raise TcsTruncatedError("file ends inside the index")
+    (crc,) = struct.unpack("<I", buf[-4:])
+    if zlib.crc32(buf[:-4]) != crc:
+        raise TcsChecksumError("index checksum mismatch")
+    lengths = unpack_group_table(buf[:-4], end)
+    if end + GROUP_TABLE_HEAD_SIZE + len(lengths) != len(buf) - 4:
+        raise TcsFormatError(f"group table of {len(lengths)} groups does not fill the index")
+    return np.frombuffer(buf, INDEX_ENTRY_DTYPE, count, INDEX_HEAD_SIZE), lengths
+
+
 def unpack_index(buf: bytes) -> list[RecordInfo]:
     entries = unpack_index_entries(buf)
     return [RecordInfo(int(e["offset"]), int(e["group"]), int(e["tile_row"]), int(e["tile_col"])) for e in entries]
 
 
-def index_size(count: int) -> int:
-    return 12 + count * _ENTRY.size + 4
+def index_size(count: int, n_groups: int | None = None) -> int:
+    """Bytes of an index of ``count`` entries (with a table of ``n_groups``
+    group lengths in version 2)."""
+    table = 0 if n_groups is None else GROUP_TABLE_HEAD_SIZE + n_groups
+    return INDEX_HEAD_SIZE + count * _ENTRY.size + table + 4
 
 
 def pack_footer(index_offset: int, n_frames: int) -> bytes:

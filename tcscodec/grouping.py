@@ -1,0 +1,316 @@
+"""Where groups end: fixed lengths, listed lengths, or the streaming decision
+of ``B="auto"`` (format version 2, groups of variable length).
+
+A **group policy** sees each frame before it is encoded and says whether it
+starts a new group::
+
+    policy.starts_group(frame, in_group) -> bool
+
+``in_group`` is the number of frames already in the current group (0 when
+the frame starts one anyway: the first frame, or after a group of
+``max_B``).  :class:`~tcscodec.writer.TcsWriter` asks its policy for every
+frame and ends the encoder's group (:meth:`CpuEncoder.end_group
+<tcscodec.encoder.CpuEncoder.end_group>`) when it says so.
+
+:class:`ListedGroups` ends groups at given lengths.  :class:`AutoGroups`
+decides from the frames, in one pass and in bounded memory
+(:class:`AutoGroupsConfig` holds its settings):
+
+* every frame is summed over ``bin x bin`` bins (8 x 8 by default: one
+  addition per pixel, :func:`tcscodec.cpu_kernels.binned_sum`), and the
+  centre pixel of each bin is kept as the **sample grid**.  The decision
+  holds two binned frames (float64) and the group's reference, its bins
+  and sample grid (float32): 0.44 bytes per pixel with 8 x 8 bins, a fifth
+  of a uint16 frame;
+* the **noise model**: a pixel of mean ``mu`` (in the input's units) has
+  variance ``a + g * mu`` (read noise and offset, shot noise of gain
+  ``g``).  Each pair of consecutive frames gives an estimate from its
+  bins' squared differences (``E[(m - m')^2] = 2 (a + g mu) / P`` for bins
+  of ``P`` pixels): ``g`` alone (``a = 0``, Poisson) from their median,
+  or a line through the medians of the four quartiles of the bins' means
+  where those span a wide range over at least 1024 bins.  The model is
+  the median over the last 16 pairs that were not cuts (motion can only
+  raise it); before the first pair, the spatial estimate of the first
+  frame (:func:`tcscodec.quantize.spatial_gain`);
+* **cut**: a frame whose median bin differs from the previous frame's by
+  more than ``cut`` pixel noise stds (a new scene, a jump of the stage,
+  the beam blanked or back) always starts a group, whatever ``min_B``;
+* **change**: otherwise the group closes before the first frame (at least
+  ``min_B`` into the group) whose sample grid has changed since the
+  group's start by more than ``tolerance``: the rms over the grid of the
+  difference to the reference (the mean of the group's first
+  ``ref_frames`` frames), the frame scaled to the reference's total
+  intensity (beam-current flicker is no change), in units of the pixel
+  noise std, after removing the noise's own share and with a margin of 4
+  of its standard deviations (small frames have few samples).  Smaller
+  tolerances make shorter groups (better on motion, larger files).
+
+The thresholds are first settings, not yet tuned against the decoders'
+quality; structure that moves only between the samples (finer than the
+bins, in a flat region) is not seen.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .cpu_kernels import binned_sum
+from .errors import TcsValueError
+from .format.config import ConfigDict
+from .measurement import MAX_B, check_B
+from .quantize import spatial_gain
+
+__all__ = ["GroupPolicy", "ListedGroups", "AutoGroupsConfig", "AutoGroups", "AUTO_MIN_B", "AUTO_MAX_B"]
+
+#: ``B="auto"``'s default shortest and longest groups
+AUTO_MIN_B = 4
+AUTO_MAX_B = 64
+#: per-pair gain estimates kept (their median is the temporal estimate)
+_GAIN_PAIRS = 16
+#: median of a chi-square variable of one degree of freedom
+_CHI2_MEDIAN = 0.4549364231195724
+#: side of the central crop of the first frame the spatial gain is estimated on
+_SPATIAL_CROP = 256
+#: the noise model fits an offset (read noise, dark level) only with this many bins
+_FIT_BINS = 1024
+#: a bin's squared change counts at most this many times its noise variance
+#: (hot pixels and single bright bins do not close a group on their own)
+_CLIP = 400.0
+
+
+class GroupPolicy(Protocol):
+    """Decides, frame by frame, where groups start."""
+
+    max_B: int
+
+    def starts_group(self, frame: np.ndarray, in_group: int) -> bool:
+        """True when ``frame`` starts a new group although the current one
+        holds ``in_group`` (``>= 1``) frames; called for every frame."""
+        ...
+
+
+class ListedGroups:
+    """Groups of the listed lengths, then groups of ``B``.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Lengths of the first groups, each ``1..B``.
+    B : int
+        The longest group, and the length of the groups after the listed ones.
+    """
+
+    def __init__(self, lengths: Sequence[int], B: int):
+        self.max_B = check_B(B)
+        self.lengths = [int(n) for n in lengths]
+        bad = [n for n in self.lengths if not 1 <= n <= self.max_B]
+        if bad:
+            raise TcsValueError(f"group lengths must be in 1..B={self.max_B}, got {bad[0]}")
+        self._group = -1
+
+    def starts_group(self, frame, in_group: int) -> bool:
+        if in_group == 0:
+            self._group += 1
+            return False
+        n = self.lengths[self._group] if self._group < len(self.lengths) else self.max_B
+        if in_group >= n:
+            self._group += 1
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class AutoGroupsConfig(ConfigDict):
+    """Settings of :class:`AutoGroups` (``B="auto"``).
+
+    Attributes
+    ----------
+    min_B, max_B : int
+        Shortest group the change rule makes (a cut makes shorter ones) and
+        longest group, ``1 <= min_B <= max_B``, ``2 <= max_B <= 64``.
+    tolerance : float
+        Change since the group's start, as the rms of the binned difference
+        in units of the pixel shot-noise std, that closes the group (the
+        one quality knob: smaller is shorter groups, better quality on
+        motion, larger files).
+    cut : float
+        A frame whose median bin differs from the previous frame's by more
+        than ``cut`` pixel noise stds starts a group.
+    bin : int
+        Side of the bins the frames are summed over (a frame smaller than
+        4 bins a side uses smaller bins).
+    ref_frames : int
+        Frames averaged into the group's reference.
+    """
+
+    min_B: int = AUTO_MIN_B
+    max_B: int = AUTO_MAX_B
+    tolerance: float = 0.5
+    cut: float = 1.0
+    bin: int = 8
+    ref_frames: int = 2
+
+    def __post_init__(self):
+        check_B(self.max_B)
+        if isinstance(self.min_B, bool) or not isinstance(self.min_B, (int, np.integer)) \
+                or not 1 <= self.min_B <= self.max_B:
+            raise TcsValueError(f"min_B must be an integer in 1..max_B={self.max_B}, got {self.min_B!r}")
+        for name in ("tolerance", "cut"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+                raise TcsValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.bin, (int, np.integer)) and 1 <= self.bin <= 256):
+            raise TcsValueError(f"bin must be in 1..256, got {self.bin!r}")
+        if not (isinstance(self.ref_frames, (int, np.integer)) and 1 <= self.ref_frames <= MAX_B):
+            raise TcsValueError(f"ref_frames must be in 1..{MAX_B}, got {self.ref_frames!r}")
+
+
+class AutoGroups:
+    """The streaming decision of ``B="auto"`` (module docstring).
+
+    Parameters
+    ----------
+    config : AutoGroupsConfig, optional
+        Its settings (defaults: groups of 4 to 64 frames, tolerance 0.5).
+
+    Attributes
+    ----------
+    gain : float
+        The current shot-noise gain estimate (variance per unit of signal).
+    decisions : list of str
+        Why each group after the first started: ``"cut"``, ``"change"`` or
+        ``"max_B"`` (the group before it was full).
+    """
+
+    def __init__(self, config: AutoGroupsConfig | None = None):
+        self.config = config or AutoGroupsConfig()
+        self.max_B = self.config.max_B
+        self.gain = 0.0
+        self.decisions: list[str] = []
+        self._s = 0
+        self._bins: np.ndarray | None = None  # the current frame's bin means
+        self._prev: np.ndarray | None = None  # the previous frame's
+        self._ref: np.ndarray | None = None  # the group's reference, on the sample grid
+        self._ref_bins: np.ndarray | None = None  # and its bin means (its noise variance)
+        self._ref_n = 0
+        self._spatial = np.inf
+        self._pairs: deque[tuple[float, float]] = deque(maxlen=_GAIN_PAIRS)
+        self._started = False
+
+    def _setup(self, frame: np.ndarray) -> None:
+        H, W = frame.shape
+        self._s = max(1, min(self.config.bin, H // 4, W // 4))
+        self._bins = np.zeros((H // self._s, W // self._s))
+        self._prev = np.empty_like(self._bins)
+        y0, x0 = max(0, (H - _SPATIAL_CROP) // 2), max(0, (W - _SPATIAL_CROP) // 2)
+        crop = np.asarray(frame[y0:y0 + _SPATIAL_CROP, x0:x0 + _SPATIAL_CROP], np.float64)
+        g = spatial_gain(crop, np.ones_like(crop))
+        self._spatial = g if g > 0 else np.inf
+
+    def _samples(self, frame: np.ndarray) -> np.ndarray:
+        """The sample grid: the centre pixel of every bin, as float32."""
+        assert self._bins is not None
+        s, h = self._s, self._s // 2
+        hb, wb = self._bins.shape
+        return np.asarray(frame[h:hb * s:s, h:wb * s:s], np.float32)
+
+    def starts_group(self, frame, in_group: int) -> bool:
+        frame = np.asarray(frame)
+        if self._bins is None:
+            self._setup(frame)
+        assert self._bins is not None and self._prev is not None
+        P = self._s * self._s
+        m = binned_sum(frame, self._s, self._bins)
+        m /= P  # bin means
+        x = self._samples(frame)
+        start = False
+        if self._started:
+            diff2 = np.square(m - self._prev)
+            mu = 0.5 * (m + self._prev)
+            pair = self._pair_noise(mu, diff2 * (P / 2))
+            # the cut rule, in pixel noise stds, before this pair enters the noise model
+            a, g = self._noise(pair)
+            if float(np.median(diff2 / self._variance(mu, a, g))) > self.config.cut ** 2:
+                start = in_group > 0
+                if start:
+                    self.decisions.append("cut")
+            else:
+                self._pairs.append(pair)
+                a, g = self._noise(None)
+                if in_group >= self.config.min_B and self._ref_n and self._changed(x, m, a, g):
+                    start = True
+                    self.decisions.append("change")
+        if in_group == 0 and self._started:
+            self.decisions.append("max_B")
+        self._started = True
+        if start or in_group == 0 or self._ref is None or self._ref_bins is None:
+            self._ref, self._ref_bins = x, m.astype(np.float32)
+            self._ref_n = 1
+        elif self._ref_n < self.config.ref_frames:
+            k = self._ref_n
+            self._ref = (self._ref * k + x) / (k + 1)
+            self._ref_bins = (self._ref_bins * k + m) / (k + 1)
+            self._ref_n += 1
+        self._prev, self._bins = m, self._prev
+        return start
+
+    @staticmethod
+    def _pair_noise(mu: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+        """``(a, g)`` of the pixel noise variance ``a + g * mu`` (read noise
+        and offset, shot noise) from one pair of frames: ``v`` is each bin's
+        squared difference scaled to one pixel's variance (a chi-square
+        variable of one degree of freedom), fitted robustly over the four
+        quartiles of the bins' means where they span a wide range (STEM,
+        dark and bright regions), else ``a = 0`` (Poisson)."""
+        poisson = (0.0, float(np.median(v / np.maximum(mu, 1e-12))) / _CHI2_MEDIAN)
+        order = np.argsort(mu, axis=None)
+        parts = [p for p in np.array_split(order, 4) if p.size]
+        mq = np.array([float(np.median(mu.flat[p])) for p in parts])
+        vq = np.array([float(np.median(v.flat[p])) / _CHI2_MEDIAN for p in parts])
+        if mu.size < _FIT_BINS or float(mq[-1] - mq[0]) <= 0.5 * max(float(np.mean(np.abs(mq))), 1e-12):
+            return poisson  # too few bins, or too narrow a range of means to tell an offset from the gain
+        g, a = np.polyfit(mq, vq, 1)
+        if g <= 0 or a < 0:
+            return poisson
+        return float(a), float(g)
+
+    def _noise(self, pair: tuple[float, float] | None) -> tuple[float, float]:
+        """The medians of ``a`` and ``g`` over the recent pairs [and ``pair``];
+        before there is any, the spatial gain estimate of the first frame."""
+        pairs = list(self._pairs) + ([pair] if pair is not None else [])
+        if not pairs:
+            g = self._spatial if np.isfinite(self._spatial) else 1.0
+            self.gain = g
+            return 0.0, g
+        a = float(np.median([p[0] for p in pairs]))
+        g = float(np.median([p[1] for p in pairs]))
+        self.gain = g
+        return a, g
+
+    @staticmethod
+    def _variance(mu: np.ndarray, a: float, g: float) -> np.ndarray:
+        """Pixel noise variance ``a + g * mu``, at least what one electron gives."""
+        var = a + g * np.maximum(mu, 0.0)
+        floor = max(g * g, 1e-3 * float(np.mean(var)) if var.size else 0.0, 1e-12)
+        return np.maximum(var, floor)
+
+    def _changed(self, x: np.ndarray, m: np.ndarray, a: float, g: float) -> bool:
+        """The change rule: rms change of the sample grid since the group's
+        start, scaled to the reference's total intensity, over
+        ``tolerance`` pixel noise stds (after the noise's own share)."""
+        assert self._ref is not None and self._ref_bins is not None
+        ref, mu = self._ref, self._ref_bins
+        total = float(m.sum())  # this frame's bin means
+        scaled = x * (float(mu.sum()) / total) if total > 0 else x
+        # noise variance of (scaled - ref) for a pixel: var(mu) (1 + 1/ref_n), with
+        # mu its bin's mean in the reference (the pixels' own values are too noisy)
+        z2 = np.square(scaled - ref) / ((1 + 1 / self._ref_n) * self._variance(mu, a, g))
+        excess = float(np.mean(np.minimum(z2, _CLIP))) - 1.0
+        # the noise's own excess has std sqrt(2 / samples): a margin of 4 of
+        # them keeps small frames (few samples) from closing groups on noise
+        return excess > self.config.tolerance ** 2 + 4.0 * np.sqrt(2.0 / z2.size)
