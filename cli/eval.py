@@ -13,6 +13,9 @@ from .common import CONTEXT, parse_quant_step
 
 #: the B of ``--sweep``: a rate-distortion curve from 2 to 64 frames per measurement
 SWEEP_B = (2, 4, 8, 16, 32, 64)
+#: the codecs a plain ``tcscodec eval`` compares with: the still-image and the
+#: video codecs that set today's bar (JPEG 2000 and H.264 on request)
+DEFAULT_CODECS = ("jpeg", "jpegxl", "h265", "av1")
 
 
 def _csv(value: str | None, what: str) -> list[str]:
@@ -47,8 +50,9 @@ def _load_clean(path: Path):
               help="Noise-free truth (.npy or .tif) to measure against [the raw frames].")
 @click.option("--decoders", default="tcs-unfold,gap-tv", show_default=True,
               help="Decoders to run, comma-separated ('none' for none); unavailable ones are skipped.")
-@click.option("--codecs", default="jpeg,jpeg2000,jpegxl,h264,h265,av1", show_default=True,
-              help="Conventional codecs at equal bytes, comma-separated ('none' for none).")
+@click.option("--codecs", default=",".join(DEFAULT_CODECS), show_default=True,
+              help="Conventional codecs at equal bytes, comma-separated ('none' for none); also known: "
+                   "jpeg2000, h264.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluate the learned decoder with this training checkpoint (replaces 'tcs-unfold').")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -59,7 +63,9 @@ def _load_clean(path: Path):
               help="Measurement quantisation step as in 'tcscodec encode' ('auto' = 1.5x the "
                    "measurement's shot-noise std; 1 = lossless).")
 @click.option("--frames", "n_frames", type=click.IntRange(1), help="Use only the first N frames.")
-@click.option("--no-tv", is_flag=True, help="Skip the TV-filtered codec rows (faster).")
+@click.option("--tv/--no-tv", default=False, show_default=True,
+              help="Also follow every codec and decoder by a TV denoiser tuned on the reference (an oracle "
+                   "upper bound; minutes per row).")
 @click.option("--tv-iterations", type=click.IntRange(1), default=40, show_default=True, help="TV solver iterations.")
 @click.option("--bit-depth", type=click.Choice(["8", "10", "12", "16"]),
               help="Force the codecs' sample depth [8 when it loses nothing, else each codec's deepest].")
@@ -72,18 +78,19 @@ def _load_clean(path: Path):
 @click.option("--name", help="Movie name in the report [INPUT's stem].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 def eval_(input, B_list, sweep, clean, decoders, codecs, checkpoint, out_dir, as_json, seed, quant_step, n_frames,
-          no_tv, tv_iterations, bit_depth, clean_scale, device, threads, name, quiet):
+          tv, tv_iterations, bit_depth, clean_scale, device, threads, name, quiet):
     """Measure PSNR and SSIM of TCS decoding next to JPEG, JPEG 2000, JPEG XL,
     H.264, H.265 and AV1 at the same real bytes as each .tcs file.
 
     \b
     tcscodec eval movie.tif -B 10,20,30 --clean clean.npy --out results/
-    tcscodec eval movie.tif --decoders gap-tv --codecs jpeg,h264 --no-tv
+    tcscodec eval movie.tif --decoders gap-tv --codecs jpeg,h264 --tv
 
     For each B the movie is encoded into a .tcs file; each decoder, the naive
     Y/sum(C), the static oracle (with --clean), and every codec with its
-    quality searched to the .tcs file's bytes are measured, the codecs also
-    followed by a TV denoiser tuned on the reference (an oracle upper bound).
+    quality searched to the .tcs file's bytes are measured (with --tv each
+    also followed by a TV denoiser tuned on the reference: an oracle upper
+    bound, slow).
     With two B or more, the rate-distortion curves give each codec's
     Bjøntegaard deltas against the first decoder (BD-PSNR, BD-rate) and,
     with --out, rd.png.
@@ -128,7 +135,7 @@ def eval_(input, B_list, sweep, clean, decoders, codecs, checkpoint, out_dir, as
     log = None if quiet else (lambda msg: click.echo(msg, err=True))
     t0 = time.perf_counter()
     rows = ev.evaluate(frames, truth, Bs, dec_names, codec_names, seed=seed, quant_step=quant_step, name=name,
-                       tv=not no_tv, tv_iterations=tv_iterations, bit_depth=int(bit_depth) if bit_depth else None,
+                       tv=tv, tv_iterations=tv_iterations, bit_depth=int(bit_depth) if bit_depth else None,
                        clean_scale=None if clean_scale == "none" else clean_scale, device=device,
                        threads=threads, log=log)
     meta = {"input": str(input), "clean": str(clean) if clean else None, "shape": list(frames.shape),

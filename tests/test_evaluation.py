@@ -315,8 +315,9 @@ def test_cli_eval(tmp_path):
     assert res.exit_code != 0 and "unknown codec" in res.output
     # two B or more: the Bjøntegaard deltas and the rate-distortion plot
     res = CliRunner().invoke(main, ["eval", str(src), "-B", "2,4", "--clean", str(truth), "--decoders", NAIVE_TEST,
-                                    "--codecs", "jpeg", "--no-tv", "--out", str(out), "-q"], catch_exceptions=False)
+                                    "--codecs", "jpeg", "--out", str(out), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    assert "jpeg+tv" not in res.output  # the oracle TV rows only on request (--tv)
     assert f"{NAIVE_TEST} vs jpeg: BD-PSNR / BD-rate" in res.output and (out / "rd.png").exists()
 
 
