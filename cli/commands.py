@@ -67,9 +67,11 @@ def _parse_meta(items) -> dict:
               help="For EM files holding several image stacks: which signal to encode (rosettasciio's order).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Inputs encoded at once, each in its own process (several INPUTs).")
+@click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
+              help="Cores the encoder uses (mask sums, quantisation, record coding), shared by the --jobs.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(inputs, B, output, seed, tile, quantize, device, codec, level, meta, signal, jobs, force, quiet):
+def encode(inputs, B, output, seed, tile, quantize, device, codec, level, meta, signal, jobs, threads, force, quiet):
     """Encode movies into .tcs files (each INPUT to INPUT.tcs, or -o for one).
 
     \b
@@ -83,8 +85,10 @@ def encode(inputs, B, output, seed, tile, quantize, device, codec, level, meta, 
     """
     if output is not None and len(inputs) > 1:
         raise click.UsageError("-o names one output: give one INPUT, or none and get INPUT.tcs each")
+    # the --jobs share the cores: each writer gets its part of --threads
+    share = max(1, threads // min(jobs, len(inputs)))
     options = dict(B=B, output=output, seed=seed, tile=tile, quantize=quantize, device=device, codec=codec,
-                   level=level, meta=meta, signal=signal, force=force)
+                   level=level, meta=meta, signal=signal, force=force, threads=share)
     if len(inputs) == 1:
         click.echo(_encode_one(inputs[0], quiet=quiet, **options))
         return
@@ -114,7 +118,7 @@ def _encode_job(path: Path, options: dict) -> str:
 
 
 def _encode_one(input: Path, *, B, output, seed, tile, quantize, device, codec, level, meta, signal, force,
-                quiet) -> str:
+                quiet, threads=None) -> str:
     """Encode one INPUT; returns the summary line."""
     from tqdm import tqdm
 
@@ -129,7 +133,7 @@ def _encode_one(input: Path, *, B, output, seed, tile, quantize, device, codec, 
         metadata = {**movie.metadata, "source": movie.name, **user_meta}
         t0 = time.perf_counter()
         w = tcscodec.open(output, "w", B=B, seed=seed, tile=tile, metadata=metadata,
-                          quant_step=step, device=device, codec=codec, level=level)
+                          quant_step=step, device=device, codec=codec, level=level, threads=threads)
         try:
             with w:
                 for frame in tqdm(movie, total=len(movie), unit="frame", desc="encode", disable=quiet):

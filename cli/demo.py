@@ -48,7 +48,8 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
         click.echo(f"2/4 tcscodec encode {src.name} -B {B} -o {tcs.name}")
         # every option spelled out: an option added to a command is then a choice made here
         ctx.invoke(encode, inputs=(src,), B=B, output=tcs, seed=None, tile=512, quantize="auto", device="cpu",
-                   codec="predict-rice", level=3, meta=("demo=true",), signal=None, jobs=1, force=True, quiet=True)
+                   codec="predict-rice", level=3, meta=("demo=true",), signal=None, jobs=1, threads=os.cpu_count() or 1,
+                   force=True, quiet=True)
         click.echo(f"3/4 tcscodec info {tcs.name}")
         ctx.invoke(info, file=tcs, as_json=False, with_motion=False)
         click.echo(f"4/4 tcscodec decode {tcs.name} -o {dec.name} --decoder {decoder}")
