@@ -87,224 +87,318 @@ if numba is not None:
         return (2 * s * num + den) // (2 * den)
 
     @numba.njit(inline="always")
-    def _neighbours(img, cs, y, x, inside, d):
-        """Sums of the values and mask sums of the 4 neighbours ``d`` (offsets
-        ``(dy0, dx0, .., dy3, dx3)``) of pixel ``(y, x)``, 0 outside the tile
-        as the reference's zero padding; ``inside``: all are in the tile."""
-        if inside:
-            num = (np.int64(img[y + d[0], x + d[1]]) + np.int64(img[y + d[2], x + d[3]])
-                   + np.int64(img[y + d[4], x + d[5]]) + np.int64(img[y + d[6], x + d[7]]))
-            den = (np.int64(cs[y + d[0], x + d[1]]) + np.int64(cs[y + d[2], x + d[3]])
-                   + np.int64(cs[y + d[4], x + d[5]]) + np.int64(cs[y + d[6], x + d[7]]))
+    def _u(i):
+        # an index known to be >= 0, unsigned: numba then skips its test for negative (from-the-end) ones
+        return np.uint64(i)
+
+    @numba.njit(inline="always")
+    def _neighbours(img, cs, y, x, h, diag, checked):
+        """Sums of the values and mask sums of the 4 neighbours of pixel
+        ``(y, x)`` at distance ``h``, diagonal or on the axes; with
+        ``checked`` those outside the tile count 0 (the reference's zero
+        padding), without, all must be inside (no tests: the interior)."""
+        if diag:
+            y0, x0, y1, x1, y2, x2, y3, x3 = y - h, x - h, y - h, x + h, y + h, x - h, y + h, x + h
+        else:
+            y0, x0, y1, x1, y2, x2, y3, x3 = y - h, x, y + h, x, y, x - h, y, x + h
+        if not checked:
+            y0, x0, y1, x1, y2, x2, y3, x3 = _u(y0), _u(x0), _u(y1), _u(x1), _u(y2), _u(x2), _u(y3), _u(x3)
+            num = (np.int64(img[y0, x0]) + np.int64(img[y1, x1])) + (np.int64(img[y2, x2]) + np.int64(img[y3, x3]))
+            den = (np.int64(cs[y0, x0]) + np.int64(cs[y1, x1])) + (np.int64(cs[y2, x2]) + np.int64(cs[y3, x3]))
             return num, den
         H, W = img.shape
         num = den = np.int64(0)
-        for t in range(4):
-            yy = y + d[2 * t]
-            xx = x + d[2 * t + 1]
-            if yy >= 0 and yy < H and xx >= 0 and xx < W:
-                num += np.int64(img[yy, xx])
-                den += np.int64(cs[yy, xx])
+        if y0 >= 0 and y0 < H and x0 >= 0 and x0 < W:
+            num += np.int64(img[_u(y0), _u(x0)])
+            den += np.int64(cs[_u(y0), _u(x0)])
+        if y1 >= 0 and y1 < H and x1 >= 0 and x1 < W:
+            num += np.int64(img[_u(y1), _u(x1)])
+            den += np.int64(cs[_u(y1), _u(x1)])
+        if y2 >= 0 and y2 < H and x2 >= 0 and x2 < W:
+            num += np.int64(img[_u(y2), _u(x2)])
+            den += np.int64(cs[_u(y2), _u(x2)])
+        if y3 >= 0 and y3 < H and x3 >= 0 and x3 < W:
+            num += np.int64(img[_u(y3), _u(x3)])
+            den += np.int64(cs[_u(y3), _u(x3)])
         return num, den
 
     @numba.njit(inline="always")
-    def _offsets(parts, p):
-        return (parts[p, 5], parts[p, 6], parts[p, 7], parts[p, 8],
-                parts[p, 9], parts[p, 10], parts[p, 11], parts[p, 12])
+    def _inside(ox, s, h, W, n):
+        """Of the ``n`` columns ``ox + k s`` of a row whose neighbours rows
+        are in the tile, the range of k whose neighbours are all in it."""
+        ka = min(n, (h - ox + s - 1) // s) if ox < h else 0
+        kb = min(n, (W - h - 1 - ox) // s + 1) if W - h - 1 >= ox else 0
+        return ka, max(ka, kb)
+
+    @numba.njit(inline="always")
+    def _zigzag(v, num, den, sc):
+        r = v - _prediction(num, den, sc)
+        return np.uint64((r << 1) ^ (r >> 63))  # 2r, or -2r - 1 below 0
 
     @numba.njit(cache=True, nogil=True)
     def _residuals(q, cs, parts, u, sums, maxes):
-        """Zigzagged residuals in coding order into ``u``; each stage's
-        integer sum (mod 2^64) and largest residual; returns q's min and max."""
+        """Zigzagged residuals in coding order into ``u``, and each stage's
+        integer sum (mod 2^64) and largest residual."""
         H, W = q.shape
-        qmin = qmax = np.int64(q[0, 0])
         i = 0
         for p in range(parts.shape[0]):
             st, s, oy, ox, nn = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
-            d = _offsets(parts, p)
             h = s // 2
+            diag = parts[p, 6] != 0  # the first offset is (-h, -h) for corners, (-h, 0) for the axes
+            n = (W - ox + s - 1) // s if ox < W else 0
             tot = mx = np.uint64(0)
             for y in range(oy, H, s):
-                rows_in = nn > 0 and y >= h and y + h < H  # offsets are within +-h
-                for x in range(ox, W, s):
-                    v = np.int64(q[y, x])
-                    qmin = min(qmin, v)
-                    qmax = max(qmax, v)
-                    num = den = np.int64(0)
-                    if nn:
-                        num, den = _neighbours(q, cs, y, x, rows_in and x >= h and x + h < W, d)
-                    r = v - _prediction(num, den, np.int64(cs[y, x]))
-                    z = np.uint64((r << 1) ^ (r >> 63))  # zigzag: 2r, or -2r - 1 below 0
+                if nn == 0:  # the base stage: no prediction
+                    for k in range(n):
+                        z = _zigzag(np.int64(q[_u(y), _u(ox + k * s)]), 0, 0, 0)
+                        u[i] = z
+                        i += 1
+                        tot += z
+                        mx = max(mx, z)
+                    continue
+                ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
+                for k in range(ka):
+                    x = ox + k * s
+                    num, den = _neighbours(q, cs, y, x, h, diag, True)
+                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
+                    u[i] = z
+                    i += 1
+                    tot += z
+                    mx = max(mx, z)
+                for k in range(ka, kb):
+                    x = ox + k * s
+                    num, den = _neighbours(q, cs, y, x, h, diag, False)
+                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
+                    u[i] = z
+                    i += 1
+                    tot += z
+                    mx = max(mx, z)
+                for k in range(kb, n):
+                    x = ox + k * s
+                    num, den = _neighbours(q, cs, y, x, h, diag, True)
+                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
                     u[i] = z
                     i += 1
                     tot += z
                     mx = max(mx, z)
             sums[st] += tot
             maxes[st] = max(maxes[st], mx)
-        return qmin, qmax
 
     @numba.njit(cache=True, nogil=True)
     def _trial_bits(u, klo):
         """Per k in ``klo .. klo + 4``: sum of min(u >> k, ESCAPE) and the
-        number of escapes (u >> k >= ESCAPE), in one pass."""
-        esc = np.uint64(ESCAPE)
-        s0 = s1 = s2 = s3 = s4 = np.uint64(0)
-        e0 = e1 = e2 = e3 = e4 = np.uint64(0)
-        for v in u:
-            m0 = v >> np.uint64(klo)
-            m1 = m0 >> np.uint64(1)
-            m2 = m1 >> np.uint64(1)
-            m3 = m2 >> np.uint64(1)
-            m4 = m3 >> np.uint64(1)
-            s0 += min(m0, esc)
-            s1 += min(m1, esc)
-            s2 += min(m2, esc)
-            s3 += min(m3, esc)
-            s4 += min(m4, esc)
-            e0 += np.uint64(m0 >= esc)
-            e1 += np.uint64(m1 >= esc)
-            e2 += np.uint64(m2 >= esc)
-            e3 += np.uint64(m3 >= esc)
-            e4 += np.uint64(m4 >= esc)
-        return (np.array([s0, s1, s2, s3, s4], np.int64), np.array([e0, e1, e2, e3, e4], np.int64))
+        number of escapes (u >> k >= ESCAPE), in one pass.  u >> klo is
+        capped at 16 ESCAPE first (above it every k has an escape), so the
+        five trials run on int32 lanes, summed in int32 over chunks short
+        enough not to overflow."""
+        cap = np.uint64(16 * ESCAPE)
+        sums = np.zeros(5, np.int64)
+        escapes = np.zeros(5, np.int64)
+        for c0 in range(0, u.size, 1 << 24):
+            s0 = s1 = s2 = s3 = s4 = np.int32(0)
+            e0 = e1 = e2 = e3 = e4 = np.int32(0)
+            for i in range(c0, min(u.size, c0 + (1 << 24))):
+                m0 = np.int32(min(u[i] >> np.uint64(klo), cap))
+                m1, m2, m3, m4 = m0 >> 1, m0 >> 2, m0 >> 3, m0 >> 4
+                s0 += min(m0, np.int32(ESCAPE))
+                s1 += min(m1, np.int32(ESCAPE))
+                s2 += min(m2, np.int32(ESCAPE))
+                s3 += min(m3, np.int32(ESCAPE))
+                s4 += min(m4, np.int32(ESCAPE))
+                e0 += np.int32(m0 >= ESCAPE)
+                e1 += np.int32(m1 >= ESCAPE)
+                e2 += np.int32(m2 >= ESCAPE)
+                e3 += np.int32(m3 >= ESCAPE)
+                e4 += np.int32(m4 >= ESCAPE)
+            sums += np.array([s0, s1, s2, s3, s4], np.int64)
+            escapes += np.array([e0, e1, e2, e3, e4], np.int64)
+        return sums, escapes
 
-    @numba.njit(inline="always")
-    def _put(out, pos, acc, n, value, width):
-        """Append the ``width`` (<= 32) low bits of ``value`` to a bit string
-        (MSB first) whose last ``n`` (< 32) bits wait in ``acc``; whole
-        32-bit words go to ``out[pos:]``.  Returns (pos, acc, n)."""
-        acc = (acc << np.uint64(width)) | value
-        n += width
-        if n >= 32:
-            n -= 32
-            w = acc >> np.uint64(n)
-            out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
-            out[pos + 1] = (w >> np.uint64(16)) & np.uint64(0xFF)
-            out[pos + 2] = (w >> np.uint64(8)) & np.uint64(0xFF)
-            out[pos + 3] = w & np.uint64(0xFF)
-            pos += 4
-        return pos, acc, n
+    # The bit writers and readers below are written out in their loops: as
+    # helpers returning their state (even inlined) they ran 10x slower.
 
     @numba.njit(inline="always")
     def _flush(out, pos, acc, n):
-        """The last ``n`` bits of a bit string, zero-padded to whole bytes."""
+        """The last ``n`` (< 32) bits of a bit string, zero-padded to whole bytes."""
         w = acc << np.uint64(32 - n)
         for b in range((n + 7) // 8):
             out[pos + b] = (w >> np.uint64(24 - 8 * b)) & np.uint64(0xFF)
 
     @numba.njit(cache=True, nogil=True)
     def _pack(u, bounds, ks, out, esc_at, unary_at, rem_at):
-        """The escape list, unary stream and remainder stream of ``u`` into ``out``."""
+        """The escape list, unary stream and remainder stream of ``u`` into
+        ``out``.  A bit string (MSB first) keeps its last ``n`` < 32 bits in
+        ``acc`` and writes whole 32-bit words."""
         esc = np.uint64(ESCAPE)
-        ua = ra = np.uint64(0)
-        un = rn = 0
-        up, rp = unary_at, rem_at
+        acc = np.uint64(0)
+        n = np.uint64(0)
+        pos = np.uint64(unary_at)
         for st in range(bounds.size - 1):
-            k = ks[st]
-            mask = (np.uint64(1) << np.uint64(k)) - np.uint64(1)
+            k = np.uint64(ks[st])
             for i in range(bounds[st], bounds[st + 1]):
-                v = u[i]
-                m = v >> np.uint64(k)
+                m = u[i] >> k
                 if m >= esc:
                     for b in range(8):  # little-endian uint64
-                        out[esc_at + b] = (m >> np.uint64(8 * b)) & np.uint64(0xFF)
+                        out[_u(esc_at + b)] = (m >> np.uint64(8 * b)) & np.uint64(0xFF)
                     esc_at += 8
                     m = esc
                 # m ones, then a zero
-                up, ua, un = _put(out, up, ua, un, ((np.uint64(1) << m) - np.uint64(1)) << np.uint64(1),
-                                  np.int64(m) + 1)
-                if k > 32:
-                    rp, ra, rn = _put(out, rp, ra, rn, (v & mask) >> np.uint64(32), k - 32)
-                    rp, ra, rn = _put(out, rp, ra, rn, v & np.uint64(0xFFFFFFFF), 32)
-                elif k:
-                    rp, ra, rn = _put(out, rp, ra, rn, v & mask, k)
-        _flush(out, up, ua, un)
-        _flush(out, rp, ra, rn)
-
-    @numba.njit(inline="always")
-    def _refill(buf, bp, acc, n):
-        """Top up a reader's ``acc`` (its ``n`` bits MSB-aligned) from
-        ``buf[bp:]``, zeros past its end.  Returns (bp, acc, n)."""
-        while n <= 56:
-            byte = np.uint64(buf[bp]) if bp < buf.size else np.uint64(0)
-            acc |= byte << np.uint64(56 - n)
-            bp += 1
-            n += 8
-        return bp, acc, n
-
-    @numba.njit(inline="always")
-    def _take(buf, bp, acc, n, width):
-        """The next ``width`` (1..32) bits.  Returns (value, bp, acc, n)."""
-        if n < width:
-            bp, acc, n = _refill(buf, bp, acc, n)
-        v = acc >> np.uint64(64 - width)
-        return v, bp, (acc << np.uint64(width)), n - width
+                acc = (acc << (m + np.uint64(1))) | (((np.uint64(1) << m) - np.uint64(1)) << np.uint64(1))
+                n += m + np.uint64(1)
+                if n >= np.uint64(32):
+                    n -= np.uint64(32)
+                    w = acc >> n
+                    out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
+                    out[pos + np.uint64(1)] = (w >> np.uint64(16)) & np.uint64(0xFF)
+                    out[pos + np.uint64(2)] = (w >> np.uint64(8)) & np.uint64(0xFF)
+                    out[pos + np.uint64(3)] = w & np.uint64(0xFF)
+                    pos += np.uint64(4)
+        _flush(out, pos, acc, n)
+        acc = np.uint64(0)
+        n = np.uint64(0)
+        pos = np.uint64(rem_at)
+        for st in range(bounds.size - 1):
+            k = np.uint64(ks[st])
+            if k == 0:
+                continue
+            # fields over 32 bits go in two parts: high k - 32 bits, then 32
+            parts = 2 if k > np.uint64(32) else 1
+            mask = (np.uint64(1) << k) - np.uint64(1)
+            for i in range(bounds[st], bounds[st + 1]):
+                v = u[i] & mask
+                for part in range(parts):
+                    width = k - np.uint64(32) if part < parts - 1 else min(k, np.uint64(32))
+                    field = v >> np.uint64(32) if part < parts - 1 else v & np.uint64(0xFFFFFFFF)
+                    acc = (acc << width) | field
+                    n += width
+                    if n >= np.uint64(32):
+                        n -= np.uint64(32)
+                        w = acc >> n
+                        out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
+                        out[pos + np.uint64(1)] = (w >> np.uint64(16)) & np.uint64(0xFF)
+                        out[pos + np.uint64(2)] = (w >> np.uint64(8)) & np.uint64(0xFF)
+                        out[pos + np.uint64(3)] = w & np.uint64(0xFF)
+                        pos += np.uint64(4)
+        _flush(out, pos, acc, n)
 
     @numba.njit(cache=True, nogil=True)
-    def _decode(unary, escapes, rem, ks, cs, parts, out):
-        """Decode into ``out`` in coding order; 0, or 1 for a content the
-        reference refuses (its codes, escapes or values are out of bounds)."""
-        H, W = out.shape
+    def _parse(unary, escapes, rem, ks, bounds, u):
+        """The zigzagged residuals ``u`` from the streams; 0, or 1 for streams
+        the reference refuses (codes, escapes or quotients out of bounds).
+        A reader keeps its next ``n`` bits MSB-aligned in ``acc`` and tops
+        it up a byte at a time (zeros past the end of its stream)."""
         ua = ra = np.uint64(0)
-        ub = un = rb = rn = 0
+        un = rn = 0
+        ub = rb = np.uint64(0)
+        usize = np.uint64(unary.size)
+        rsize = np.uint64(rem.size)
         j = 0
-        for p in range(parts.shape[0]):
-            st, s, oy, ox, nn = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
-            d = _offsets(parts, p)
-            h = s // 2
+        for st in range(bounds.size - 1):
             k = ks[st]
-            for y in range(oy, H, s):
-                rows_in = y >= h and y + h < H
-                for x in range(ox, W, s):
-                    # the unary code: a run of ones (any length), then a zero
-                    run = np.uint64(0)
-                    while True:
-                        if un < 32:
-                            ub, ua, un = _refill(unary, ub, ua, un)
-                        ones = leading_zeros(~ua)
-                        if ones < un:
-                            run += np.uint64(ones)
-                            ua = (ua << np.uint64(ones)) << np.uint64(1)
-                            un -= ones + 1
-                            break
-                        run += np.uint64(un)
-                        ua = np.uint64(0)
-                        un = 0
-                        if ub >= unary.size:
-                            return 1  # fewer codes than values
-                    if ub * 8 - un > unary.size * 8:
-                        return 1  # the code ended in the zeros past the stream
-                    m = run
-                    if run == ESCAPE:
-                        if j >= escapes.size:
-                            return 1
-                        m = escapes[j]
-                        j += 1
-                    if k and m >> np.uint64(63 - k):
-                        return 1  # u = m << k | remainder would not fit 63 bits
-                    z = m << np.uint64(k)
-                    if k > 32:
-                        hi, rb, ra, rn = _take(rem, rb, ra, rn, k - 32)
-                        lo, rb, ra, rn = _take(rem, rb, ra, rn, 32)
-                        z |= (hi << np.uint64(32)) | lo
-                    elif k:
-                        lo, rb, ra, rn = _take(rem, rb, ra, rn, k)
-                        z |= lo
-                    half = np.int64(z >> np.uint64(1))
-                    r = half ^ -np.int64(z & np.uint64(1))  # zigzag back: half, or -half - 1
-                    num = den = np.int64(0)
-                    if nn:
-                        num, den = _neighbours(out, cs, y, x, rows_in and x >= h and x + h < W, d)
-                    v = r + _prediction(num, den, np.int64(cs[y, x]))
-                    if v > MAX_ABS or v < -MAX_ABS:
+            for i in range(bounds[st], bounds[st + 1]):
+                # the unary code: a run of ones (any length), then a zero
+                run = np.uint64(0)
+                while True:
+                    if un < 32:
+                        while un <= 56:
+                            byte = np.uint64(unary[ub]) if ub < usize else np.uint64(0)
+                            ua |= byte << np.uint64(56 - un)
+                            ub += np.uint64(1)
+                            un += 8
+                    ones = leading_zeros(~ua)
+                    if ones < un:
+                        run += np.uint64(ones)
+                        ua = (ua << np.uint64(ones)) << np.uint64(1)
+                        un -= ones + 1
+                        break
+                    run += np.uint64(un)
+                    ua = np.uint64(0)
+                    un = 0
+                    if ub >= usize:
+                        return 1  # fewer codes than values
+                if np.int64(ub) * 8 - un > unary.size * 8:
+                    return 1  # the code ended in the zeros past the stream
+                m = run
+                if run == ESCAPE:
+                    if j >= escapes.size:
                         return 1
-                    out[y, x] = v
+                    m = escapes[j]
+                    j += 1
+                if k and m >> np.uint64(63 - k):
+                    return 1  # u = m << k | remainder would not fit 63 bits
+                z = m << np.uint64(k)
+                # the remainder: k bits, in parts of at most 32
+                left = k
+                while left > 0:
+                    width = left - 32 if left > 32 else left
+                    if rn < width:
+                        while rn <= 56:
+                            byte = np.uint64(rem[rb]) if rb < rsize else np.uint64(0)
+                            ra |= byte << np.uint64(56 - rn)
+                            rb += np.uint64(1)
+                            rn += 8
+                    left -= width
+                    z |= (ra >> np.uint64(64 - width)) << np.uint64(left)
+                    ra <<= np.uint64(width)
+                    rn -= width
+                u[i] = z
         if j != escapes.size:
             return 1
         # the last code's zero lies in the last byte, and the bits after it are zeros
-        end = ub * 8 - un
+        end = np.int64(ub) * 8 - un
         if (end - 1) // 8 != unary.size - 1 or (unary[unary.size - 1] & ((1 << ((8 - end % 8) % 8)) - 1)):
             return 1
+        return 0
+
+    @numba.njit(inline="always")
+    def _value(z, num, den, sc):
+        half = np.int64(z >> np.uint64(1))
+        return (half ^ -np.int64(z & np.uint64(1))) + _prediction(num, den, sc)  # zigzag back: half, or -half - 1
+
+    @numba.njit(cache=True, nogil=True)
+    def _reconstruct(u, cs, parts, out):
+        """The values from their residuals ``u``, in coding order (as
+        :func:`_residuals` visits them); 0, or 1 where one is beyond 2^52."""
+        H, W = out.shape
+        i = 0
+        bad = False
+        for p in range(parts.shape[0]):
+            s, oy, ox, nn = parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
+            h = s // 2
+            diag = parts[p, 6] != 0
+            n = (W - ox + s - 1) // s if ox < W else 0
+            for y in range(oy, H, s):
+                if nn == 0:
+                    for k in range(n):
+                        v = _value(u[i], 0, 0, 0)
+                        i += 1
+                        bad |= v > MAX_ABS or v < -MAX_ABS
+                        out[_u(y), _u(ox + k * s)] = v
+                    continue
+                ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
+                for k in range(ka):
+                    x = ox + k * s
+                    num, den = _neighbours(out, cs, y, x, h, diag, True)
+                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
+                    i += 1
+                    bad |= v > MAX_ABS or v < -MAX_ABS
+                    out[_u(y), _u(x)] = v
+                for k in range(ka, kb):
+                    x = ox + k * s
+                    num, den = _neighbours(out, cs, y, x, h, diag, False)
+                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
+                    i += 1
+                    bad |= v > MAX_ABS or v < -MAX_ABS
+                    out[_u(y), _u(x)] = v
+                for k in range(kb, n):
+                    x = ox + k * s
+                    num, den = _neighbours(out, cs, y, x, h, diag, True)
+                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
+                    i += 1
+                    bad |= v > MAX_ABS or v < -MAX_ABS
+                    out[_u(y), _u(x)] = v
+            if bad:  # checked stage by stage, as the reference: later predictions stay exact
+                return 1
         return 0
 
 
@@ -319,15 +413,14 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     """:func:`tcscodec.format.predictive.encode_predicted`, compiled."""
     if q.dtype.kind not in "iu" or not _usable(q, csum):
         return encode_predicted_reference(q, csum)
-    if q.dtype == np.uint64 and int(np.max(q)) > MAX_ABS:  # the one dtype the kernel's int64 would wrap
+    # values beyond 2^52 are not predicted; only 64-bit dtypes can hold them
+    if q.dtype.itemsize == 8 and (int(np.max(q)) > MAX_ABS or int(np.min(q)) < -MAX_ABS):
         return None
     counts, bounds = _stage_bounds(q.shape)
     u = np.empty(q.size, np.uint64)
     sums = np.zeros(N_STAGES, np.uint64)
     maxes = np.zeros(N_STAGES, np.uint64)
-    qmin, qmax = _residuals(q, csum, _PARTS, u, sums, maxes)
-    if qmax > MAX_ABS or qmin < -MAX_ABS:
-        return None
+    _residuals(q, csum, _PARTS, u, sums, maxes)
     ks, unary_bits, n_esc, rem_bits = [], 0, 0, 0
     for st, count in enumerate(counts):
         if count == 0:
@@ -363,15 +456,17 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     if not _usable(csum, csum):
         return decode_predicted_reference(content, csum)
     ks, n_esc, unary_size = parse_head(content, csum.size)
-    counts, _ = _stage_bounds(csum.shape)
+    counts, bounds = _stage_bounds(csum.shape)
     rem_at = HEAD_SIZE + 8 * n_esc + unary_size
     rem_bits = sum(c * k for c, k in zip(counts, ks, strict=True))
     if len(content) - rem_at != -(-rem_bits // 8):
         return decode_predicted_reference(content, csum)  # raises its error
     buf = np.frombuffer(content, np.uint8)
     escapes = np.frombuffer(content, "<u8", n_esc, HEAD_SIZE)
+    u = np.empty(csum.size, np.uint64)
     out = np.empty(csum.shape, np.int64)
-    if _decode(buf[HEAD_SIZE + 8 * n_esc:rem_at], escapes, buf[rem_at:], np.array(ks, np.int64), csum, _PARTS, out):
+    if (_parse(buf[HEAD_SIZE + 8 * n_esc:rem_at], escapes, buf[rem_at:], np.array(ks, np.int64), bounds, u)
+            or _reconstruct(u, csum, _PARTS, out)):
         return decode_predicted_reference(content, csum)  # raises its error
     return out
 
