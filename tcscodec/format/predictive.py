@@ -58,11 +58,14 @@ def _spacings() -> list[int]:
     return out
 
 
-def stage_specs() -> list[tuple[int, list[tuple[int, int]], list[tuple[int, int]]]]:
+_Offsets = list[tuple[int, int]]
+
+
+def stage_specs() -> list[tuple[int, _Offsets, _Offsets]]:
     """Per stage, in coding order: (spacing, offsets of its pixel sets,
     neighbour offsets), in pixels (spec section 4.2's table); the base
     stage has no neighbours."""
-    specs = [(BASE_SPACING, [(0, 0)], [])]
+    specs: list[tuple[int, _Offsets, _Offsets]] = [(BASE_SPACING, [(0, 0)], [])]
     for s in _spacings():
         h = s // 2
         specs.append((s, [(h, h)], [(-h, -h), (-h, h), (h, -h), (h, h)]))
