@@ -5,7 +5,8 @@ by stage over strided int64 copies, five trial Rice parameters as five
 passes, bit strings built as arrays.  Here the same mapping runs pixel by
 pixel in the coding order, in three compiled passes per tile (residuals and
 their sums; the trial bit counts of each stage; the unary, escape and
-remainder streams written straight into the content), and decoding in one.
+remainder streams written straight into the content), and decoding in two
+(the streams to residuals, the residuals to values in the coding order).
 
 The bytes, values and errors are the reference's exactly:
 
