@@ -68,10 +68,11 @@ def test_row_bands_cover_the_rows():
 
 def test_the_pool_runs_urgent_work_first():
     pool = WorkPool(1)
-    gate = threading.Event()
+    gate, running = threading.Event(), threading.Event()
     order = []
     try:
-        pool.submit(gate.wait)  # holds the one thread
+        pool.submit(lambda: (running.set(), gate.wait()))  # holds the one thread
+        running.wait()
         normal = [pool.submit(order.append, f"tile {i}") for i in range(3)]
         urgent = threading.Thread(target=pool.run, args=([lambda: order.append("band")],))
         urgent.start()
@@ -92,11 +93,15 @@ def test_the_pool_reports_errors_and_cancels_on_shutdown():
         pool.run([lambda: 1, lambda: 1 / 0])
     assert pool.run([lambda: 1, lambda: 2]) == [1, 2]
     gate = threading.Event()
-    pool.submit(gate.wait)
-    pool.submit(gate.wait)
+    running = [threading.Event(), threading.Event()]
+    for started in running:
+        pool.submit(lambda started=started: (started.set(), gate.wait()))  # holds both threads
+    for started in running:
+        started.wait()
     queued = pool.submit(lambda: 3)
-    threading.Timer(0.05, gate.set).start()
-    pool.shutdown(cancel_futures=True)
+    pool.shutdown(wait=False, cancel_futures=True)
     assert queued.cancelled()
+    gate.set()
+    pool.shutdown()  # joins the threads
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit(lambda: 4)
