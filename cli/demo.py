@@ -49,7 +49,7 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
         # every option spelled out: an option added to a command is then a choice made here
         ctx.invoke(encode, inputs=(src,), B=B, min_B=None, max_B=None, auto_tolerance=None, output=tcs,
                    seed=None, tile=512, quantize="auto", device="cpu", codec="predict-rice", level=3,
-                   meta=("demo=true",), signal=None, jobs=1, force=True, quiet=True)
+                   meta=("demo=true",), signal=None, jobs=1, threads=os.cpu_count() or 1, force=True, quiet=True)
         click.echo(f"3/4 tcscodec info {tcs.name}")
         ctx.invoke(info, file=tcs, as_json=False, with_motion=False)
         click.echo(f"4/4 tcscodec decode {tcs.name} -o {dec.name} --decoder {decoder}")

@@ -64,5 +64,9 @@ __all__ = [
 ]
 
 from . import imageio_plugin as _imageio_plugin  # noqa: E402
+from . import rice_kernels as _rice_kernels  # noqa: E402
 
 _imageio_plugin.register()
+# readers and writers code predict-rice records with the compiled kernels
+# (the format layer alone keeps its numpy reference)
+_rice_kernels.install()

@@ -3,7 +3,8 @@
 :func:`masked_accumulate` is the encoder's whole work per frame: ``acc +=
 C_b * frame`` for one frame, reading the mask straight from its bit-packed
 words (64 pixels a word), in one pass over the frame with no temporaries,
-row bands spread over threads.  numpy needs three passes and two
+row bands spread over numba's threads, or (:func:`accumulate_rows`) over
+the caller's.  numpy needs three passes and two
 temporaries for the same sum (unpack the mask bits, multiply in the frame's
 dtype, a widening add), which made it compute-bound.
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["masked_accumulate", "binned_sum", "set_threads"]
+__all__ = ["masked_accumulate", "accumulate_rows", "binned_sum", "set_threads"]
 
 numba: Any
 try:
@@ -33,26 +34,34 @@ except ImportError:  # pragma: no cover - numba is a dependency; numpy keeps wor
 
 if numba is not None:
 
+    @numba.njit(inline="always")
+    def _accumulate_row(a, f, wr, W):
+        full = W // 64  # words whose 64 pixels are all inside the row
+        for w in range(full):
+            word = wr[w]
+            x0 = w * 64
+            # Branch-free: every pixel adds frame * bit (0 or 1, exact),
+            # which the compiler vectorises; a test per bit does not.
+            for i in range(64):
+                a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+        if full * 64 < W:
+            word = wr[full]
+            x0 = full * 64
+            for i in range(W - x0):
+                a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _accumulate(acc, frame, words):
         H, W = frame.shape
-        full = W // 64  # words whose 64 pixels are all inside the row
         for y in numba.prange(H):
-            a = acc[y]
-            f = frame[y]
-            wr = words[y]
-            for w in range(full):
-                word = wr[w]
-                x0 = w * 64
-                # Branch-free: every pixel adds frame * bit (0 or 1, exact),
-                # which the compiler vectorises; a test per bit does not.
-                for i in range(64):
-                    a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
-            if full * 64 < W:
-                word = wr[full]
-                x0 = full * 64
-                for i in range(W - x0):
-                    a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+            _accumulate_row(acc[y], frame[y], words[y], W)
+
+    @numba.njit(cache=True, nogil=True)
+    def _accumulate_rows(acc, frame, words, y0, y1):
+        # one band of rows on the calling thread (the writer's pool runs the bands)
+        W = frame.shape[1]
+        for y in range(y0, y1):
+            _accumulate_row(acc[y], frame[y], words[y], W)
 
 
 if numba is not None:
@@ -109,6 +118,15 @@ def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> 
         np.add(acc, np.multiply(frame, mask, dtype=frame.dtype), out=acc, casting="unsafe")
         return
     _accumulate(acc, np.ascontiguousarray(frame), words)
+
+
+def accumulate_rows(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, y0: int, y1: int) -> None:
+    """:func:`masked_accumulate` of rows ``y0:y1`` only, on the calling
+    thread (no numba threads): bands of one frame on several threads at once."""
+    if numba is None:  # pragma: no cover
+        masked_accumulate(acc[y0:y1], frame[y0:y1], words[y0:y1])
+        return
+    _accumulate_rows(acc, frame, words, y0, y1)
 
 
 def set_threads(n: int) -> int:

@@ -14,12 +14,16 @@ that cannot overflow for B <= 64 (:data:`tcscodec.measurement.MEASUREMENT_DTYPES
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
-from .cpu_kernels import masked_accumulate, set_threads
+from .cpu_kernels import accumulate_rows, masked_accumulate, set_threads
 from .errors import TcsValueError
 from .masks import masks, packed_masks
 from .measurement import Measurement, check_B, check_frame, measurement_dtype
+from .work_pool import row_bands
 
 # measurement_dtype and Measurement stay importable from here for the scripts
 # written against this module; B's limits and the dtype tables live in
@@ -40,8 +44,12 @@ class CpuEncoder:
     dtype : numpy dtype
         Frame dtype: uint8, uint16, uint32 or float32.
     threads : int, optional
-        Threads that add one frame (row bands; default 1: a writer runs
-        its record coding on the other cores).
+        Threads that add one frame, in row bands (default 1).
+    run : callable, optional
+        Runs a list of callables (the frame's row bands) and waits for
+        them: :meth:`tcscodec.work_pool.WorkPool.run`, so that a writer's
+        sums and record coding share its threads.  Without it the bands
+        run on numba's threads.
 
     Push frames with :meth:`push`; it returns a :class:`Measurement` each time
     a group completes.  :meth:`end_group` ends the group early (groups of
@@ -55,7 +63,7 @@ class CpuEncoder:
 
     device = "cpu"
 
-    def __init__(self, seed: int, B: int, shape, dtype, threads: int = 1):
+    def __init__(self, seed: int, B: int, shape, dtype, threads: int = 1, run: Callable | None = None):
         self.seed = int(seed)
         self.B = check_B(B)
         self.shape = (int(shape[0]), int(shape[1]))
@@ -64,6 +72,8 @@ class CpuEncoder:
         self._words = packed_masks(self.seed, self.B, *self.shape)
         self._acc = np.zeros(self.shape, self.mdtype)
         self.threads = max(1, int(threads))
+        self._run = run
+        self._bands = row_bands(self.shape, self.threads)
         self.frames_pushed = 0
         self._group = 0  # index of the group being summed
         self._b = 0  # frames of it summed so far
@@ -84,11 +94,15 @@ class CpuEncoder:
         if self._finished:
             raise TcsValueError("the stream was drained; make a new encoder")
         frame = check_frame(frame, self.shape, self.dtype, self.frames_pushed)
-        before = set_threads(self.threads)
-        try:
-            masked_accumulate(self._acc, frame, self._words[self._b])
-        finally:
-            set_threads(before)
+        if self._run is not None:
+            frame, words = np.ascontiguousarray(frame), self._words[self._b]
+            self._run([partial(accumulate_rows, self._acc, frame, words, y0, y1) for y0, y1 in self._bands])
+        else:
+            before = set_threads(self.threads)
+            try:
+                masked_accumulate(self._acc, frame, self._words[self._b])
+            finally:
+                set_threads(before)
         self.frames_pushed += 1
         self._b += 1
         if self._b == self.B:

@@ -7,20 +7,24 @@ this module, so the encoders form no import cycle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .encoder import CpuEncoder
 from .errors import TcsValueError
 
 __all__ = ["make_encoder"]
 
 
-def make_encoder(device: str, seed: int, B: int, shape, dtype, **options):
+def make_encoder(device: str, seed: int, B: int, shape, dtype, *, threads: int = 1,
+                 run: Callable | None = None, **options):
     """The streaming encoder for ``device`` ("cpu", "cuda" or "cuda:N");
-    ``options`` go to :class:`~tcscodec.cuda_encoder.CudaEncoder` (``lag``,
-    ``masks``, ``staging``)."""
+    ``threads`` and ``run`` are :class:`~tcscodec.encoder.CpuEncoder`'s
+    (the CUDA encoder adds on the GPU), ``options`` go to
+    :class:`~tcscodec.cuda_encoder.CudaEncoder` (``lag``, ``masks``, ``staging``)."""
     if device == "cpu":
         if options:
             raise TcsValueError(f"options {sorted(options)} apply to device='cuda' only")
-        return CpuEncoder(seed, B, shape, dtype)
+        return CpuEncoder(seed, B, shape, dtype, threads=threads, run=run)
     if device == "cuda" or str(device).startswith("cuda:"):
         from .cuda_encoder import CudaEncoder  # lazy: CuPy is optional
 

@@ -5,16 +5,24 @@ a larger step the writer stores ``q = floor(Y / step + 0.5)`` and readers
 return ``q * step``: the error is at most ``step / 2`` per pixel, which is
 invisible next to the shot noise of a sum of B frames when the step is
 chosen below it.
+
+The numpy functions here are the reference; :func:`quantize` and the
+noise estimate run the compiled kernels of :mod:`tcscodec.quantize_kernels`,
+which give the same numbers (``tests/test_quantize_kernels.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from . import quantize_kernels
 from .errors import TcsValueError
+from .work_pool import row_bands
 
-__all__ = ["stored_dtype", "quantize", "dequantize", "noise_std", "noise_step", "spatial_gain", "temporal_gain",
-           "dose_estimate", "cast_frames"]
+__all__ = ["stored_dtype", "quantize", "quantize_reference", "dequantize", "noise_std", "noise_step", "spatial_gain",
+           "temporal_gain", "dose_estimate", "cast_frames"]
 
 
 def stored_dtype(measurement_dtype, quant_step: float) -> np.dtype:
@@ -25,8 +33,28 @@ def stored_dtype(measurement_dtype, quant_step: float) -> np.dtype:
     return np.dtype(np.int64)  # float measurements become signed integers
 
 
-def quantize(y: np.ndarray, quant_step: float, dtype) -> np.ndarray:
-    """Stored form of measurement ``y``."""
+def quantize(y: np.ndarray, quant_step: float, dtype, run: Callable | None = None, bands: int = 1) -> np.ndarray:
+    """Stored form of measurement ``y``: :func:`quantize_reference`, in one
+    compiled pass per band of rows.
+
+    ``run`` executes a list of callables and waits for them (the writer's
+    :meth:`tcscodec.work_pool.WorkPool.run`), ``bands`` of them at most;
+    without it they run here, one after the other.
+    """
+    dtype = np.dtype(dtype)
+    if quant_step == 1 or y.ndim != 2 or dtype.kind not in "iu" or quantize_kernels.numba is None:
+        return quantize_reference(y, quant_step, dtype)
+    out = np.empty(y.shape, dtype)
+    jobs = [lambda a=a, b=b: quantize_kernels.quantize_into(y[a:b], quant_step, out[a:b])
+            for a, b in row_bands(y.shape, bands)]
+    fits = [job() for job in jobs] if run is None else run(jobs)
+    if not all(fits):
+        return quantize_reference(y, quant_step, dtype)  # raises its error
+    return out
+
+
+def quantize_reference(y: np.ndarray, quant_step: float, dtype) -> np.ndarray:
+    """Stored form of measurement ``y`` (numpy: the specification)."""
     if quant_step == 1:
         return y.astype(dtype, copy=False)
     q = np.floor(y / quant_step + 0.5)
@@ -48,6 +76,18 @@ def dequantize(q: np.ndarray, quant_step: float) -> np.ndarray:
 
 
 def spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
+    """:func:`spatial_gain_reference` with the compiled high-pass and medians."""
+    if min(y.shape) < 3 or y.ndim != 2 or quantize_kernels.numba is None:
+        return spatial_gain_reference(y, csum)
+    per_pixel, hp = quantize_kernels.highpass(y, csum)
+    var_hp = (1.4826 * quantize_kernels.abs_deviation_median(hp, quantize_kernels.median(hp))) ** 2 * 9 / 8
+    per_electron = float(np.mean(per_pixel))
+    if per_electron <= 0 or var_hp <= 0:
+        return 0.0
+    return var_hp / per_electron
+
+
+def spatial_gain_reference(y: np.ndarray, csum: np.ndarray) -> float:
     """Detector gain (variance per unit of signal) from one measurement.
 
     ``xbar = Y / sum C`` has shot-noise variance ``g * xbar / sum C``; the
@@ -124,7 +164,8 @@ def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
         gain = min(gain, temporal_gain(*frames))
     if gain <= 0:
         return 0.0
-    return float(np.sqrt(gain * max(float(np.median(y)), 0.0)))
+    centre = quantize_kernels.median(y) if quantize_kernels.numba is not None else np.median(y)
+    return float(np.sqrt(gain * max(float(centre), 0.0)))
 
 
 def noise_step(y: np.ndarray, csum_or_n: np.ndarray | float, fraction: float = 1.0) -> float:

@@ -319,12 +319,14 @@ class TcsReader:
         """Decode one group into ``(n, h, w)`` float32 frames in the input's units.
 
         With ``motion=True`` a decoder that compensates motion
-        (``Decoder.uses_motion``: GAP-TV and the learned one) gets the
-        group's frame displacements from :meth:`motion`, where they reach
-        :data:`tcscodec.motion.MIN_EXCURSION` (0.5 px from the group's
-        middle).  Off by default: with the shipped weights it costs up to
-        4 dB on drifting movies the still decoder already follows (README,
-        "Motion"), until weights trained with it ship.
+        (``Decoder.uses_motion``: GAP-TV and the learned one, which then
+        uses its ``tcs-unfold-motion`` weights) gets the group's frame
+        displacements from :meth:`motion` where
+        :meth:`~tcscodec.motion.MotionPath.compensated` selects the group
+        (>= 0.9 px/frame, <= 50 e-/px/frame).  Off by default: it gains up
+        to 4 dB on smooth drift but loses up to 3 dB where the drift
+        jitters within a group or particles move on their own (README,
+        "Motion").
 
         Only the records under the tiles that touch ``region`` are read, and
         the region's frames are exactly that crop of the whole frame's.  A

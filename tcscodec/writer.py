@@ -2,8 +2,13 @@
 
 The writer encodes frames as they arrive (one frame at a time is enough, as
 from a detector), cuts each finished group's measurement into tiles and
-compresses the tiles in a thread pool (numpy and zstd release the GIL), so
-encoding of the next group overlaps the compression of the last.
+compresses the tiles on its threads, so that encoding of the next group
+overlaps the compression of the last.  All its work runs on one
+:class:`~tcscodec.work_pool.WorkPool` of ``threads`` threads (the compiled
+kernels and zstd release the GIL): a frame's mask sum and a group's
+quantisation in row bands ahead of everything, the tiles' record coding
+in between, so the writer keeps ``threads`` cores busy and no more (the
+caller's thread only checks frames and hands work out).
 
 Durability: one group at a time is compressing, and the pool thread that
 finishes its last tile writes the group's records and flushes them to the
@@ -17,7 +22,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from .grouping import AUTO_MAX_B, AUTO_MIN_B, AutoGroups, AutoGroupsConfig, Grou
 from .masks import random_seed, tile_mask_sum
 from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .quantize import quantize, stored_dtype
+from .work_pool import WorkPool
 
 __all__ = ["TcsWriter", "write", "DEFAULT_TILE"]
 
@@ -122,7 +127,8 @@ class TcsWriter:
         lossless ones (``bench/ratio.py``).
         Files with the other codecs can be read by format 1.0 readers.
     threads : int, optional
-        Compression threads (default: number of CPUs, at most 8).
+        Threads, so cores, the writer uses for the mask sums (CPU
+        encoder), quantisation and record coding (default: all CPUs).
     shape, dtype : optional
         Frame shape (H, W) and dtype; otherwise taken from the first frame.
     encoder_options : dict, optional
@@ -186,10 +192,10 @@ class TcsWriter:
         self.level = int(level)
         self._codec = get_codec(codec, level=self.level)  # the registry refuses unknown names
         self.codec = codec
-        self._threads = threads or min(8, os.cpu_count() or 1)
+        self._threads = max(1, int(threads or os.cpu_count() or 1))
         self._encoder = None
         self._container: ContainerWriter | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: WorkPool | None = None
         self._inflight: _Group | None = None  # the one group compressing
         self._write_lock = threading.Lock()
         self._discard = False  # set by abort(): pool threads write nothing more
@@ -214,10 +220,15 @@ class TcsWriter:
             tile=self.tile, quant_step=self.quant_step, codec=self.codec, metadata=self.metadata,
             variable_groups=self.policy is not None,
         )
-        self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, **self._encoder_options)
-        if not self.auto_quant:
-            self._container = ContainerWriter(self.path, self.header)
-        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="tcs-zstd")
+        self._pool = WorkPool(self._threads, name="tcs-writer")
+        try:
+            self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, threads=self._threads,
+                                         run=self._pool.run, **self._encoder_options)
+            if not self.auto_quant:
+                self._container = ContainerWriter(self.path, self.header)
+        except BaseException:
+            self._shutdown()  # no threads are left behind
+            raise
 
     @property
     def shape(self):
@@ -306,11 +317,12 @@ class TcsWriter:
         is on disk (one group compressing at a time: a kill loses at most it)."""
         if self._container is None:
             self._choose_step(m)
-        stored = quantize(m.data, self.quant_step, np.dtype(self.header.stored_dtype))
+        assert self._pool is not None  # groups are submitted between _start and close
+        stored = quantize(m.data, self.quant_step, np.dtype(self.header.stored_dtype), run=self._pool.run,
+                          bands=self._threads)
         self._wait_inflight()
         rows, cols = self.header.grid
         job = _Group(m.group, m.n_frames, [(r, c) for r in range(rows) for c in range(cols)])
-        assert self._pool is not None  # groups are submitted between _start and close
         for i, (r, c) in enumerate(job.keys):
             y0, y1, x0, x1 = self.header.tile_bounds(r, c)
             self._pool.submit(self._compress, job, i, stored[y0:y1, x0:x1], (y0, y1, x0, x1))

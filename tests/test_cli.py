@@ -204,3 +204,14 @@ def test_encode_many_inputs_in_parallel_names_the_one_that_fails(movie_tif, tmp_
             assert r.shape == (6 + 2 * k, *frames.shape[1:])
     res = run("encode", *inputs, "-o", tmp_path / "x.tcs")
     assert res.exit_code == 2 and "-o names one output" in res.output
+
+
+def test_encode_threads_give_the_same_file(movie_tif, tmp_path):
+    """--threads spreads the work over cores; the bytes do not depend on it."""
+    src, _ = movie_tif
+    for threads in (1, 3):
+        res = run("encode", src, "-o", tmp_path / f"t{threads}.tcs", "-B", 4, "--seed", 9, "--tile", 16,
+                  "--threads", threads, "-q")
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "t1.tcs").read_bytes() == (tmp_path / "t3.tcs").read_bytes()
+    assert CliRunner().invoke(main, ["encode", str(src), "--threads", "0"]).exit_code == 2

@@ -49,3 +49,19 @@ def test_beats_gap_tv_on_held_out_movies(seed, n, torch_one_thread):
     assert got["gap-tv"] == pytest.approx(want_gap, abs=0.3)
     assert got["tcs-unfold"] == pytest.approx(want_net, abs=0.3)
     assert got["tcs-unfold"] > got["gap-tv"] + 0.5
+
+
+def test_motion_weights_ship_beside_the_still_ones_and_decode_moving_groups_only():
+    from tcscodec.decoders.learned import MOTION_MODEL_NAME, UnfoldDecoder
+
+    assert weights.available(MOTION_MODEL_NAME)
+    rec, still = weights.weight_record(MOTION_MODEL_NAME), weights.weight_record("tcs-unfold")
+    assert rec["command"].startswith("tcscodec train ") and rec["train_config"]["motion_prob"] > 0
+    assert rec["parent"]["sha256"] == still["sha256"] == rec["train_config"]["init_sha256"]
+    weights.load_state(MOTION_MODEL_NAME)  # checks the SHA-256
+    dec = UnfoldDecoder()
+    assert dec._motion_net is None  # loaded only for the first group decoded in the moving frame
+    y, C = torch.rand(1, 32, 32) * 40, (torch.rand(1, 4, 32, 32) > 0.5).float()
+    shifts = torch.tensor([[[0.0, -3.0], [0.0, -1.0], [0.0, 1.0], [0.0, 3.0]]])
+    moving = dec.decode(y, C, shifts=shifts)
+    assert dec.motion_net is not dec.net and not torch.equal(moving, UnfoldDecoder(net=dec.net).decode(y, C, shifts=shifts))

@@ -57,17 +57,29 @@ class UnfoldDecoder(Decoder):
             raise TcsValueError(f"decoder {MODEL_NAME!r} takes no option(s) {', '.join(sorted(options))} "
                                 f"(only 'half'); GAP-TV's options need decoder='gap-tv'")
         super().__init__(device)
-        if motion_net is None:
-            if net is not None or not weights.available(MOTION_MODEL_NAME):
-                motion_net = net
-            else:
-                motion_net = _shipped(MOTION_MODEL_NAME)
         self.net = (_shipped(MODEL_NAME) if net is None else net).to(device).eval()
-        self.motion_net = self.net if motion_net is None else motion_net.to(device).eval()
-        if self.motion_net.config.context != self.net.config.context:
-            raise TcsValueError("the still and the motion network must read the same context")
+        # The shipped motion weights load on the first group decoded in the
+        # moving frame; a given network decodes moving groups too.
+        self._motion_net = self.net if net is not None and motion_net is None else motion_net
+        if self._motion_net is not None:
+            self._motion_net = self._checked_motion_net(self._motion_net)
         self.half = half and str(device).startswith("cuda")
         self.uses_context = bool(self.net.config.context)
+
+    @property
+    def motion_net(self) -> UnfoldNet:
+        """The network for groups decoded in the moving frame: the one given,
+        else the shipped ``tcs-unfold-motion`` weights (loaded on first use),
+        else the still network."""
+        if self._motion_net is None:
+            shipped = weights.available(MOTION_MODEL_NAME)
+            self._motion_net = self._checked_motion_net(_shipped(MOTION_MODEL_NAME)) if shipped else self.net
+        return self._motion_net
+
+    def _checked_motion_net(self, net: UnfoldNet) -> UnfoldNet:
+        if net.config.context != self.net.config.context:
+            raise TcsValueError("the still and the motion network must read the same context")
+        return net.to(self.device).eval()
 
     @classmethod
     def from_checkpoint(cls, path, device: str = "cpu", *, moving_only: bool = False,

@@ -18,18 +18,25 @@ vectorised step.  Residuals are zigzag-mapped and Rice coded with one
 parameter per stage; unary quotients and fixed-width remainders go to two
 separate bit streams so that both sides are vectorised too.
 
-This module is pure numpy; the caller passes the tile's mask sums.
+This module is pure numpy; the caller passes the tile's mask sums.  Its
+numpy coder is the reference (the specification in code); a faster coder
+of the same bytes can be installed with :func:`use_kernels`, as
+:mod:`tcscodec.rice_kernels` does when tcscodec is imported, so that this
+layer stays free of compilers.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
 from ..errors import TcsFormatError
 
-__all__ = ["BASE_SPACING", "ESCAPE", "MAX_ABS", "encode_predicted", "decode_predicted", "stage_slices"]
+__all__ = ["BASE_SPACING", "ESCAPE", "MAX_ABS", "HEAD_SIZE", "N_STAGES", "encode_predicted", "decode_predicted",
+           "encode_predicted_reference", "decode_predicted_reference", "use_kernels", "stage_specs",
+           "stage_slices", "stage_counts", "content_head", "parse_head"]
 
 #: spacing of the base grid: the pixels coded first, with no prediction
 BASE_SPACING = 16
@@ -51,11 +58,14 @@ def _spacings() -> list[int]:
     return out
 
 
-def _stage_specs():
+_Offsets = list[tuple[int, int]]
+
+
+def stage_specs() -> list[tuple[int, _Offsets, _Offsets]]:
     """Per stage, in coding order: (spacing, offsets of its pixel sets,
     neighbour offsets), in pixels (spec section 4.2's table); the base
     stage has no neighbours."""
-    specs = [(BASE_SPACING, [(0, 0)], [])]
+    specs: list[tuple[int, _Offsets, _Offsets]] = [(BASE_SPACING, [(0, 0)], [])]
     for s in _spacings():
         h = s // 2
         specs.append((s, [(h, h)], [(-h, -h), (-h, h), (h, -h), (h, h)]))
@@ -63,8 +73,10 @@ def _stage_specs():
     return specs
 
 
-_STAGES = _stage_specs()
+_STAGES = stage_specs()
 N_STAGES = len(_STAGES)  # 9
+#: bytes before the escape list: mode, stage count, the Rice parameters, the two counts
+HEAD_SIZE = _HEAD.size + N_STAGES + _COUNTS.size
 
 
 def stage_slices(shape):
@@ -197,9 +209,77 @@ def _unpack_fields(buf: np.ndarray, pos: int, count: int, k: int) -> np.ndarray:
     return out
 
 
+def stage_counts(shape) -> list[int]:
+    """The number of pixels of each stage of a tile of ``shape``, in coding order."""
+    return [sum(_slice_size(t) for t, _ in parts) for parts in stage_slices(shape)]
+
+
+def content_head(ks, n_escapes: int, unary_size: int) -> bytes:
+    """The first :data:`HEAD_SIZE` bytes of a mode-1 content: mode, stage
+    count, the stages' Rice parameters ``ks``, escape count, unary stream size."""
+    return _HEAD.pack(MODE_PREDICTED, N_STAGES) + bytes(ks) + _COUNTS.pack(n_escapes, unary_size)
+
+
+def parse_head(content: bytes, n: int) -> tuple[list[int], int, int]:
+    """``(ks, n_escapes, unary_size)`` of a mode-1 content for ``n`` values,
+    checked before anything is unpacked: a code is at most ESCAPE + 1 bits,
+    an escape is one per value at most, and both must lie in the content."""
+    if len(content) < HEAD_SIZE:
+        raise TcsFormatError("predict-rice content is shorter than its header")
+    mode, n_stages = _HEAD.unpack_from(content)
+    if mode != MODE_PREDICTED or n_stages != N_STAGES:
+        raise TcsFormatError(f"predict-rice content has mode {mode} and {n_stages} stages, expected 1 and {N_STAGES}")
+    ks = list(content[_HEAD.size:_HEAD.size + N_STAGES])
+    if max(ks) > 62:
+        raise TcsFormatError(f"predict-rice Rice parameter {max(ks)} is above 62")
+    n_esc, unary_size = _COUNTS.unpack_from(content, _HEAD.size + N_STAGES)
+    if n_esc > n:
+        raise TcsFormatError(f"predict-rice content lists {n_esc} escapes for {n} values")
+    if unary_size > -(-n * (ESCAPE + 1) // 8):
+        raise TcsFormatError(f"predict-rice unary stream of {unary_size} bytes is too long for {n} values")
+    if HEAD_SIZE + 8 * n_esc + unary_size > len(content):
+        raise TcsFormatError("predict-rice escapes or unary stream run past the content")
+    return ks, n_esc, unary_size
+
+
+#: the installed coder, ``(encode, decode)`` with the signatures of
+#: :func:`encode_predicted` and :func:`decode_predicted`; None: the reference
+_kernels: tuple[Callable, Callable] | None = None
+
+
+def use_kernels(encode: Callable | None, decode: Callable | None = None) -> tuple[Callable, Callable] | None:
+    """Route :func:`encode_predicted` and :func:`decode_predicted` to
+    ``encode`` and ``decode``, which must give the reference's bytes, values
+    and errors exactly (None: back to the reference).  Returns the pair
+    installed before."""
+    global _kernels
+    before = _kernels
+    if encode is None or decode is None:
+        _kernels = None
+    else:
+        _kernels = (encode, decode)
+    return before
+
+
 def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     """Mode-1 content for integer tile ``q`` with mask sums ``csum``, or
-    None when the tile's values are too large to predict (``|q| > 2^52``)."""
+    None when the tile's values are too large to predict (``|q| > 2^52``).
+    The installed coder (:func:`use_kernels`), else the reference."""
+    if _kernels is not None:
+        return _kernels[0](q, csum)
+    return encode_predicted_reference(q, csum)
+
+
+def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_predicted`: ``content`` is the whole mode-1
+    payload, mode byte first; returns int64 values of ``csum``'s shape."""
+    if _kernels is not None:
+        return _kernels[1](content, csum)
+    return decode_predicted_reference(content, csum)
+
+
+def encode_predicted_reference(q: np.ndarray, csum: np.ndarray) -> bytes | None:
+    """:func:`encode_predicted` in numpy, stage by stage: the specification."""
     if q.size and (q.dtype.kind not in "iu" or int(np.max(q)) > MAX_ABS or int(np.min(q)) < -MAX_ABS):
         return None
     qp, sp = _padded(q), _padded(csum)
@@ -218,38 +298,19 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     unary[np.cumsum(unary_len) - 1] = 0  # each code ends with a 0 bit
     unary_bytes = np.packbits(unary).tobytes()
     return b"".join([
-        _HEAD.pack(MODE_PREDICTED, N_STAGES), bytes(ks),
-        _COUNTS.pack(escapes.size, len(unary_bytes)),
+        content_head(ks, escapes.size, len(unary_bytes)),
         escapes.astype("<u8").tobytes(), unary_bytes,
         _concat_bits(remainders).tobytes(),
     ])
 
 
-def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`encode_predicted`: ``content`` is the whole mode-1
-    payload, mode byte first; returns int64 values of ``csum``'s shape."""
+def decode_predicted_reference(content: bytes, csum: np.ndarray) -> np.ndarray:
+    """:func:`decode_predicted` in numpy, stage by stage: the specification."""
     shape = csum.shape
     n = int(np.prod(shape))
-    head = _HEAD.size + N_STAGES + _COUNTS.size
-    if len(content) < head:
-        raise TcsFormatError("predict-rice content is shorter than its header")
-    mode, n_stages = _HEAD.unpack_from(content)
-    if mode != MODE_PREDICTED or n_stages != N_STAGES:
-        raise TcsFormatError(f"predict-rice content has mode {mode} and {n_stages} stages, expected 1 and {N_STAGES}")
-    ks = list(content[_HEAD.size:_HEAD.size + N_STAGES])
-    if max(ks) > 62:
-        raise TcsFormatError(f"predict-rice Rice parameter {max(ks)} is above 62")
-    n_esc, unary_size = _COUNTS.unpack_from(content, _HEAD.size + N_STAGES)
-    # Sizes are checked before anything is unpacked: a code is at most
-    # ESCAPE + 1 bits and an escape is one per pixel at most.
-    if n_esc > n:
-        raise TcsFormatError(f"predict-rice content lists {n_esc} escapes for {n} values")
-    if unary_size > -(-n * (ESCAPE + 1) // 8):
-        raise TcsFormatError(f"predict-rice unary stream of {unary_size} bytes is too long for {n} values")
-    pos = head + 8 * n_esc
-    if pos + unary_size > len(content):
-        raise TcsFormatError("predict-rice escapes or unary stream run past the content")
-    escapes = np.frombuffer(content, "<u8", n_esc, head).astype(np.uint64)
+    ks, n_esc, unary_size = parse_head(content, n)
+    pos = HEAD_SIZE + 8 * n_esc
+    escapes = np.frombuffer(content, "<u8", n_esc, HEAD_SIZE).astype(np.uint64)
     unary = np.unpackbits(np.frombuffer(content, np.uint8, unary_size, pos))
     n_zero = unary.size - int(np.count_nonzero(unary))
     if not n <= n_zero < n + 8:  # the last byte's zero padding adds up to 7
@@ -265,7 +326,7 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     m[is_esc] = escapes
     rem = np.frombuffer(content, np.uint8, offset=pos + unary_size)
     stages = list(stage_slices(shape))
-    counts = [sum(_slice_size(t) for t, _ in parts) for parts in stages]
+    counts = stage_counts(shape)
     total = sum(c * k for c, k in zip(counts, ks, strict=True))
     if rem.size != -(-total // 8):
         raise TcsFormatError(f"predict-rice remainder stream holds {rem.size} bytes, expected {-(-total // 8)}")

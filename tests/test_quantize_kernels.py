@@ -1,0 +1,70 @@
+"""Compiled quantisation and noise estimate against their numpy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcscodec import TcsValueError
+from tcscodec.quantize import spatial_gain, spatial_gain_reference, quantize, quantize_reference
+from tcscodec.quantize_kernels import median
+from tcscodec.work_pool import WorkPool
+
+#: measurement dtype -> stored dtype of a quantised file
+STORED = {"uint16": "uint16", "uint32": "uint32", "uint64": "uint64", "float64": "int64"}
+
+
+def _measurement(rng, dtype, shape):
+    if dtype == "float64":
+        return rng.normal(0, 1000, shape) * rng.choice([1e-3, 1, 1e9])
+    return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True, dtype=dtype)
+
+
+@settings(max_examples=80, deadline=None)
+@given(dtype=st.sampled_from(sorted(STORED)), H=st.integers(1, 50), W=st.integers(1, 50),
+       step=st.sampled_from([1.0, 3.0, 7.0, 0.37, 1e-3]), bands=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_quantize_equals_the_reference(dtype, H, W, step, bands, seed):
+    y = _measurement(np.random.default_rng(seed), dtype, (H, W))
+    stored = np.dtype(STORED[dtype])
+    try:
+        expected = quantize_reference(y, step, stored)
+    except TcsValueError as exc:
+        with pytest.raises(TcsValueError) as got:
+            quantize(y, step, stored, bands=bands)
+        assert str(got.value) == str(exc)
+        return
+    got = quantize(y, step, stored, bands=bands)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+
+
+def test_quantize_in_bands_on_a_pool():
+    y = np.random.default_rng(1).integers(0, 2**20, (1100, 700)).astype(np.uint32)
+    pool = WorkPool(3)
+    try:
+        assert np.array_equal(quantize(y, 5.0, np.uint32, run=pool.run, bands=3), quantize_reference(y, 5.0, np.uint32))
+        with pytest.raises(TcsValueError, match="does not fit the stored dtype uint16"):
+            quantize(y, 1.5, np.uint16, run=pool.run, bands=3)
+    finally:
+        pool.shutdown()
+
+
+@settings(max_examples=60, deadline=None)
+@given(H=st.integers(1, 60), W=st.integers(1, 60), B=st.integers(2, 64), mean=st.sampled_from([0.01, 2.0, 300.0]),
+       seed=st.integers(0, 2**32 - 1))
+def test_spatial_gain_equals_the_reference(H, W, B, mean, seed):
+    rng = np.random.default_rng(seed)
+    csum = rng.integers(0, B, (H, W), endpoint=True).astype(np.float64)
+    y = rng.poisson(mean * np.maximum(csum, 1)).astype(np.float64)
+    assert spatial_gain(y, csum) == spatial_gain_reference(y, csum)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 64, 1001, 4096])
+def test_median_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    cases = [rng.normal(0, 1, n), rng.integers(-3, 4, n).astype(np.float64), np.zeros(n),
+             np.round(rng.normal(0, 1, n), 1) * 1e300, rng.choice([-0.0, 0.0, 1e-310, -1e-310, np.inf], n)]
+    for a in cases:
+        assert median(a) == np.median(a)
+    assert median(cases[0].reshape(1, -1)[:, ::-1]) == np.median(cases[0])  # any layout

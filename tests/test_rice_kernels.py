@@ -1,0 +1,109 @@
+"""The compiled predict-rice coder against the numpy reference of the
+format layer: the same bytes, the same values, the same errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcscodec import TcsFormatError
+from tcscodec.format import predictive
+from tcscodec.format.predictive import MAX_ABS, decode_predicted_reference, encode_predicted_reference
+from tcscodec.rice_kernels import decode_predicted, encode_predicted
+
+DTYPES = ["uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64"]
+
+
+def _tile(rng, dtype, shape, B, kind):
+    """A tile of ``dtype`` and its uint8 mask sums (0..B)."""
+    S = rng.integers(0, B, shape, endpoint=True).astype(np.uint8)
+    info = np.iinfo(dtype)
+    lo, hi = max(info.min, -MAX_ABS), min(info.max, MAX_ABS)
+    if kind == "smooth":  # what a measurement looks like: mask sums times a scene, plus noise
+        scene = 50 + 40 * np.sin(np.arange(shape[1]) / 3.0)[None, :]
+        q = np.clip(S * scene + rng.normal(0, 3, shape), lo, hi)
+    elif kind == "full":  # anywhere in the dtype's (predictable) range, negative values included
+        q = rng.integers(lo, hi, shape, endpoint=True)
+    else:  # hot pixels: escapes
+        q = rng.poisson(2, shape).astype(np.float64)
+        q.flat[rng.integers(0, q.size, 1 + q.size // 50)] = hi
+    return q.astype(dtype), S
+
+
+def _same(q, S):
+    expected = encode_predicted_reference(q, S)
+    content = encode_predicted(q, S)
+    assert content == expected
+    if content is not None:
+        got = decode_predicted(content, S)
+        assert got.dtype == np.int64 and np.array_equal(got, decode_predicted_reference(content, S))
+        assert np.array_equal(got, q.astype(np.int64))
+    return content
+
+
+@settings(max_examples=150, deadline=None)
+@given(dtype=st.sampled_from(DTYPES), H=st.integers(1, 70), W=st.integers(1, 70), B=st.integers(2, 64),
+       kind=st.sampled_from(["smooth", "full", "hot"]), seed=st.integers(0, 2**32 - 1))
+def test_encode_and_decode_equal_the_reference(dtype, H, W, B, kind, seed):
+    _same(*_tile(np.random.default_rng(seed), dtype, (H, W), B, kind))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (16, 16), (17, 33), (45, 2), (130, 97)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sizes_and_dtypes(shape, dtype):
+    rng = np.random.default_rng(sum(shape))
+    for kind in ("smooth", "full", "hot"):
+        _same(*_tile(rng, dtype, shape, 10, kind))
+
+
+def test_escapes_large_rice_parameters_and_values_beyond_2_52():
+    rng = np.random.default_rng(5)
+    S = rng.integers(0, 64, (40, 40), endpoint=True).astype(np.uint8)
+    big = rng.integers(-MAX_ABS, MAX_ABS, (40, 40), endpoint=True)
+    content = _same(big, S)  # Rice parameters above 32: remainders written in two parts
+    assert max(content[2:11]) > 32
+    q = np.zeros((40, 40), np.int64)
+    q[::7, ::5] = MAX_ABS  # isolated extremes among zeros: escapes
+    assert int.from_bytes(_same(q, S)[11:15], "little") > 0
+    for tile in (np.full((4, 5), MAX_ABS + 1, np.uint64), np.full((4, 5), 2**64 - 1, np.uint64),
+                 np.full((4, 5), -MAX_ABS - 1, np.int64)):
+        assert encode_predicted(tile, S[:4, :5]) is None and encode_predicted_reference(tile, S[:4, :5]) is None
+
+
+def test_other_inputs_go_to_the_reference():
+    q = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    assert encode_predicted(q, np.ones((3, 4), np.int64)) == encode_predicted_reference(q, np.ones((3, 4), np.int64))
+    assert encode_predicted(q.astype(np.float32), np.ones((3, 4), np.uint8)) is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 4), cut=st.integers(-3, 3))
+def test_damaged_content_gives_the_references_error_or_values(seed, flips, cut):
+    rng = np.random.default_rng(seed)
+    q, S = _tile(rng, "uint16", (int(rng.integers(1, 40)), int(rng.integers(1, 40))), 10, "hot")
+    content = bytearray(encode_predicted_reference(q, S))
+    for _ in range(flips):
+        i = int(rng.integers(0, len(content)))
+        content[i] ^= 1 << int(rng.integers(0, 8))
+    content = bytes(content[:len(content) + cut] if cut < 0 else content + bytes(cut))
+    try:
+        expected = decode_predicted_reference(content, S)
+    except TcsFormatError as exc:
+        with pytest.raises(TcsFormatError) as got:
+            decode_predicted(content, S)
+        assert str(got.value) == str(exc)
+    else:
+        assert np.array_equal(decode_predicted(content, S), expected)
+
+
+def test_importing_tcscodec_installs_the_kernels():
+    before = predictive.use_kernels(None)
+    try:
+        assert before == (encode_predicted, decode_predicted)
+        S = np.full((5, 5), 3, np.uint8)
+        q = np.arange(25, dtype=np.uint16).reshape(5, 5)
+        assert predictive.encode_predicted(q, S) == encode_predicted(q, S)  # the reference now
+    finally:
+        predictive.use_kernels(*before)
