@@ -157,6 +157,8 @@ if numba is not None:
                         tot += z
                         mx = max(mx, z)
                     continue
+                # three loops, not one with a test per pixel: the middle run's
+                # neighbours are all inside the tile, so it skips the border checks
                 ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
                 for k in range(ka):
                     x = ox + k * s

@@ -264,16 +264,7 @@ class TcsWriter:
                 self._probe.append(_host_crop(frame, _PROBE_SIZE))
             self.frames_written += 1
             if m is not None:
-                try:
-                    self._submit(m)
-                except KeyboardInterrupt:
-                    raise
-                except BaseException:
-                    # The group is consumed and cannot be written (it does not
-                    # fit the step, the disk is full): the file can no longer
-                    # be completed, so nothing of it is kept.
-                    self.abort()
-                    raise
+                self._submit_or_abort(m)
 
     def end_group(self) -> None:
         """End the current group now (a file with variable groups:
@@ -289,13 +280,18 @@ class TcsWriter:
     def _end_group(self) -> None:
         assert self._encoder is not None
         m = self._encoder.end_group()
-        if m is None:
-            return
+        if m is not None:
+            self._submit_or_abort(m)
+
+    def _submit_or_abort(self, m: Measurement) -> None:
         try:
             self._submit(m)
         except KeyboardInterrupt:
             raise
         except BaseException:
+            # The group is consumed and cannot be written (it does not fit
+            # the step, the disk is full): the file can no longer be
+            # completed, so nothing of it is kept.
             self.abort()
             raise
 
