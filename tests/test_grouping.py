@@ -63,6 +63,20 @@ def test_a_burst_ends_the_group_where_it_starts():
     assert any(n <= 5 for n in lengths)  # short groups in the burst
 
 
+def test_a_change_in_a_few_percent_of_the_field_ends_the_group():
+    """A region brightening in place (a particle growing) is too small for
+    the rms over the whole grid; the bin means see it."""
+    rng = np.random.default_rng(5)
+    clean = np.broadcast_to(textured(rng, (128, 128), 20.0), (40, 128, 128)).copy()
+    clean[20:, 40:80, 40:80] *= 1.3  # 10 % of the field, from frame 20 on
+    frames = rng.poisson(clean).astype(np.uint16)
+    policy = AutoGroups()
+    lengths = decide(frames, policy)
+    assert np.cumsum(lengths)[0] == 20 and policy.decisions[0] == "change"
+    still = rng.poisson(np.broadcast_to(clean[0], (40, 128, 128))).astype(np.uint16)
+    assert decide(still, AutoGroups()) == [40]  # and noise alone does not
+
+
 def test_listed_groups():
     assert decide(np.zeros((20, 8, 8)), ListedGroups([3, 1, 5], 6)) == [3, 1, 5, 6, 5]
     with pytest.raises(TcsValueError, match="1..B=6, got 7"):
