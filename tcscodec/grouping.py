@@ -83,6 +83,8 @@ _CHI2_MEDIAN = 0.4549364231195724
 _SPATIAL_CROP = 256
 #: the noise model fits an offset (read noise, dark level) only with this many bins
 _FIT_BINS = 1024
+#: the noise model and the cut rule look at this many bins at most, evenly strided
+_NOISE_BINS = 4096
 #: a bin's squared change counts at most this many times its noise variance
 #: (hot pixels and single bright bins do not close a group on their own)
 _CLIP = 400.0
@@ -241,8 +243,12 @@ class AutoGroups:
         x = self._samples(frame)
         start = False
         if self._started:
-            diff2 = np.square(m - self._prev)
-            mu = 0.5 * (m + self._prev)
+            # the noise model and the cut rule need only medians: a strided
+            # subset of the bins gives them (on a 4k frame all of them took 80 %)
+            every = max(1, m.size // _NOISE_BINS)
+            now, before = m.ravel()[::every], self._prev.ravel()[::every]
+            diff2 = np.square(now - before)
+            mu = 0.5 * (now + before)
             pair = self._pair_noise(mu, diff2 * (P / 2))
             # the cut rule, in pixel noise stds, before this pair enters the noise model
             a, g = self._noise(pair)
