@@ -20,7 +20,7 @@ import numpy as np
 
 from tcscodec import TcsError
 from tcscodec.format import CODECS
-from tcscodec.motion import MAX_DOSE, MIN_SPEED
+from tcscodec.motion import MAX_DOSE, MAX_ROUGHNESS, MIN_SPEED
 
 from .common import CONTEXT, GroupSize, check_output, parse_quant_step, safe_text
 
@@ -223,10 +223,11 @@ def info(file, as_json, with_motion):
         click.echo(f"motion      drift {mo['speed_median_px']:.2f} px/frame (median; max {mo['speed_max_px']:.2f}), "
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
                    f"{mo['groups']} groups")
-        dose = mo["dose"]
+        dose, rough = mo["dose"], mo["roughness"]
         click.echo(f"dose        {dose if isinstance(dose, str) else format(dose, '.3g')} e-/px/frame "
-                   f"(from the shot noise; motion is compensated at {MIN_SPEED:g} px/frame or faster "
-                   f"and {MAX_DOSE:g} e-/px/frame or less)")
+                   f"(from the shot noise); path roughness {'-' if rough is None else format(rough, '.2f')} "
+                   f"(--motion auto compensates groups at >= {MIN_SPEED:g} px/frame, <= {MAX_DOSE:g} "
+                   f"e-/px/frame and roughness <= {MAX_ROUGHNESS:g})")
     for k, v in m["user"].items():
         click.echo(f"metadata    {safe_text(k)} = {safe_text(v)}")
 
@@ -270,9 +271,8 @@ def _parse_region(spec: str | None):
 @click.option("--overlap", type=int, help="Tile overlap [decoder default].")
 @click.option("--motion", type=click.Choice(["auto", "off"]), default="off", show_default=True,
               help="auto: estimate the drift from the file and decode in the moving frame the groups "
-                   "moving >= 0.9 px/frame in movies of <= 50 e-/px/frame (up to +4 dB on smooth drift, "
-                   "but it can lose where the drift jitters or particles move on their own: README, "
-                   "'Motion'); off: decode every group as still.")
+                   "moving >= 0.9 px/frame on a smooth path in movies of <= 50 e-/px/frame (up to +4 dB "
+                   "on smooth drift, but it can lose: README, 'Motion'); off: decode every group as still.")
 @click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
               help="Groups decoded at once on this machine, each on one torch thread.")
 @click.option("--workers", type=click.IntRange(1, 4096),

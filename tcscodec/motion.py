@@ -50,6 +50,7 @@ __all__ = [
     "MAX_EXCURSION",
     "MIN_SPEED",
     "MAX_DOSE",
+    "MAX_ROUGHNESS",
     "MAX_SIDE",
 ]
 
@@ -78,6 +79,11 @@ MIN_SPEED = 0.9
 #: is decoded as still: at high dose the masks alone resolve each frame,
 #: and alignment's rounding costs more than it gains
 MAX_DOSE = 50.0
+#: a movie whose consecutive group velocities differ by more than this
+#: fraction of its speed (median over the pairs) is decoded as still: the
+#: path is linear between group centres, so drift that jitters within a
+#: group, or particles moving on their own, put each frame where it is not
+MAX_ROUGHNESS = 0.15
 #: group means are registered over a central window at most this many
 #: pixels on a side (after binning), enough for a global displacement and
 #: cheap on 4k frames
@@ -257,7 +263,7 @@ class MotionPath(ConfigDict):
 
     def compensated(self, group: int, min_excursion: float = MIN_EXCURSION,
                     max_excursion: float = MAX_EXCURSION, min_speed: float = MIN_SPEED,
-                    max_dose: float = MAX_DOSE) -> np.ndarray | None:
+                    max_dose: float = MAX_DOSE, max_roughness: float = MAX_ROUGHNESS) -> np.ndarray | None:
         """:meth:`group_shifts` where decoding in the moving frame pays,
         else None (decode the group as still).
 
@@ -265,8 +271,10 @@ class MotionPath(ConfigDict):
         ``max_excursion`` px from its middle (:func:`worth_compensating`), at
         ``min_speed`` px/frame or faster, in a movie of at most ``max_dose``
         electrons per pixel per frame (:attr:`dose`; not checked where
-        unknown).  Measured in bench/motion_eval.py: slower or higher-dose
-        groups decode better as still.
+        unknown) whose path is smooth: :meth:`roughness` at most
+        ``max_roughness`` (a movie of fewer than 3 groups cannot show it and
+        is decoded as still, unless ``max_roughness`` is infinite).  Measured in bench/motion_eval.py: slower,
+        higher-dose or jittery groups decode better as still.
         """
         s = self.group_shifts(group)
         if not worth_compensating(s, min_excursion, max_excursion):
@@ -274,7 +282,29 @@ class MotionPath(ConfigDict):
         speed = float(np.hypot(*(s[-1] - s[0]))) / max(len(s) - 1, 1)
         if speed < min_speed or (self.dose is not None and self.dose > max_dose):
             return None
+        if max_roughness < math.inf:
+            rough = self.roughness()
+            if rough is None or rough > max_roughness:
+                return None
         return s
+
+    def roughness(self) -> float | None:
+        """How far the drift is from the path's model, linear between group
+        centres: the median change of velocity between consecutive pairs of
+        groups over the median speed (0 for a constant drift); None for
+        fewer than 3 groups or a still movie."""
+        starts = np.asarray(self.group_starts, np.float64)
+        if starts.size < 3:
+            return None
+        ends = np.append(starts[1:], self.n_frames)
+        centres = (starts + ends - 1) / 2
+        t = np.arange(self.n_frames, dtype=np.float64)
+        pos = np.stack([np.interp(centres, t, self.frames[:, k]) for k in range(2)], axis=1)
+        v = np.diff(pos, axis=0) / np.diff(centres)[:, None]
+        speed = float(np.median(np.hypot(*v.T)))
+        if speed <= 0:
+            return None
+        return float(np.median(np.hypot(*np.diff(v, axis=0).T))) / speed
 
     def summary(self) -> dict:
         """Speeds in px/frame (median and largest), total travel, how many
@@ -290,6 +320,7 @@ class MotionPath(ConfigDict):
             "groups": len(self.group_starts),
             "confidence_min": float(min(self.confidence)) if self.confidence else None,
             "dose": self._dose_json(),
+            "roughness": self.roughness(),
         }
 
     # to_dict / from_dict come from ConfigDict; these hooks give the JSON form

@@ -323,10 +323,10 @@ class TcsReader:
         uses its ``tcs-unfold-motion`` weights) gets the group's frame
         displacements from :meth:`motion` where
         :meth:`~tcscodec.motion.MotionPath.compensated` selects the group
-        (>= 0.9 px/frame, <= 50 e-/px/frame).  Off by default: it gains up
-        to 4 dB on smooth drift but loses up to 3 dB where the drift
-        jitters within a group or particles move on their own (README,
-        "Motion").
+        (>= 0.9 px/frame, <= 50 e-/px/frame, a smooth path).  Off by
+        default: it gains up to 4 dB on smooth drift but can lose where the
+        drift jitters within a group or particles move on their own
+        (README, "Motion").
 
         Only the records under the tiles that touch ``region`` are read, and
         the region's frames are exactly that crop of the whole frame's.  A

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tcscodec.masks import masks as spec_masks, measured_mean
-from tcscodec.motion import MAX_DOSE, MIN_EXCURSION, MIN_SPEED, MotionPath, estimate_motion, register
+from tcscodec.motion import (MAX_DOSE, MAX_ROUGHNESS, MIN_EXCURSION, MIN_SPEED, MotionPath, estimate_motion,
+                             register)
 from tcscodec.simulate import texture_movie
 
 torch = pytest.importorskip("torch")
@@ -89,7 +90,10 @@ def test_estimate_motion_follows_a_constant_drift(B):
     worst = max(np.abs(path.group_shifts(g) - (truth[s:s + n] - truth[s:s + n].mean(0))).max()
                 for g, (s, n) in enumerate(zip(path.group_starts, [B] * len(path.group_starts))))
     assert worst < 0.25 * B * 0.1 + 0.6
-    assert all(path.compensated(g) is not None for g in range(len(path.group_starts)))
+    # a constant drift is smooth; with 2 groups (B = 20) smoothness cannot be seen: decoded as still
+    n_groups = len(path.group_starts)
+    assert all((path.compensated(g) is not None) == (n_groups >= 3) for g in range(n_groups))
+    assert (path.roughness() or 0.0) < 0.1
 
 
 def test_estimate_motion_of_a_still_movie_compensates_nothing():
@@ -127,26 +131,44 @@ def test_motion_path_round_trips_through_a_dict_and_measures_groups():
     assert p.compensated(0) is not None
     assert p.compensated(2, min_excursion=0.6) is None  # 0.5 px from its middle
     assert MIN_EXCURSION == 0.5
-    fast = MotionPath(np.cumsum(np.full((30, 2), 4.0), axis=0), (0,))
+    fast = MotionPath(np.cumsum(np.full((90, 2), 4.0), axis=0), (0, 30, 60))
     assert fast.compensated(0) is None  # 58 px from the middle: decoded as still
     assert fast.compensated(0, max_excursion=60) is not None
     with pytest.raises(ValueError, match="out of range"):
         p.group_shifts(3)
 
 
-def test_motion_path_compensates_only_fast_groups_of_low_dose_movies():
-    slow = MotionPath(np.cumsum(np.full((10, 2), 0.5), axis=0), (0,), (), 5.0)  # 0.71 px/frame
+def test_motion_path_compensates_only_fast_smooth_groups_of_low_dose_movies():
+    starts = (0, 10, 20)
+    slow = MotionPath(np.cumsum(np.full((30, 2), 0.5), axis=0), starts, (), 5.0)  # 0.71 px/frame
     assert slow.compensated(0) is None and MIN_SPEED > 0.71
     assert slow.compensated(0, min_speed=0.7) is not None
-    frames = np.cumsum(np.full((10, 2), 1.0), axis=0)  # 1.41 px/frame
-    assert MotionPath(frames, (0,), (), None).compensated(0) is not None  # dose unknown: not checked
-    assert MotionPath(frames, (0,), (), MAX_DOSE).compensated(0) is not None
-    bright = MotionPath(frames, (0,), (), 4 * MAX_DOSE)
+    frames = np.cumsum(np.full((30, 2), 1.0), axis=0)  # 1.41 px/frame
+    assert MotionPath(frames, starts, (), None).compensated(0) is not None  # dose unknown: not checked
+    assert MotionPath(frames, starts, (), MAX_DOSE).compensated(0) is not None
+    bright = MotionPath(frames, starts, (), 4 * MAX_DOSE)
     assert bright.compensated(0) is None and bright.compensated(0, max_dose=5 * MAX_DOSE) is not None
     assert bright.summary()["dose"] == 4 * MAX_DOSE and bright.summary()["groups_compensated"] == 0
-    noiseless = MotionPath(frames, (0,), (), math.inf)
+    noiseless = MotionPath(frames, starts, (), math.inf)
     assert noiseless.compensated(0) is None
     assert MotionPath.from_dict(json.loads(json.dumps(noiseless.to_dict()))).dose == math.inf
+    # two groups cannot show how smooth the drift is: still
+    assert MotionPath(frames[:20], (0, 10), (), 5.0).roughness() is None
+    assert MotionPath(frames[:20], (0, 10), (), 5.0).compensated(0) is None
+
+
+def test_a_jittery_path_is_rough_and_decoded_as_still():
+    # the drift turns by 90 degrees every 20 frames: groups of 10 see their velocity change
+    steps = np.repeat(np.array([[1.5, 0.0], [0.0, 1.5], [1.5, 0.0]]), 20, axis=0)
+    starts = (0, 10, 20, 30, 40, 50)
+    rough = MotionPath(np.cumsum(steps, axis=0), starts, (), 5.0)
+    assert rough.roughness() > MAX_ROUGHNESS
+    assert all(rough.compensated(g) is None for g in range(6))
+    assert rough.compensated(1, max_roughness=math.inf) is not None
+    smooth = MotionPath(np.cumsum(np.full((60, 2), 1.2), axis=0), starts, (), 5.0)
+    assert smooth.roughness() == pytest.approx(0.0, abs=1e-9)
+    assert smooth.summary()["roughness"] == smooth.roughness()
+    assert all(smooth.compensated(g) is not None for g in range(6))
 
 
 @pytest.mark.parametrize("dose, drift", [(2.0, (0.9, -1.2)), (10.0, (0.9, -1.2)), (400.0, (0.0, 0.0))])
