@@ -273,8 +273,9 @@ class MotionPath(ConfigDict):
         electrons per pixel per frame (:attr:`dose`; not checked where
         unknown) whose path is smooth: :meth:`roughness` at most
         ``max_roughness`` (a movie of fewer than 3 groups cannot show it and
-        is decoded as still, unless ``max_roughness`` is infinite).  Measured in bench/motion_eval.py: slower,
-        higher-dose or jittery groups decode better as still.
+        is decoded as still, unless ``max_roughness`` is infinite).
+        Measured in bench/motion_eval.py: slower, higher-dose or jittery
+        groups decode better as still.
         """
         s = self.group_shifts(group)
         if not worth_compensating(s, min_excursion, max_excursion):
