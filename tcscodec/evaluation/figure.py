@@ -22,6 +22,18 @@ from .run import EvalRow
 __all__ = ["save_figure", "save_rd_plot", "save_report"]
 
 
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
 def _spectrum(img: np.ndarray) -> np.ndarray:
     """log10 power spectrum, centred; a Hann window keeps the frame's
     non-periodic edges from drawing a bright cross through it."""
@@ -37,12 +49,8 @@ def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | N
     frame (``clean`` when given, raw, the best decoder, JPEG at equal bytes)
     with their log power spectra underneath, and the PSNR of every frame for
     every method.  Returns the path, or None when matplotlib is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     rows = [r for r in rows if not r.skipped]
     if not rows:
@@ -103,12 +111,8 @@ def save_rd_plot(path, rows: Iterable[EvalRow], *, title: str | None = None) -> 
     right: more bytes) for every method measured at two B or more, one
     panel per movie.  Returns the path, or None when matplotlib is missing
     or no method has two points."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = _pyplot()
+    if plt is None:
         return None
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in rows:
