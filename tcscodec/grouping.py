@@ -323,7 +323,8 @@ class AutoGroups:
         assert self._ref is not None and self._ref_bins is not None
         ref, mu = self._ref, self._ref_bins
         total = float(m.sum())  # this frame's bin means
-        scaled = x * (float(mu.sum()) / total) if total > 0 else x
+        flicker = float(mu.sum()) / total if total > 0 else 1.0  # beam current is no change
+        scaled = x * flicker
         # noise variance of (scaled - ref) for a pixel: var(mu) (1 + 1/ref_n), with
         # mu its bin's mean in the reference (the pixels' own values are too noisy)
         var = (1 + 1 / self._ref_n) * self._variance(mu, a, g)
@@ -337,6 +338,6 @@ class AutoGroups:
         # than a sample): a change confined to a few bins, which the rms over
         # the whole grid dilutes (a particle growing in place).
         P = self._s * self._s
-        zb2 = np.square(m * (float(mu.sum()) / total if total > 0 else 1.0) - mu) / (var / P)
+        zb2 = np.square(m * flicker - mu) / (var / P)
         moved = int(np.count_nonzero(zb2 > (_LOCAL_Z * self.config.tolerance) ** 2))
         return moved >= max(3, _LOCAL_FRACTION * zb2.size)
