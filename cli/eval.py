@@ -13,9 +13,6 @@ from .common import CONTEXT, parse_quant_step
 
 #: the B of ``--sweep``: a rate-distortion curve from 2 to 64 frames per measurement
 SWEEP_B = (2, 4, 8, 16, 32, 64)
-#: the codecs a plain ``tcscodec eval`` compares with: the still-image and the
-#: video codecs that set today's bar (JPEG 2000 and H.264 on request)
-DEFAULT_CODECS = ("jpeg", "jpegxl", "h265", "av1")
 
 
 def _csv(value: str | None, what: str) -> list[str]:
@@ -50,9 +47,8 @@ def _load_clean(path: Path):
               help="Noise-free truth (.npy or .tif) to measure against [the raw frames].")
 @click.option("--decoders", default="tcs-unfold,gap-tv", show_default=True,
               help="Decoders to run, comma-separated ('none' for none); unavailable ones are skipped.")
-@click.option("--codecs", default=",".join(DEFAULT_CODECS), show_default=True,
-              help="Conventional codecs at equal bytes, comma-separated ('none' for none); also known: "
-                   "jpeg2000, h264.")
+@click.option("--codecs", help="Conventional codecs at equal bytes, comma-separated ('none' for none) [the quick "
+                               "set: jpeg, jpegxl, h265, av1]; also known: jpeg2000, h264.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluate the learned decoder with this training checkpoint (replaces 'tcs-unfold').")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -115,7 +111,7 @@ def eval_(input, B_list, sweep, clean, decoders, codecs, checkpoint, out_dir, as
             raise click.BadParameter("use 'auto', 'none' or a number", param_hint="--clean-scale") from None
     quant_step = parse_quant_step(quant_step)
     dec_names = _csv(decoders, "decoders")
-    codec_names = _csv(codecs, "codecs")
+    codec_names = list(ev.QUICK_CODECS) if codecs is None else _csv(codecs, "codecs")
     unknown = [c for c in codec_names if c not in ev.CODECS]
     if unknown:
         raise click.BadParameter(f"unknown codec(s) {', '.join(unknown)}; known: {', '.join(ev.CODECS)}",

@@ -47,7 +47,7 @@ figure (all optional: missing ones are skipped with a note).
 from __future__ import annotations
 
 from .checkpoints import CheckpointFactory, checkpoint_decoder, with_checkpoint
-from .codecs import CODECS, DEFAULT_CODECS, SampleMapping, codec_unavailable
+from .codecs import CODECS, DEFAULT_CODECS, QUICK_CODECS, SampleMapping, codec_unavailable
 from .codecs import _strip_sei as _strip_sei  # private: re-exported for the tests
 from .figure import save_figure, save_rd_plot, save_report
 from .metrics import ssim, ssim_map
@@ -84,6 +84,7 @@ __all__ = [
     "TEMPORAL_CANDIDATES",
     "CODECS",
     "DEFAULT_CODECS",
+    "QUICK_CODECS",
     "DEFAULT_DECODERS",
     "codec_unavailable",
     "encode_at_bytes",
