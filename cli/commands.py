@@ -20,7 +20,7 @@ import numpy as np
 
 from tcscodec import TcsError
 from tcscodec.format import CODECS
-from tcscodec.motion import MAX_DOSE, MAX_ROUGHNESS, MIN_SPEED
+from tcscodec.motion import MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_SPEED
 
 from .common import CONTEXT, GroupSize, check_output, parse_quant_step, safe_text
 
@@ -223,11 +223,12 @@ def info(file, as_json, with_motion):
         click.echo(f"motion      drift {mo['speed_median_px']:.2f} px/frame (median; max {mo['speed_max_px']:.2f}), "
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
                    f"{mo['groups']} groups")
-        dose, rough = mo["dose"], mo["roughness"]
+        dose, rough, rigid = mo["dose"], mo["roughness"], mo["non_rigidity"]
         click.echo(f"dose        {dose if isinstance(dose, str) else format(dose, '.3g')} e-/px/frame "
-                   f"(from the shot noise); path roughness {'-' if rough is None else format(rough, '.2f')} "
+                   f"(from the shot noise); path roughness {'-' if rough is None else format(rough, '.2f')}, "
+                   f"non-rigidity {'-' if rigid is None else format(rigid, '.2f')} "
                    f"(--motion auto compensates groups at >= {MIN_SPEED:g} px/frame, <= {MAX_DOSE:g} "
-                   f"e-/px/frame and roughness <= {MAX_ROUGHNESS:g})")
+                   f"e-/px/frame, roughness <= {MAX_ROUGHNESS:g} and non-rigidity <= {MAX_NON_RIGIDITY:g})")
     for k, v in m["user"].items():
         click.echo(f"metadata    {safe_text(k)} = {safe_text(v)}")
 

@@ -23,8 +23,11 @@ content has moved to, ``X_t(r) = Z(r - d_t)``; ``MotionPath.frames[t]`` is
 the displacement of frame ``t`` from frame 0 (as ``drift_px`` in the
 simulator's metadata).
 
-Only global translation is estimated; rotation, local motion (particles
+Only global translation is compensated; rotation, local motion (particles
 moving on a still support) and scene changes are left to the decoder's prior.
+Their size is measured (the quarters of the frame registered on their own,
+:meth:`MotionPath.non_rigidity`), and a movie whose quarters move apart is
+decoded as still, where one global shift would misplace them.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "MIN_SPEED",
     "MAX_DOSE",
     "MAX_ROUGHNESS",
+    "MAX_NON_RIGIDITY",
     "MAX_SIDE",
 ]
 
@@ -84,6 +88,13 @@ MAX_DOSE = 50.0
 #: path is linear between group centres, so drift that jitters within a
 #: group, or particles moving on their own, put each frame where it is not
 MAX_ROUGHNESS = 0.15
+#: a movie whose quarters move at velocities further apart than this
+#: fraction of its speed (the largest departure of a quarter's velocity from
+#: the quarters' mean, median over pairs of groups) is decoded as still: a
+#: rotation or particles moving on their own, which one global shift
+#: misplaces.  Set from bench/motion_eval.py: the gainers measured 0.01-0.16,
+#: the movies that lost 0.21-0.35
+MAX_NON_RIGIDITY = 0.2
 #: group means are registered over a central window at most this many
 #: pixels on a side (after binning), enough for a global displacement and
 #: cheap on 4k frames
@@ -170,7 +181,8 @@ MIN_OVERLAP = 0.2
 
 def register(reference: np.ndarray, moved: np.ndarray, *, coarse_sigma: float = COARSE_SIGMA,
              fine_sigma: float | None = FINE_SIGMA, fine_radius: float = FINE_RADIUS,
-             min_overlap: float = MIN_OVERLAP) -> tuple[float, float, float]:
+             min_overlap: float = MIN_OVERLAP, near: tuple[float, float] | None = None,
+             radius: float = math.inf) -> tuple[float, float, float]:
     """Displacement ``(dy, dx)`` of ``moved`` relative to ``reference``
     (``moved(r) ~ reference(r - d)``) and the correlation at it.
 
@@ -180,7 +192,9 @@ def register(reference: np.ndarray, moved: np.ndarray, *, coarse_sigma: float = 
     ``min_overlap`` of the frame; the fine one low-passed at ``fine_sigma``
     and searched within ``fine_radius`` px of the coarse peak.  The third
     value is the coarse pass's correlation coefficient at its peak (near 1
-    for a clean match; low for noise or a changed scene).
+    for a clean match; low for noise or a changed scene).  With ``near``,
+    the coarse pass searches only within ``radius`` px of that displacement
+    (a window's own motion, close to the whole frame's).
     """
     a, b = np.asarray(reference, np.float64), np.asarray(moved, np.float64)
     if a.shape != b.shape or a.ndim != 2:
@@ -191,7 +205,10 @@ def register(reference: np.ndarray, moved: np.ndarray, *, coarse_sigma: float = 
     def surface(sigma):
         return _masked_ncc(_blur(a, sigma), ma, _blur(b, sigma), mb, min_overlap)
 
-    dy, dx, score = _peak(surface(coarse_sigma))
+    if near is None or not math.isfinite(radius):
+        dy, dx, score = _peak(surface(coarse_sigma))
+    else:
+        dy, dx, score = _peak(surface(coarse_sigma), near, radius)
     if fine_sigma is not None and fine_sigma < coarse_sigma:
         dy, dx, _ = _peak(surface(fine_sigma), (dy, dx), fine_radius)
     return float(dy), float(dx), score
@@ -232,12 +249,19 @@ class MotionPath(ConfigDict):
         Electrons per pixel per frame estimated from the measurements' shot
         noise (:func:`tcscodec.quantize.dose_estimate`), or None when not
         estimated.
+    local_spread : float or None
+        How far the four quarters of the registration window move apart
+        (px/frame): the largest distance of a quarter's velocity from the
+        quarters' mean, median over the pairs of groups measured (see
+        :func:`estimate_motion`); 0 for a rigid drift, None when not
+        measured.
     """
 
     frames: np.ndarray
     group_starts: tuple[int, ...]
     confidence: tuple[float, ...] = ()
     dose: float | None = None
+    local_spread: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -263,7 +287,8 @@ class MotionPath(ConfigDict):
 
     def compensated(self, group: int, min_excursion: float = MIN_EXCURSION,
                     max_excursion: float = MAX_EXCURSION, min_speed: float = MIN_SPEED,
-                    max_dose: float = MAX_DOSE, max_roughness: float = MAX_ROUGHNESS) -> np.ndarray | None:
+                    max_dose: float = MAX_DOSE, max_roughness: float = MAX_ROUGHNESS,
+                    max_non_rigidity: float = MAX_NON_RIGIDITY) -> np.ndarray | None:
         """:meth:`group_shifts` where decoding in the moving frame pays,
         else None (decode the group as still).
 
@@ -273,9 +298,10 @@ class MotionPath(ConfigDict):
         electrons per pixel per frame (:attr:`dose`; not checked where
         unknown) whose path is smooth: :meth:`roughness` at most
         ``max_roughness`` (a movie of fewer than 3 groups cannot show it and
-        is decoded as still, unless ``max_roughness`` is infinite).
-        Measured in bench/motion_eval.py: slower, higher-dose or jittery
-        groups decode better as still.
+        is decoded as still, unless ``max_roughness`` is infinite), and
+        rigid: :meth:`non_rigidity` at most ``max_non_rigidity`` (not checked
+        where unknown).  Measured in bench/motion_eval.py: slower,
+        higher-dose, jittery or rotating groups decode better as still.
         """
         s = self.group_shifts(group)
         if not worth_compensating(s, min_excursion, max_excursion):
@@ -287,25 +313,44 @@ class MotionPath(ConfigDict):
             rough = self.roughness()
             if rough is None or rough > max_roughness:
                 return None
+        if max_non_rigidity < math.inf:
+            spread = self.non_rigidity()
+            if spread is not None and spread > max_non_rigidity:
+                return None
         return s
+
+    def _centre_velocities(self) -> np.ndarray:
+        """``(n_groups - 1, 2)`` velocities between consecutive group centres."""
+        starts = np.asarray(self.group_starts, np.float64)
+        ends = np.append(starts[1:], self.n_frames)
+        centres = (starts + ends - 1) / 2
+        t = np.arange(self.n_frames, dtype=np.float64)
+        pos = np.stack([np.interp(centres, t, self.frames[:, k]) for k in range(2)], axis=1)
+        return np.diff(pos, axis=0) / np.diff(centres)[:, None]
 
     def roughness(self) -> float | None:
         """How far the drift is from the path's model, linear between group
         centres: the median change of velocity between consecutive pairs of
         groups over the median speed (0 for a constant drift); None for
         fewer than 3 groups or a still movie."""
-        starts = np.asarray(self.group_starts, np.float64)
-        if starts.size < 3:
+        if len(self.group_starts) < 3:
             return None
-        ends = np.append(starts[1:], self.n_frames)
-        centres = (starts + ends - 1) / 2
-        t = np.arange(self.n_frames, dtype=np.float64)
-        pos = np.stack([np.interp(centres, t, self.frames[:, k]) for k in range(2)], axis=1)
-        v = np.diff(pos, axis=0) / np.diff(centres)[:, None]
+        v = self._centre_velocities()
         speed = float(np.median(np.hypot(*v.T)))
         if speed <= 0:
             return None
         return float(np.median(np.hypot(*np.diff(v, axis=0).T))) / speed
+
+    def non_rigidity(self) -> float | None:
+        """How far the scene is from moving as one: :attr:`local_spread`
+        over the median speed between group centres (0 for a rigid drift;
+        a rotation of ``w`` rad/frame gives about ``w * r / speed`` with
+        ``r`` a quarter's distance from the centre); None when not measured
+        or for a still movie."""
+        if self.local_spread is None or len(self.group_starts) < 2:
+            return None
+        speed = float(np.median(np.hypot(*self._centre_velocities().T)))
+        return self.local_spread / speed if speed > 0 else None
 
     def summary(self) -> dict:
         """Speeds in px/frame (median and largest), total travel, how many
@@ -322,13 +367,14 @@ class MotionPath(ConfigDict):
             "confidence_min": float(min(self.confidence)) if self.confidence else None,
             "dose": self._dose_json(),
             "roughness": self.roughness(),
+            "non_rigidity": self.non_rigidity(),
         }
 
     # to_dict / from_dict come from ConfigDict; these hooks give the JSON form
     def _to_json(self, d: dict) -> dict:
         return {"frames": self.frames.tolist(), "group_starts": list(self.group_starts),
                 "confidence": list(self.confidence),
-                "dose": self._dose_json()}
+                "dose": self._dose_json(), "local_spread": self.local_spread}
 
     def _dose_json(self) -> float | str | None:
         """:attr:`dose` as JSON holds it: "inf" for a noise-free movie."""
@@ -339,7 +385,8 @@ class MotionPath(ConfigDict):
         return {"frames": np.asarray(d["frames"], np.float64).reshape(-1, 2),
                 "group_starts": tuple(int(v) for v in d["group_starts"]),
                 "confidence": tuple(float(v) for v in d.get("confidence", ())),
-                "dose": None if d.get("dose") is None else float(d["dose"])}
+                "dose": None if d.get("dose") is None else float(d["dose"]),
+                "local_spread": None if d.get("local_spread") is None else float(d["local_spread"])}
 
     @classmethod
     def still(cls, group_sizes: Sequence[int], dose: float | None = None) -> MotionPath:
@@ -352,6 +399,11 @@ class MotionPath(ConfigDict):
 #: registered shift (a cut, a blanked beam) move at the median velocity of
 #: the others
 MIN_CONFIDENCE = 0.15
+#: the quarters' own motion (:attr:`MotionPath.local_spread`) is measured on
+#: this many pairs of groups, evenly spaced, at most
+RIGIDITY_PAIRS = 8
+#: quarters smaller than this (px on a side, after binning) are not registered
+MIN_QUARTER = 32
 #: a pair whose velocity is further than this (px/frame) plus half the
 #: consensus speed from the velocity most pairs agree on is an outlier
 #: (given >= 3 pairs)
@@ -386,6 +438,11 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         :func:`~tcscodec.quantize.dose_estimate` over a central window of
         ``max_side`` pixels).
 
+    Besides the path, the four quarters of the registration window are
+    registered on their own for up to :data:`RIGIDITY_PAIRS` pairs, each
+    searched near the whole window's shift, for
+    :attr:`MotionPath.local_spread`.
+
     Returns
     -------
     MotionPath
@@ -407,17 +464,21 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
 
     starts = np.cumsum([0, *sizes[:-1]])
     centres = starts + (np.asarray(sizes) - 1) / 2.0
+    gaps = np.diff(centres)
     steps: list[tuple[float, float]] = []
     confidence = []
+    spreads: dict[int, float] = {}  # pair (g - 1, g) -> quarters' spread, px/frame
+    measured = set(np.linspace(1, G - 1, min(G - 1, RIGIDITY_PAIRS)).round().astype(int).tolist())
     previous = _bin(_fill(group_mean(0, window)), f)
     for g in range(1, G):
         current = _bin(_fill(group_mean(g, window)), f)
         dy, dx, c = register(previous, current)
         steps.append((dy * f, dx * f))
         confidence.append(c)
+        if g in measured and min(current.shape) >= 2 * MIN_QUARTER:
+            spreads[g - 1] = _quarters_spread(previous, current, (dy, dx)) * f / gaps[g - 1]
         previous = current
     moves = np.asarray(steps, np.float64)
-    gaps = np.diff(centres)
     good = np.asarray(confidence) >= MIN_CONFIDENCE
     velocity = moves / gaps[:, None]
     if good.sum() >= 3:
@@ -444,7 +505,21 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         p = np.where(t > centres[-1], positions[-1, k] + v1 * (t - centres[-1]), p)
         path[:, k] = p
     path -= path[0]
-    return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose)
+    local = [v for i, v in spreads.items() if good[i]]
+    return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose,
+                      float(np.median(local)) if local else None)
+
+
+def _quarters_spread(previous: np.ndarray, current: np.ndarray, shift: tuple[float, float]) -> float:
+    """Largest distance (px) of a quarter's own registered shift from the
+    quarters' mean, each searched within 2 px plus half the whole window's
+    ``shift`` of it (a quarter alone has fewer features to lock on, and
+    local motion is a correction to the global one)."""
+    h, w = previous.shape
+    radius = 2.0 + 0.5 * math.hypot(*shift)
+    d = np.array([register(previous[a:b, c:e], current[a:b, c:e], near=shift, radius=radius)[:2]
+                  for a, b in ((0, h // 2), (h // 2, h)) for c, e in ((0, w // 2), (w // 2, w))])
+    return float(np.hypot(*(d - d.mean(0)).T).max())
 
 
 #: the movie's dose is the median of this many groups' estimates, evenly spaced
