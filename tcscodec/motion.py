@@ -54,6 +54,7 @@ __all__ = [
     "MIN_SPEED",
     "MAX_DOSE",
     "MAX_ROUGHNESS",
+    "MIN_GROUPS",
     "MAX_NON_RIGIDITY",
     "MAX_SIDE",
 ]
@@ -88,6 +89,10 @@ MAX_DOSE = 50.0
 #: path is linear between group centres, so drift that jitters within a
 #: group, or particles moving on their own, put each frame where it is not
 MAX_ROUGHNESS = 0.15
+#: roughness is judged on at least this many groups (two changes of
+#: velocity): on the three 20-frame groups of a 60-frame movie, the one change
+#: measured missed a drift jittering 0.7 px/frame (sim188, -3.8 dB)
+MIN_GROUPS = 4
 #: a movie whose quarters move at velocities further apart than this
 #: fraction of its speed (the largest departure of a quarter's velocity from
 #: the quarters' mean, median over pairs of groups) is decoded as still: a
@@ -297,7 +302,8 @@ class MotionPath(ConfigDict):
         ``min_speed`` px/frame or faster, in a movie of at most ``max_dose``
         electrons per pixel per frame (:attr:`dose`; not checked where
         unknown) whose path is smooth: :meth:`roughness` at most
-        ``max_roughness`` (a movie of fewer than 3 groups cannot show it and
+        ``max_roughness`` (a movie of fewer than :data:`MIN_GROUPS` groups
+        cannot show it and
         is decoded as still, unless ``max_roughness`` is infinite), and
         rigid: :meth:`non_rigidity` at most ``max_non_rigidity`` (not checked
         where unknown).  Measured in bench/motion_eval.py: slower,
@@ -332,8 +338,8 @@ class MotionPath(ConfigDict):
         """How far the drift is from the path's model, linear between group
         centres: the median change of velocity between consecutive pairs of
         groups over the median speed (0 for a constant drift); None for
-        fewer than 3 groups or a still movie."""
-        if len(self.group_starts) < 3:
+        fewer than :data:`MIN_GROUPS` groups or a still movie."""
+        if len(self.group_starts) < MIN_GROUPS:
             return None
         v = self._centre_velocities()
         speed = float(np.median(np.hypot(*v.T)))

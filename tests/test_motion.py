@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tcscodec.masks import masks as spec_masks, measured_mean
-from tcscodec.motion import (MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_EXCURSION, MIN_SPEED, MotionPath,
+from tcscodec.motion import (MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_EXCURSION, MIN_GROUPS, MIN_SPEED,
+                             MotionPath,
                              estimate_motion, register)
 from tcscodec.simulate import texture_movie
 
@@ -92,7 +93,7 @@ def test_estimate_motion_follows_a_constant_drift(B):
     assert worst < 0.25 * B * 0.1 + 0.6
     # a constant drift is smooth; with 2 groups (B = 20) smoothness cannot be seen: decoded as still
     n_groups = len(path.group_starts)
-    assert all((path.compensated(g) is not None) == (n_groups >= 3) for g in range(n_groups))
+    assert all((path.compensated(g) is not None) == (n_groups >= MIN_GROUPS) for g in range(n_groups))
     assert (path.roughness() or 0.0) < 0.1
 
 
@@ -146,10 +147,10 @@ def test_motion_path_round_trips_through_a_dict_and_measures_groups():
     assert q.dose is None
     assert p.group_shifts(0)[:, 0].tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0]
     assert p.group_shifts(2)[:, 0].tolist() == [-0.5, 0.5]
-    assert p.compensated(0) is not None
-    assert p.compensated(2, min_excursion=0.6) is None  # 0.5 px from its middle
+    assert p.compensated(0, max_roughness=math.inf) is not None  # 3 groups: too few for roughness
+    assert p.compensated(2, min_excursion=0.6, max_roughness=math.inf) is None  # 0.5 px from its middle
     assert MIN_EXCURSION == 0.5
-    fast = MotionPath(np.cumsum(np.full((90, 2), 4.0), axis=0), (0, 30, 60))
+    fast = MotionPath(np.cumsum(np.full((120, 2), 4.0), axis=0), (0, 30, 60, 90))
     assert fast.compensated(0) is None  # 58 px from the middle: decoded as still
     assert fast.compensated(0, max_excursion=60) is not None
     with pytest.raises(ValueError, match="out of range"):
@@ -157,11 +158,11 @@ def test_motion_path_round_trips_through_a_dict_and_measures_groups():
 
 
 def test_motion_path_compensates_only_fast_smooth_groups_of_low_dose_movies():
-    starts = (0, 10, 20)
-    slow = MotionPath(np.cumsum(np.full((30, 2), 0.5), axis=0), starts, (), 5.0)  # 0.71 px/frame
+    starts = (0, 10, 20, 30)
+    slow = MotionPath(np.cumsum(np.full((40, 2), 0.5), axis=0), starts, (), 5.0)  # 0.71 px/frame
     assert slow.compensated(0) is None and MIN_SPEED > 0.71
     assert slow.compensated(0, min_speed=0.7) is not None
-    frames = np.cumsum(np.full((30, 2), 1.0), axis=0)  # 1.41 px/frame
+    frames = np.cumsum(np.full((40, 2), 1.0), axis=0)  # 1.41 px/frame
     assert MotionPath(frames, starts, (), None).compensated(0) is not None  # dose unknown: not checked
     assert MotionPath(frames, starts, (), MAX_DOSE).compensated(0) is not None
     bright = MotionPath(frames, starts, (), 4 * MAX_DOSE)
@@ -170,9 +171,11 @@ def test_motion_path_compensates_only_fast_smooth_groups_of_low_dose_movies():
     noiseless = MotionPath(frames, starts, (), math.inf)
     assert noiseless.compensated(0) is None
     assert MotionPath.from_dict(json.loads(json.dumps(noiseless.to_dict()))).dose == math.inf
-    # two groups cannot show how smooth the drift is: still
+    # two or three groups cannot show how smooth the drift is: still
     assert MotionPath(frames[:20], (0, 10), (), 5.0).roughness() is None
     assert MotionPath(frames[:20], (0, 10), (), 5.0).compensated(0) is None
+    three = MotionPath(frames[:30], starts[:3], (), 5.0)
+    assert three.roughness() is None and three.compensated(0) is None and MIN_GROUPS == 4
 
 
 def test_a_jittery_path_is_rough_and_decoded_as_still():
@@ -236,8 +239,8 @@ def test_compensated_decoding_beats_still_decoding_on_a_drifting_movie(name, gai
 
     if name == "tcs-unfold" and not weights.available(name):
         pytest.skip("learned weights not installed")
-    m = _movie(drift=(1.5, 1.0), T=30, dose=30.0)
-    C, ys, means, sizes = _group_means(m.frames.astype(np.float64), 10)
+    m = _movie(drift=(1.5, 1.0), T=32, dose=30.0)
+    C, ys, means, sizes = _group_means(m.frames.astype(np.float64), 8)
     path = estimate_motion(lambda g, w: means[g][w[0]:w[1], w[2]:w[3]], sizes, m.frames.shape[1:])
     dec = get_decoder(name)
     still = _psnr(_decode_groups(dec, C, ys, sizes, None), m.clean)
@@ -260,9 +263,9 @@ def test_gap_tv_with_zero_excursion_is_plain_gap_tv():
 def drifting_file(tmp_path_factory):
     import tcscodec
 
-    m = _movie(drift=(1.5, 1.0), T=30, dose=30.0)
+    m = _movie(drift=(1.5, 1.0), T=32, dose=30.0)  # 4 groups: enough to judge the path's roughness
     path = tmp_path_factory.mktemp("motion") / "drift.tcs"
-    tcscodec.write(path, m.frames, B=10, seed=11)
+    tcscodec.write(path, m.frames, B=8, seed=11)
     return path, m
 
 
@@ -274,7 +277,7 @@ def test_reader_estimates_motion_and_decodes_in_the_moving_frame(drifting_file):
         motion = r.motion()
         assert motion is r.motion()  # computed once
         assert np.median(motion.velocity(), axis=0) == pytest.approx((1.5, 1.0), abs=0.1)
-        assert motion.summary()["groups_compensated"] == 3
+        assert motion.summary()["groups_compensated"] == 4
         moving = r.read(motion=True)
         still = r.read()
         region = r.read(12, region=(20, 70, 10, 60), motion=True)
@@ -296,7 +299,7 @@ def test_cli_info_shows_motion_and_decode_turns_it_off(drifting_file, tmp_path):
     runner = CliRunner()
     res = runner.invoke(main, ["info", str(path), "--motion"])
     assert res.exit_code == 0, res.output
-    assert "motion      drift 1.8" in res.output and "compensated in 3 of 3 groups" in res.output
+    assert "motion      drift 1.8" in res.output and "compensated in 4 of 4 groups" in res.output
     res = runner.invoke(main, ["info", str(path)])
     assert "\nmotion" not in res.output
     outs = {}
