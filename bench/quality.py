@@ -24,8 +24,9 @@ Movies (all with a clean ground truth):
   simulated HRTEM and STEM drifting 0.5 to 3 px/frame, and real micrographs
   of ../shared/data/real moved 1 to 6 px/frame (60 x 256^2; the drift's
   direction and the scenes come from seeds no training run uses).  Compare
-  ``--decoders tcs-unfold,tcs-unfold/still`` for what motion compensation
-  adds (``/still``: the decoder with ``motion=False``).
+  ``--decoders tcs-unfold,tcs-unfold/motion`` for what motion compensation
+  adds (``/motion``: the decoder with ``motion=True``, as ``--motion auto``;
+  ``/still``: with ``motion=False``, today's default).
 
 Movies in ../shared are skipped with a message when it is absent.
 

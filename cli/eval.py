@@ -46,7 +46,8 @@ def _load_clean(path: Path):
 @click.option("--clean", type=click.Path(dir_okay=False, path_type=Path),
               help="Noise-free truth (.npy or .tif) to measure against [the raw frames].")
 @click.option("--decoders", default="tcs-unfold,gap-tv", show_default=True,
-              help="Decoders to run, comma-separated ('none' for none); unavailable ones are skipped.")
+              help="Decoders to run, comma-separated ('none' for none); unavailable ones are skipped. A name "
+                   "ending in /motion decodes with motion compensation (as decode --motion auto), /still without.")
 @click.option("--codecs", help="Conventional codecs at equal bytes, comma-separated ('none' for none) [the quick "
                                "set: jpeg, jpegxl, h265, av1]; also known: jpeg2000, h264.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),

@@ -269,6 +269,22 @@ def test_evaluate_tiny_movie(tmp_path):
     assert "Bjøntegaard" in paths["table"].read_text()
 
 
+def test_evaluate_decodes_with_and_without_motion_compensation_by_suffix():
+    from tcscodec.simulate import texture_movie
+
+    rng = np.random.default_rng(1)
+    f2 = np.fft.fftfreq(192)[:, None] ** 2 + np.fft.rfftfreq(192)[None] ** 2
+    blobs = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((192, 192))) * np.exp(-2 * np.pi**2 * 9 * f2), s=(192, 192))
+    m = texture_movie(np.clip(1 + blobs / blobs.std() * 0.4, 0.05, None), 32, rng, 30.0, shape=(96, 96),
+                      drift_px=(1.5, 1.0), drift_jitter_px=0.0, rotation_deg=0.0, flicker=0.0)
+    rows = ev.evaluate(m.frames, m.clean, B_list=(8,), codecs=(), tv=False,
+                       decoders=("gap-tv", "gap-tv" + ev.STILL_SUFFIX, "gap-tv" + ev.MOTION_SUFFIX))
+    by = {r.method: r for r in rows}
+    assert not any(r.skipped for r in rows)
+    assert by["gap-tv"].psnr == by["gap-tv/still"].psnr  # the API's default: still
+    assert by["gap-tv/motion"].psnr > by["gap-tv/still"].psnr + 0.8
+
+
 def test_evaluate_without_clean_measures_against_the_raw_frames():
     frames, _ = _movie(T=8, H=32, W=32)
     rows = ev.evaluate(frames, None, B_list=(4,), decoders=(), codecs=(), tv=False)

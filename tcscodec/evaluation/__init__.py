@@ -55,6 +55,7 @@ from .rd import bd_psnr, bd_rate
 from .report import TV_NOTE, bd_table, margin_table, markdown_table, rows_to_json, sort_rows, summary_table
 from .run import (
     DEFAULT_DECODERS,
+    MOTION_SUFFIX,
     NAIVE,
     ORACLE,
     STILL_SUFFIX,
@@ -76,6 +77,7 @@ __all__ = [
     "NAIVE",
     "ORACLE",
     "STILL_SUFFIX",
+    "MOTION_SUFFIX",
     "ssim",
     "ssim_map",
     "tv_denoise",

@@ -40,7 +40,7 @@ from .search import ByteSearch
 from .tv import torch_threads, tune_tv
 
 __all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "DEFAULT_DECODERS", "NAIVE", "ORACLE",
-           "STILL_SUFFIX"]
+           "STILL_SUFFIX", "MOTION_SUFFIX"]
 
 #: the decoders :func:`evaluate` runs by default
 DEFAULT_DECODERS = ("tcs-unfold", "gap-tv")
@@ -148,6 +148,10 @@ def _decoder_unavailable(name: str, device: str, options: dict) -> str | None:
 #: a decoder name with this suffix (``"tcs-unfold/still"``) is that decoder
 #: with motion compensation off (``motion=False``), for comparison
 STILL_SUFFIX = "/still"
+#: a decoder name with this suffix (``"tcs-unfold/motion"``) is that decoder
+#: with motion compensation on (``motion=True``: the groups
+#: :meth:`~tcscodec.motion.MotionPath.compensated` selects, as ``--motion auto``)
+MOTION_SUFFIX = "/motion"
 
 
 def _decode_file(path: Path, name: str, device: str, options: dict) -> np.ndarray:
@@ -253,7 +257,9 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
         Registered decoders to run (see :func:`.checkpoints.checkpoint_decoder`
         for a training checkpoint); unavailable ones give a skipped row.  A name
         ending in :data:`STILL_SUFFIX` (``"tcs-unfold/still"``) runs that
-        decoder without motion compensation.
+        decoder without motion compensation, one ending in
+        :data:`MOTION_SUFFIX` (``"tcs-unfold/motion"``) with it; a plain
+        name as the API's default decodes.
     codecs : names
         Keys of :data:`CODECS`; unavailable ones give skipped rows.
     seed, quant_step
@@ -371,9 +377,10 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
             # -- the .tcs file's decoders -------------------------------------------------------
             for dname in decoders:
                 opts = dict(decoder_options.get(dname, {}))
-                base = dname.removesuffix(STILL_SUFFIX)
-                if base != dname:
-                    opts["motion"] = False
+                base = dname
+                for suffix, motion in ((STILL_SUFFIX, False), (MOTION_SUFFIX, True)):
+                    if dname.endswith(suffix):
+                        base, opts["motion"] = dname.removesuffix(suffix), motion
                 why = _decoder_unavailable(base, device, {k: v for k, v in opts.items() if k != "motion"})
                 if why:
                     skipped(B, dname, "decoder", tcs_bytes, why)
