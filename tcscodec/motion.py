@@ -23,11 +23,14 @@ content has moved to, ``X_t(r) = Z(r - d_t)``; ``MotionPath.frames[t]`` is
 the displacement of frame ``t`` from frame 0 (as ``drift_px`` in the
 simulator's metadata).
 
-Only global translation is compensated; rotation, local motion (particles
-moving on a still support) and scene changes are left to the decoder's prior.
-Their size is measured (the quarters of the frame registered on their own,
-:meth:`MotionPath.non_rigidity`), and a movie whose quarters move apart is
-decoded as still, where one global shift would misplace them.
+Motion across the field is measured too: the four quarters of the
+registration window, registered on their own, give an affine velocity field
+(:attr:`MotionPath.gradient`: a rotation, a zoom) and what it leaves
+(:attr:`MotionPath.residual_spread`: particles moving on their own).  A
+decoder aligns each tile by the field's translation at the tile's centre
+(:meth:`MotionPath.group_shift_gradient`), and a movie whose motion still
+varies too much within a tile (:meth:`MotionPath.non_rigidity`) is decoded
+as still.  Scene changes are left to the decoder's prior.
 """
 
 from __future__ import annotations
@@ -260,6 +263,18 @@ class MotionPath(ConfigDict):
         quarters' mean, median over the pairs of groups measured (see
         :func:`estimate_motion`); 0 for a rigid drift, None when not
         measured.
+    gradient : tuple of 4 float or None
+        How the velocity changes across the field, ``(dvy/dy, dvy/dx,
+        dvx/dy, dvx/dx)`` per frame (a rotation of ``w`` rad/frame that
+        turns +x towards +y is ``(0, w, -w, 0)``, a zoom ``(z, 0, 0, z)``),
+        about the frame's
+        centre: the affine field fitted to the quarters' velocities (median
+        over the pairs measured); None when not measured.  Decoders apply
+        it per tile (:meth:`group_shift_gradient`).
+    residual_spread : float or None
+        What that affine field leaves of the quarters' spread (px/frame):
+        motion no tile's translation follows (particles moving on their
+        own); None when not measured.
     """
 
     frames: np.ndarray
@@ -267,6 +282,8 @@ class MotionPath(ConfigDict):
     confidence: tuple[float, ...] = ()
     dose: float | None = None
     local_spread: float | None = None
+    gradient: tuple[float, float, float, float] | None = None
+    residual_spread: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -293,7 +310,7 @@ class MotionPath(ConfigDict):
     def compensated(self, group: int, min_excursion: float = MIN_EXCURSION,
                     max_excursion: float = MAX_EXCURSION, min_speed: float = MIN_SPEED,
                     max_dose: float = MAX_DOSE, max_roughness: float = MAX_ROUGHNESS,
-                    max_non_rigidity: float = MAX_NON_RIGIDITY) -> np.ndarray | None:
+                    max_non_rigidity: float = MAX_NON_RIGIDITY, extent: float | None = None) -> np.ndarray | None:
         """:meth:`group_shifts` where decoding in the moving frame pays,
         else None (decode the group as still).
 
@@ -306,7 +323,8 @@ class MotionPath(ConfigDict):
         cannot show it and
         is decoded as still, unless ``max_roughness`` is infinite), and
         rigid: :meth:`non_rigidity` at most ``max_non_rigidity`` (not checked
-        where unknown).  Measured in bench/motion_eval.py: slower,
+        where unknown) over a tile of ``extent`` px (None: the registration
+        window) that gets its own translation (:meth:`group_shift_gradient`).  Measured in bench/motion_eval.py: slower,
         higher-dose, jittery or rotating groups decode better as still.
         """
         s = self.group_shifts(group)
@@ -320,7 +338,7 @@ class MotionPath(ConfigDict):
             if rough is None or rough > max_roughness:
                 return None
         if max_non_rigidity < math.inf:
-            spread = self.non_rigidity()
+            spread = self.non_rigidity(extent)
             if spread is not None and spread > max_non_rigidity:
                 return None
         return s
@@ -347,16 +365,45 @@ class MotionPath(ConfigDict):
             return None
         return float(np.median(np.hypot(*np.diff(v, axis=0).T))) / speed
 
-    def non_rigidity(self) -> float | None:
-        """How far the scene is from moving as one: :attr:`local_spread`
-        over the median speed between group centres (0 for a rigid drift;
-        a rotation of ``w`` rad/frame gives about ``w * r / speed`` with
-        ``r`` a quarter's distance from the centre); None when not measured
-        or for a still movie."""
+    def non_rigidity(self, extent: float | None = None) -> float | None:
+        """How far the scene is from moving as one over the field a decoder
+        aligns with one translation, relative to the speed (the median
+        between group centres); 0 for a rigid drift, None when not measured
+        or for a still movie.
+
+        Without ``extent``: :attr:`local_spread` over the speed, the whole
+        registration window's quarters (a rotation of ``w`` rad/frame gives
+        about ``w * r / speed``, ``r`` a quarter's distance from the centre).
+        With ``extent`` (px: the side of a tile that gets its own
+        translation from :attr:`gradient`): what is left inside such a tile,
+        the field's spread over its quarters plus :attr:`residual_spread`,
+        and never more than without.
+        """
         if self.local_spread is None or len(self.group_starts) < 2:
             return None
         speed = float(np.median(np.hypot(*self._centre_velocities().T)))
-        return self.local_spread / speed if speed > 0 else None
+        if speed <= 0:
+            return None
+        spread = self.local_spread
+        if extent is not None and self.gradient is not None and self.residual_spread is not None:
+            q = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], np.float64) * (extent / 4)
+            inside = float(np.hypot(*(q @ self.velocity_gradient().T).T).max()) + self.residual_spread
+            spread = min(spread, inside)
+        return spread / speed
+
+    def velocity_gradient(self) -> np.ndarray:
+        """:attr:`gradient` as a ``(2, 2)`` matrix (zeros when not
+        measured): ``v(r) = v(centre) + G @ (r - centre)``."""
+        return np.zeros((2, 2)) if self.gradient is None else np.asarray(self.gradient, np.float64).reshape(2, 2)
+
+    def group_shift_gradient(self, group: int) -> np.ndarray:
+        """``(n, 2, 2)``: how the group's frame displacements
+        (:meth:`group_shifts`, those at the frame's centre) change across the
+        field; frame ``b``'s content at ``r`` moves by
+        ``group_shifts(group)[b] + result[b] @ (r - centre)``."""
+        n = len(self.group_shifts(group))
+        t = np.arange(n, dtype=np.float64) - (n - 1) / 2
+        return t[:, None, None] * self.velocity_gradient()[None]
 
     def summary(self) -> dict:
         """Speeds in px/frame (median and largest), total travel, how many
@@ -380,7 +427,9 @@ class MotionPath(ConfigDict):
     def _to_json(self, d: dict) -> dict:
         return {"frames": self.frames.tolist(), "group_starts": list(self.group_starts),
                 "confidence": list(self.confidence),
-                "dose": self._dose_json(), "local_spread": self.local_spread}
+                "dose": self._dose_json(), "local_spread": self.local_spread,
+                "gradient": None if self.gradient is None else list(self.gradient),
+                "residual_spread": self.residual_spread}
 
     def _dose_json(self) -> float | str | None:
         """:attr:`dose` as JSON holds it: "inf" for a noise-free movie."""
@@ -392,13 +441,23 @@ class MotionPath(ConfigDict):
                 "group_starts": tuple(int(v) for v in d["group_starts"]),
                 "confidence": tuple(float(v) for v in d.get("confidence", ())),
                 "dose": None if d.get("dose") is None else float(d["dose"]),
-                "local_spread": None if d.get("local_spread") is None else float(d["local_spread"])}
+                "local_spread": None if d.get("local_spread") is None else float(d["local_spread"]),
+                "gradient": None if d.get("gradient") is None else _four(d["gradient"]),
+                "residual_spread": None if d.get("residual_spread") is None else float(d["residual_spread"])}
 
     @classmethod
     def still(cls, group_sizes: Sequence[int], dose: float | None = None) -> MotionPath:
         """No motion."""
         starts = tuple(int(v) for v in np.cumsum([0, *group_sizes[:-1]]))
         return cls(np.zeros((int(sum(group_sizes)), 2)), starts, (), dose)
+
+
+def _four(values) -> tuple[float, float, float, float]:
+    """A stored :attr:`MotionPath.gradient`: four numbers."""
+    v = [float(x) for x in values]
+    if len(v) != 4:
+        raise TcsValueError(f"a motion gradient has 4 values (dvy/dy, dvy/dx, dvx/dy, dvx/dx), got {len(v)}")
+    return v[0], v[1], v[2], v[3]
 
 
 #: pairs of groups whose low-passed means correlate less than this at the
@@ -473,7 +532,7 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
     gaps = np.diff(centres)
     steps: list[tuple[float, float]] = []
     confidence = []
-    spreads: dict[int, float] = {}  # pair (g - 1, g) -> quarters' spread, px/frame
+    quarters: dict[int, _Quarters] = {}  # pair (g - 1, g) -> the quarters' own motion
     measured = set(np.linspace(1, G - 1, min(G - 1, RIGIDITY_PAIRS)).round().astype(int).tolist())
     previous = _bin(_fill(group_mean(0, window)), f)
     for g in range(1, G):
@@ -482,7 +541,7 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         steps.append((dy * f, dx * f))
         confidence.append(c)
         if g in measured and min(current.shape) >= 2 * MIN_QUARTER:
-            spreads[g - 1] = _quarters_spread(previous, current, (dy, dx)) * f / gaps[g - 1]
+            quarters[g - 1] = _quarters(previous, current, (dy, dx), f, gaps[g - 1])
         previous = current
     moves = np.asarray(steps, np.float64)
     good = np.asarray(confidence) >= MIN_CONFIDENCE
@@ -511,21 +570,42 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         p = np.where(t > centres[-1], positions[-1, k] + v1 * (t - centres[-1]), p)
         path[:, k] = p
     path -= path[0]
-    local = [v for i, v in spreads.items() if good[i]]
+    local = [quarters[i] for i in sorted(quarters) if good[i]]
+    if not local:
+        return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose)
+    (gyy, gyx), (gxy, gxx) = np.median([q.gradient for q in local], axis=0)
     return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose,
-                      float(np.median(local)) if local else None)
+                      float(np.median([q.spread for q in local])), (float(gyy), float(gyx), float(gxy), float(gxx)),
+                      float(np.median([q.residual for q in local])))
 
 
-def _quarters_spread(previous: np.ndarray, current: np.ndarray, shift: tuple[float, float]) -> float:
-    """Largest distance (px) of a quarter's own registered shift from the
-    quarters' mean, each searched within 2 px plus half the whole window's
-    ``shift`` of it (a quarter alone has fewer features to lock on, and
-    local motion is a correction to the global one)."""
+@dataclass(frozen=True)
+class _Quarters:
+    """The four quarters' own motion between two groups (px/frame)."""
+
+    spread: float  # largest distance of a quarter's velocity from their mean
+    gradient: np.ndarray  # (2, 2) affine velocity field fitted to them
+    residual: float  # largest distance of a quarter's velocity from that field
+
+
+def _quarters(previous: np.ndarray, current: np.ndarray, shift: tuple[float, float], f: int,
+              gap: float) -> _Quarters:
+    """Register the four quarters of two binned group means on their own,
+    each searched within 2 px plus half the whole window's ``shift`` of it
+    (a quarter alone has fewer features to lock on, and local motion is a
+    correction to the global one), and fit an affine field to their
+    velocities (``f``: the binning, ``gap``: frames between the groups)."""
     h, w = previous.shape
     radius = 2.0 + 0.5 * math.hypot(*shift)
-    d = np.array([register(previous[a:b, c:e], current[a:b, c:e], near=shift, radius=radius)[:2]
-                  for a, b in ((0, h // 2), (h // 2, h)) for c, e in ((0, w // 2), (w // 2, w))])
-    return float(np.hypot(*(d - d.mean(0)).T).max())
+    bounds = [(a, b, c, e) for a, b in ((0, h // 2), (h // 2, h)) for c, e in ((0, w // 2), (w // 2, w))]
+    v = np.array([register(previous[a:b, c:e], current[a:b, c:e], near=shift, radius=radius)[:2]
+                  for a, b, c, e in bounds]) * f / gap
+    # quarter centres about the window's (= the frame's) centre, in frame pixels
+    r = np.array([((a + b) / 2 - h / 2, (c + e) / 2 - w / 2) for a, b, c, e in bounds]) * f
+    design = np.column_stack([np.ones(4), r])
+    coef = np.linalg.lstsq(design, v, rcond=None)[0]  # (3, 2): v0, then d v / d (y, x)
+    return _Quarters(float(np.hypot(*(v - v.mean(0)).T).max()), coef[1:].T.copy(),
+                     float(np.hypot(*(v - design @ coef).T).max()))
 
 
 #: the movie's dose is the median of this many groups' estimates, evenly spaced

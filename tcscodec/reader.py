@@ -323,10 +323,12 @@ class TcsReader:
         uses its ``tcs-unfold-motion`` weights) gets the group's frame
         displacements from :meth:`motion` where
         :meth:`~tcscodec.motion.MotionPath.compensated` selects the group
-        (>= 0.9 px/frame, <= 50 e-/px/frame, a smooth path).  Off by
-        default: it gains up to 4 dB on smooth drift but can lose where the
-        drift jitters within a group or particles move on their own
-        (README, "Motion").
+        (>= 0.9 px/frame, <= 50 e-/px/frame, a smooth path, a scene that
+        moves as one within a tile); on a frame of several tiles each tile
+        is aligned by the path's affine field at its centre (a rotation
+        moves the corners unlike the centre).  Off by default: it gains up
+        to 4 dB on smooth drift but can lose where the drift jitters within
+        a group or particles move on their own (README, "Motion").
 
         Only the records under the tiles that touch ``region`` are read, and
         the region's frames are exactly that crop of the whole frame's.  A
@@ -354,7 +356,16 @@ class TcsReader:
         name = decoder or self.decoder or default_decoder()
         dec = name if isinstance(name, Decoder) else decoder_class(name)
         compensates = motion and self.n_groups > 1 and dec.uses_motion
-        shifts = self.motion().compensated(group) if compensates else None
+        shifts = gradient = None
+        if compensates:
+            # A tile aligned by its own translation (the path's shift plus its
+            # gradient at the tile's centre) is judged over a tile's extent.
+            from .decoders.tiling import TilingOptions
+
+            path = self.motion()
+            tile = TilingOptions.take(opts.get("tiling"), {k: opts[k] for k in ("tile",) if k in opts}).tile
+            shifts = path.compensated(group, extent=None if max(H, W) <= int(tile) else int(tile))
+            gradient = None if shifts is None else path.group_shift_gradient(group)
         n = self.group_frames(group)
         seed = self.header.mask_seed
 
@@ -371,7 +382,8 @@ class TcsReader:
 
         return decode_tiled(
             _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
-            progress=progress, region=(y0, y1, x0, x1), context_fn=context_fn, shifts=shifts, **opts,
+            progress=progress, region=(y0, y1, x0, x1), context_fn=context_fn, shifts=shifts,
+            shift_gradient=gradient, **opts,
         )
 
     def _decode_or_nan(self, group: int, *, region=None, out=None, **options) -> np.ndarray:

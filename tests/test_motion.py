@@ -359,3 +359,73 @@ def test_to_dask_estimates_the_motion_once_and_equals_read(tmp_path):
         assert r._motion is not None  # estimated here, and sent to every task with the file's path
         assert r.motion().summary()["groups_compensated"] == 4
         assert np.array_equal(x.compute(scheduler="threads"), r.read())
+
+
+# -- motion across the field: a tile's own translation ------------------------------------------
+
+
+def _shift_recorder():
+    """A decoder that compensates motion and records the shifts each tile gets."""
+    from tcscodec.decoders import Decoder
+
+    class ShiftRecorder(Decoder):
+        uses_motion = True
+        receptive_margin = 0
+
+        def __init__(self):
+            super().__init__("cpu")
+            self.seen: list[np.ndarray] = []
+
+        def decode(self, y, masks, shifts=None):
+            if shifts is not None:
+                self.seen.extend(np.asarray(shifts))
+            return masks.float() * (y / masks.sum(1).clamp_min(1))[:, None]
+
+    return ShiftRecorder()
+
+
+def test_each_tile_gets_the_shifts_of_the_field_at_its_centre():
+    from tcscodec.decoders import decode_tiled
+
+    n, H, W = 4, 96, 160
+    C = spec_masks(3, n, H, W)
+    y = (C * 7.0).sum(0).astype(np.float32)
+    shifts = np.array([[-1.5, 0.5], [-0.5, 0.2], [0.5, -0.2], [1.5, -0.5]])
+    grad = np.arange(n)[:, None, None] * np.array([[0.0, 0.01], [-0.01, 0.002]])
+    plain, rec = _shift_recorder(), _shift_recorder()
+    kw = dict(tile=64, overlap=8)
+    a = decode_tiled(y, lambda *w: C[:, w[0]:w[1], w[2]:w[3]], n, decoder=plain, shifts=shifts, **kw)
+    b = decode_tiled(y, lambda *w: C[:, w[0]:w[1], w[2]:w[3]], n, decoder=_shift_recorder(), shifts=shifts,
+                     shift_gradient=np.zeros((n, 2, 2)), **kw)
+    assert np.array_equal(a, b)  # no gradient: every tile the same shifts, as before
+    assert all(np.allclose(s, shifts) for s in plain.seen) and len(plain.seen) > 1
+    decode_tiled(y, lambda *w: C[:, w[0]:w[1], w[2]:w[3]], n, decoder=rec, shifts=shifts, shift_gradient=grad, **kw)
+    assert len(rec.seen) == len(plain.seen)
+    # each tile's shifts are those of the affine field at one point of the frame
+    centres = [np.linalg.lstsq(grad[1], s[1] - shifts[1], rcond=None)[0] + ((H - 1) / 2, (W - 1) / 2)
+               for s in rec.seen]
+    for s, c in zip(rec.seen, centres):
+        assert np.allclose(s, shifts + grad @ (c - ((H - 1) / 2, (W - 1) / 2)), atol=1e-4)
+        assert 0 <= c[0] < H and 0 <= c[1] < W
+    assert len({tuple(np.round(c, 3)) for c in centres}) == len(centres)  # one per tile
+    with pytest.raises(ValueError, match="shift_gradient"):
+        decode_tiled(y, lambda *w: C[:, w[0]:w[1], w[2]:w[3]], n, decoder=_shift_recorder(), shifts=shifts,
+                     shift_gradient=np.zeros((n, 2)), **kw)
+
+
+def test_a_turning_scene_is_measured_as_an_affine_field():
+    turning = _estimate(_movie(T=60, rotation_deg=0.6).frames, 10)
+    w = math.radians(0.6)  # turning +x towards +y
+    assert turning.velocity_gradient() == pytest.approx(np.array([[0.0, w], [-w, 0.0]]), abs=0.25 * w)
+    assert turning.residual_spread < 0.2 * turning.local_spread  # the field explains the quarters
+    # a tile a third of the window's side is aligned to within the gate
+    assert turning.non_rigidity(32) < MAX_NON_RIGIDITY < turning.non_rigidity()
+    assert turning.compensated(2, extent=32) is not None and turning.compensated(2) is None
+    g = turning.group_shift_gradient(2)
+    assert g.shape == (10, 2, 2) and np.allclose(g[4] + g[5], 0) and np.allclose(g[9], 4.5 * turning.velocity_gradient())
+    q = MotionPath.from_dict(json.loads(json.dumps(turning.to_dict())))
+    assert q.gradient == turning.gradient and q.residual_spread == turning.residual_spread
+    with pytest.raises(ValueError, match="4 values"):
+        MotionPath.from_dict({**turning.to_dict(), "gradient": [0.0, 1.0]})
+    drifting = _estimate(_movie(T=60).frames, 10)
+    assert np.abs(drifting.velocity_gradient()).max() < 0.1 * w

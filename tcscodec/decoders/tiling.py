@@ -213,7 +213,8 @@ def _decode_batch(dec, bands, xb, tw: int, pad, shifts_t, outliers: bool) -> tor
     """Decode the tiles starting at columns ``xb`` of one band: ``bands`` are
     the band's measurement ``(th, Ww)``, masks ``(n, th, Ww)`` and context
     ``(2, th, Ww)`` or None; ``pad`` the rows and columns a tile smaller
-    than the decoder's size multiple is padded by.  Returns ``(len(xb), n,
+    than the decoder's size multiple is padded by; ``shifts_t`` each tile's
+    ``(len(xb), n, 2)`` frame shifts, or None.  Returns ``(len(xb), n,
     th + pad_h, tw + pad_w)``."""
     yband_t, cband_t, xband_t = bands
     pad_h, pad_w = pad
@@ -228,7 +229,7 @@ def _decode_batch(dec, bands, xb, tw: int, pad, shifts_t, outliers: bool) -> tor
         if xt is not None:
             xt = torch.nn.functional.pad(xt, (0, pad_w, 0, pad_h), mode="replicate")
     args = () if xt is None else (xt,)
-    kw = {} if shifts_t is None else {"shifts": shifts_t.expand(len(xb), *shifts_t.shape)}
+    kw = {} if shifts_t is None else {"shifts": shifts_t}
     with torch.no_grad():
         rt = decode_apart(dec.decode, yt, ct, *args, **kw) if outliers else dec.decode(yt, ct, *args, **kw)
     if tuple(rt.shape) != tuple(ct.shape):
@@ -253,6 +254,7 @@ def decode_tiled(
     region=None,
     context_fn: MaskFn | None = None,
     shifts=None,
+    shift_gradient=None,
     **options,
 ) -> np.ndarray:
     """Decode the frames of one measurement, tile by tile.
@@ -335,6 +337,13 @@ def decode_tiled(
         the largest one so that each tile also sees the content that moves
         into it during the group (the tile size grows with it, to at least
         twice the overlap).
+    shift_gradient : array_like, optional
+        ``(n_frames, 2, 2)``: how ``shifts`` change across the field (a
+        rotation, a zoom; :meth:`~tcscodec.motion.MotionPath.group_shift_gradient`).
+        Each tile then gets the shifts at its centre ``c``,
+        ``shifts[b] + shift_gradient[b] @ (c - frame centre)``, and the
+        overlap grows by twice the largest shift any point of the frame
+        gets.
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
@@ -375,16 +384,24 @@ def decode_tiled(
     if tile <= overlap:
         raise TcsValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
     with_context = context_fn is not None and bool(getattr(dec, "uses_context", False))
-    shifts_t = None
+    tile_shifts = None  # (y, x) of a tile's centre -> its (n, 2) shifts
     if shifts is not None and bool(getattr(dec, "uses_motion", False)):
-        s = np.asarray(shifts, np.float32)
+        s = np.asarray(shifts, np.float64)
         if s.shape != (n, 2) or not np.isfinite(s).all():
             raise TcsValueError(f"shifts must be a finite ({n}, 2) array, got shape {s.shape}")
-        reach = int(math.ceil(float(np.abs(s).max(initial=0.0))))
+        grad = np.zeros((n, 2, 2)) if shift_gradient is None else np.asarray(shift_gradient, np.float64)
+        if grad.shape != (n, 2, 2) or not np.isfinite(grad).all():
+            raise TcsValueError(f"shift_gradient must be a finite ({n}, 2, 2) array, got shape {grad.shape}")
+        centre = np.array([(H - 1) / 2, (W - 1) / 2])
+        # The field is affine: its largest shift is at a corner of the frame.
+        corners = np.array([[0, 0], [0, W - 1], [H - 1, 0], [H - 1, W - 1]], np.float64) - centre
+        reach = int(math.ceil(float(np.abs(s[:, None] + corners @ grad.transpose(0, 2, 1)).max(initial=0.0))))
         if reach:
             overlap += 2 * reach
             tile = max(tile, 2 * overlap)
-            shifts_t = torch.from_numpy(s).to(dev)
+
+            def tile_shifts(cy: float, cx: float) -> torch.Tensor:
+                return torch.from_numpy((s + grad @ (np.array([cy, cx]) - centre)).astype(np.float32))
 
     ry0, ry1, rx0, rx1 = check_region(region, H, W)
     shape = (n, ry1 - ry0, rx1 - rx0)
@@ -446,6 +463,8 @@ def decode_tiled(
 
         for b0 in range(0, len(xs), batch):
             xb = xs[b0 : b0 + batch]
+            shifts_t = None if tile_shifts is None else torch.stack(
+                [tile_shifts(y + (th - 1) / 2, wx0 + x + (tw - 1) / 2) for x in xb]).to(dev)
             with autocast:
                 rt = _decode_batch(dec, [yband_t, cband_t, xband_t], xb, tw, (pad_h, pad_w), shifts_t,
                                    tiling.outliers)
