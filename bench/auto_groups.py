@@ -10,7 +10,7 @@ still again; 48 frames of 256²) is written as ``tcscodec encode`` writes it
 file: bytes, PSNR over all frames and over the burst's frames against the
 noise-free movie, encode seconds, the groups.  Then ``auto``'s PSNR against
 the fixed-B rate-distortion curve at ``auto``'s bytes
-(:func:`tcscodec.evaluation.rd.bd_psnr`; NaN where ``auto`` falls outside
+(:func:`tcscodec.evaluation.rd.psnr_over_curve`; NaN where ``auto`` falls outside
 the curve's bytes).
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 
 import tcscodec
 from tcscodec.evaluation.metrics import psnr
-from tcscodec.evaluation.rd import bd_psnr
+from tcscodec.evaluation.rd import psnr_over_curve
 from tcscodec.evaluation.run import reference_movie
 from tcscodec.simulate import event_movie
 
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
             print(f"| {B} | {nbytes:,} | {p_all:.2f} | {p_burst:.2f} | {seconds:.2f} | {groups} |")
         fixed = [r for r in rows if r[0] != "auto"]
         auto = rows[-1]
-        gap = bd_psnr([r[1] for r in fixed], [r[2] for r in fixed], [auto[1], auto[1] * 1.0001], [auto[2]] * 2)
+        gap = psnr_over_curve([r[1] for r in fixed], [r[2] for r in fixed], auto[1], auto[2])
         print(f"\n`-B auto` against the fixed-B curve at its bytes: {gap:+.2f} dB\n", flush=True)
 
 

@@ -207,7 +207,8 @@ def report(rows: list[ev.EvalRow], movies: dict, meta: dict, folder: Path | None
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--movies", default=",".join(movie_names()), help="comma-separated movie names")
-    ap.add_argument("-B", default="10,20,30", help="frames per measurement, comma-separated")
+    ap.add_argument("-B", default="10,20,30",
+                    help="frames per measurement, comma-separated; 'auto' or 'auto:T' for -B auto files")
     ap.add_argument("--decoders", default="tcs-unfold,gap-tv", help="comma-separated, or 'none'")
     ap.add_argument("--codecs", default=",".join(ev.DEFAULT_CODECS), help="comma-separated, or 'none'")
     ap.add_argument("--checkpoint", type=Path, help="training checkpoint evaluated as the learned decoder")
@@ -239,7 +240,7 @@ def main(argv=None):
         print(f"wrote {a.out / 'quality.md'}", file=sys.stderr)
         return
     quant_step = a.quantize if a.quantize == "auto" else float(a.quantize)
-    Bs = [int(b) for b in a.B.split(",")]
+    Bs = [ev.grouping(b)[0] for b in a.B.split(",")]  # integers, or "auto" / "auto:T" (-B auto)
     decoders = [] if a.decoders == "none" else [d for d in a.decoders.split(",") if d]
     codecs = [] if a.codecs == "none" else [c for c in a.codecs.split(",") if c]
     if a.checkpoint:
@@ -284,7 +285,7 @@ def main(argv=None):
         keys = {(r["movie"], r["B"], r["method"]) for r in fresh}
         old["rows"] = [r for r in old["rows"] if (r["movie"], r["B"], r["method"]) not in keys] + fresh
         order = {m: i for i, m in enumerate(dict.fromkeys(r["movie"] for r in old["rows"]))}
-        old["rows"].sort(key=lambda r: (order[r["movie"]], r["B"]))
+        old["rows"].sort(key=lambda r: (order[r["movie"]], ev.B_order(r["B"])))
         figs = figs or prev.get("figures", [])
         old["movies"][name] = {**prev, "description": what, "shape": list(frames.shape), "dtype": frames.dtype.name,
                                "seconds": seconds, "date": meta["date"], "command": meta["command"], "quantize": a.quantize,

@@ -11,8 +11,9 @@ import click
 
 from .common import CONTEXT, parse_quant_step
 
-#: the B of ``--sweep``: a rate-distortion curve from 2 to 64 frames per measurement
-SWEEP_B = (2, 4, 8, 16, 32, 64)
+#: the B of ``--sweep``: a rate-distortion curve from 2 to 64 frames per
+#: measurement, and -B auto at three values of its quality knob (tolerance)
+SWEEP_B = (2, 4, 8, 16, 32, 64, "auto:0.5", "auto", "auto:2")
 
 
 def _csv(value: str | None, what: str) -> list[str]:
@@ -40,7 +41,9 @@ def _load_clean(path: Path):
 
 @click.command("eval", context_settings=CONTEXT)
 @click.argument("input", type=click.Path(path_type=Path))
-@click.option("-B", "B_list", default="10,20,30", show_default=True, help="Frames per measurement, comma-separated.")
+@click.option("-B", "B_list", default="10,20,30", show_default=True,
+              help="Frames per measurement, comma-separated; 'auto' or 'auto:T' for -B auto files (T: "
+                   "--auto-tolerance), which get their own rate-distortion curve.")
 @click.option("--sweep", is_flag=True,
               help=f"The rate-distortion sweep: B = {','.join(map(str, SWEEP_B))} (replaces -B).")
 @click.option("--clean", type=click.Path(dir_okay=False, path_type=Path),
@@ -100,10 +103,10 @@ def eval_(input, B_list, sweep, clean, decoders, codecs, checkpoint, out_dir, as
     if sweep:
         B_list = ",".join(map(str, SWEEP_B))
     try:
-        Bs = [int(b) for b in B_list.split(",") if b.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{B_list!r} is not a comma-separated list of integers", param_hint="-B") from None
-    if not Bs or any(not 2 <= b <= 64 for b in Bs):
+        Bs = [ev.grouping(b)[0] for b in B_list.split(",") if b.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"{B_list!r}: {exc}", param_hint="-B") from None
+    if not Bs or any(isinstance(b, int) and not 2 <= b <= 64 for b in Bs):
         raise click.BadParameter("each B must be in 2..64", param_hint="-B")
     if clean_scale not in ("auto", "none"):
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -285,6 +286,48 @@ def test_evaluate_decodes_with_and_without_motion_compensation_by_suffix():
     assert by["gap-tv/motion"].psnr > by["gap-tv/still"].psnr + 0.8
 
 
+def test_evaluate_auto_groups_beside_fixed_B():
+    pytest.importorskip("PIL")
+    yy, xx = np.mgrid[0:32, 0:32]
+    still = 20 * (1.2 + np.sin(xx / 3) * np.cos(yy / 4))
+    # a cut to another still scene: -B auto starts a group there
+    clean = np.stack([still] * 12 + [still[::-1, ::-1] * (0.6 + 0.8 * xx / 31)] * 12).astype(np.float32)
+    frames = np.random.default_rng(0).poisson(clean).astype(np.uint16)
+    rows = ev.evaluate(frames, clean, B_list=(4, 24, "auto:4"), decoders=(NAIVE_TEST,), codecs=("jpeg",),
+                       tv=False, name="cut")
+    rows = [r if r.B != "auto:4" else dataclasses.replace(r, B="auto") for r in rows]  # as if run with "auto"
+    by = {(r.B, r.method): r for r in rows}
+    assert [B for B in dict.fromkeys(r.B for r in rows)] == [4, 24, "auto"]
+    auto = by[("auto", NAIVE_TEST)]
+    assert "groups 12 x 2" in auto.settings and auto.nbytes == auto.tcs_bytes
+    assert by[("auto", "jpeg")].tcs_bytes == auto.tcs_bytes  # the codec matched to the auto file
+    # the static oracle follows the auto file's groups (the cut is not averaged over)
+    assert by[("auto", ev.ORACLE)].psnr > by[(24, ev.ORACLE)].psnr
+    assert ev.curve_name(auto) == f"{NAIVE_TEST} (auto)" and ev.curve_name(by[(4, NAIVE_TEST)]) == NAIVE_TEST
+    assert ev.curve_name(by[("auto", "jpeg")]) == "jpeg"
+    bd = ev.bd_table(rows, decoder=NAIVE_TEST)
+    line = next(ln for ln in bd.splitlines() if ln.startswith("| cut | auto |"))
+    # one auto point, between B = 4 and 24 in bytes, compared with their curve at its own bytes
+    assert by[(4, NAIVE_TEST)].nbytes > auto.nbytes > by[(24, NAIVE_TEST)].nbytes
+    assert line.rstrip(" |").endswith("dB") and "auto vs fixed B" in bd
+    back = [ev.EvalRow.from_dict(d) for d in json.loads(json.dumps(ev.rows_to_json(rows)))["rows"]]
+    assert [r.B for r in back] == [r.B for r in rows]
+    assert [r.B for r in ev.sort_rows(reversed(rows))][-1] == "auto"
+    assert "B=auto" in ev.summary_table(rows)
+
+
+@pytest.mark.parametrize("B, label, kw", [(8, 8, {"B": 8}), ("16", 16, {"B": 16}), ("auto", "auto", {"B": "auto"}),
+                                          ("auto:0.5", "auto:0.5", {"B": "auto", "auto_tolerance": 0.5})])
+def test_grouping_labels(B, label, kw):
+    assert ev.grouping(B) == (label, kw)
+
+
+@pytest.mark.parametrize("bad", ["auto:-1", "auto:x", "automatic", "auto:inf", 2.5, True])
+def test_grouping_refuses_what_it_cannot_write(bad):
+    with pytest.raises(ValueError, match="'auto' or 'auto:T'"):
+        ev.grouping(bad)
+
+
 def test_evaluate_without_clean_measures_against_the_raw_frames():
     frames, _ = _movie(T=8, H=32, W=32)
     rows = ev.evaluate(frames, None, B_list=(4,), decoders=(), codecs=(), tv=False)
@@ -329,6 +372,15 @@ def test_cli_eval(tmp_path):
     assert (out / "figure.png").exists()
     res = CliRunner().invoke(main, ["eval", str(src), "-B", "4", "--codecs", "nope"])
     assert res.exit_code != 0 and "unknown codec" in res.output
+    for bad in ("4,autox", "4,auto:-1", "1"):
+        res = CliRunner().invoke(main, ["eval", str(src), "-B", bad])
+        assert res.exit_code == 2 and "-B" in res.output, res.output
+    # -B auto beside fixed B: its own line in the Bjøntegaard table
+    res = CliRunner().invoke(main, ["eval", str(src), "-B", "2,4,auto", "--clean", str(truth), "--decoders", NAIVE_TEST,
+                                    "--codecs", "none", "-q"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "B=auto" in res.output
+    assert "auto vs fixed B: BD-PSNR" in res.output
     # two B or more: the Bjøntegaard deltas and the rate-distortion plot
     res = CliRunner().invoke(main, ["eval", str(src), "-B", "2,4", "--clean", str(truth), "--decoders", NAIVE_TEST,
                                     "--codecs", "jpeg", "--out", str(out), "-q"], catch_exceptions=False)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tcscodec.evaluation.rd import _integral, bd_psnr, bd_rate, rd_curve
+from tcscodec.evaluation.rd import _integral, bd_psnr, bd_rate, psnr_over_curve, rd_curve
 
 RATES = [1000.0, 2000.0, 4000.0, 8000.0]
 PSNRS = [24.0, 27.5, 30.2, 32.0]
@@ -59,3 +59,16 @@ def test_curves_that_do_not_overlap_have_no_delta_and_bad_curves_are_refused():
         rd_curve([0.0, 1.0], [20, 21])
     with pytest.raises(ValueError, match="one length"):
         rd_curve([1.0, 2.0], [20.0])
+
+
+def test_points_of_one_rate_are_merged():
+    x, y = rd_curve([2e3, 1e3, 2e3], [30.0, 25.0, 28.0])
+    assert x.tolist() == pytest.approx([3.0, math.log10(2e3)]) and y.tolist() == [25.0, 29.0]
+    with pytest.raises(ValueError, match="two points"):
+        rd_curve([1e3, 1e3], [20.0, 21.0])
+    assert bd_psnr([1e3, 2e3, 2e3], [25, 28, 30], [1e3, 2e3], [26, 30]) == pytest.approx(1.0, abs=0.01)
+
+
+def test_one_point_over_a_curve():
+    assert psnr_over_curve(RATES, PSNRS, RATES[1], PSNRS[1] + 0.5) == pytest.approx(0.5, abs=0.01)
+    assert math.isnan(psnr_over_curve(RATES, PSNRS, RATES[-1] * 3, 40.0))  # beyond the curve's bytes

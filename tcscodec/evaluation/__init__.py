@@ -54,13 +54,17 @@ from .metrics import ssim, ssim_map
 from .rd import bd_psnr, bd_rate
 from .report import TV_NOTE, bd_table, margin_table, markdown_table, rows_to_json, sort_rows, summary_table
 from .run import (
+    AUTO,
     DEFAULT_DECODERS,
     MOTION_SUFFIX,
     NAIVE,
     ORACLE,
     STILL_SUFFIX,
+    B_order,
     EvalRow,
+    curve_name,
     evaluate,
+    grouping,
     naive_decode,
     reference_movie,
 )
@@ -78,6 +82,10 @@ __all__ = [
     "ORACLE",
     "STILL_SUFFIX",
     "MOTION_SUFFIX",
+    "AUTO",
+    "grouping",
+    "B_order",
+    "curve_name",
     "ssim",
     "ssim_map",
     "tv_denoise",

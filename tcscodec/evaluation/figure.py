@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .report import TV_NOTE, bd_table, markdown_table, rows_to_json, summary_table
-from .run import EvalRow
+from .run import B_order, EvalRow, curve_name
 
 __all__ = ["save_figure", "save_rd_plot", "save_report"]
 
@@ -43,7 +43,7 @@ def _spectrum(img: np.ndarray) -> np.ndarray:
     return np.log10(np.abs(f) ** 2 + 1e-12)
 
 
-def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | None = None,
+def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | str | None = None,
                 title: str | None = None) -> Path | None:
     """Figure for one movie at one B (default: the largest): panels of one
     frame (``clean`` when given, raw, the best decoder, JPEG at equal bytes)
@@ -55,7 +55,7 @@ def save_figure(path, rows: Iterable[EvalRow], frames, clean=None, *, B: int | N
     rows = [r for r in rows if not r.skipped]
     if not rows:
         return None
-    B = B if B is not None else max(r.B for r in rows if r.kind != "reference")
+    B = B if B is not None else max((r.B for r in rows if r.kind != "reference"), key=B_order)
     at = [r for r in rows if r.B == B or r.kind == "reference"]
     k = next((r.example_index for r in at if r.example_index is not None), len(frames) // 2)
     panels: list[tuple[str, np.ndarray]] = []
@@ -117,16 +117,17 @@ def save_rd_plot(path, rows: Iterable[EvalRow], *, title: str | None = None) -> 
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for r in rows:
         if not r.skipped and r.ratio and np.isfinite(r.psnr) and r.kind in ("decoder", "codec", "naive"):
-            curves.setdefault(r.movie, {}).setdefault(r.method, []).append((r.ratio, r.psnr))
+            curves.setdefault(r.movie, {}).setdefault(curve_name(r), []).append((r.ratio, r.psnr))
     movies = [m for m, c in curves.items() if any(len(v) >= 2 for v in c.values())]
     if not movies:
         return None
     fig, axes = plt.subplots(1, len(movies), figsize=(5 * len(movies), 4), squeeze=False)
     for ax, movie in zip(axes[0], movies, strict=True):
         for method, pts in curves[movie].items():
-            if len(pts) >= 2:
+            if len(pts) >= 2 or method.endswith("(auto)"):  # one -B auto point is worth a marker
                 pts.sort()
-                ax.plot(*zip(*pts, strict=True), "o-" if method.startswith("tcs") else ".--", label=method)
+                style = ("s:" if method.endswith("(auto)") else "o-") if method.startswith("tcs") else ".--"
+                ax.plot(*zip(*pts, strict=True), style, label=method)
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("compression ratio (raw bytes / stored bytes)")
@@ -158,9 +159,9 @@ def save_report(out_dir, rows: Sequence[EvalRow], frames, clean=None, *, title: 
     bd = f"\n## Bjøntegaard deltas over the B swept\n\n{bd}\n" if bd.count("\n") >= 2 else ""
     paths["table"].write_text(head + summary_table(rows) + "\n" + bd + markdown_table(rows) + "\n" + TV_NOTE + "\n")
     paths["json"].write_text(json.dumps(rows_to_json(rows, **(meta or {})), indent=1) + "\n")
-    Bs = sorted({r.B for r in rows if not r.skipped and r.kind != "reference"})
+    Bs = sorted({r.B for r in rows if not r.skipped and r.kind != "reference"}, key=B_order)
     for B in Bs:
-        p = save_figure(out / f"figure_B{B}.png", rows, frames, clean, B=B)
+        p = save_figure(out / f"figure_B{str(B).replace(':', '_')}.png", rows, frames, clean, B=B)
         if p is not None:
             paths[f"figure_B{B}"] = p
     if Bs:

@@ -26,12 +26,14 @@ import numpy as np
 
 from ..errors import TcsValueError
 
-__all__ = ["bd_psnr", "bd_rate", "rd_curve"]
+__all__ = ["bd_psnr", "bd_rate", "rd_curve", "psnr_over_curve"]
 
 
 def rd_curve(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(log10 rate, psnr)`` sorted by rate, non-finite points dropped;
-    refused when fewer than two points remain or a rate is not positive."""
+    """``(log10 rate, psnr)`` sorted by rate, non-finite points dropped and
+    points of one rate merged (their mean PSNR: two settings that wrote the
+    same bytes); refused when fewer than two rates remain or a rate is not
+    positive."""
     r = np.asarray(rates, np.float64)
     p = np.asarray(psnrs, np.float64)
     if r.shape != p.shape or r.ndim != 1:
@@ -40,10 +42,11 @@ def rd_curve(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray
     r, p = r[keep], p[keep]
     if np.any(r <= 0):
         raise TcsValueError(f"rates must be positive, got {r.min():g}")
+    r, inverse = np.unique(r, return_inverse=True)  # sorted
+    p = np.bincount(inverse, weights=p) / np.bincount(inverse)
     if r.size < 2:
         raise TcsValueError(f"a rate-distortion curve needs two points or more, got {r.size}")
-    order = np.argsort(r, kind="stable")
-    return np.log10(r[order]), p[order]
+    return np.log10(r), p
 
 
 def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -100,6 +103,13 @@ def bd_psnr(anchor_rates, anchor_psnrs, test_rates, test_psnrs) -> float:
     la, pa = rd_curve(anchor_rates, anchor_psnrs)
     lt, pt = rd_curve(test_rates, test_psnrs)
     return _mean_gap(la, pa, lt, pt)
+
+
+def psnr_over_curve(anchor_rates, anchor_psnrs, rate: float, psnr: float) -> float:
+    """PSNR (dB) of one point over the anchor curve at the point's own rate
+    (the curve interpolated as :func:`bd_psnr` does); NaN outside the
+    anchor's rates."""
+    return bd_psnr(anchor_rates, anchor_psnrs, [rate, rate * (1 + 1e-4)], [psnr, psnr])
 
 
 def bd_rate(anchor_rates, anchor_psnrs, test_rates, test_psnrs) -> float:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from .codecs import CODECS
-from .rd import bd_psnr, bd_rate
-from .run import EvalRow
+from .rd import bd_psnr, bd_rate, psnr_over_curve
+from .run import B_order, EvalRow, curve_name
 
 __all__ = ["sort_rows", "markdown_table", "summary_table", "margin_table", "bd_table", "rows_to_json", "TV_NOTE"]
 
@@ -40,7 +40,7 @@ def sort_rows(rows: Iterable[EvalRow]) -> list[EvalRow]:
     def key(r):
         base = r.method.removesuffix("+tv")
         within = codecs.get(base, len(codecs)) if r.kind.startswith("codec") else first[base]
-        return (movies[r.movie], r.B, _KIND_ORDER.get(r.kind, 9), within, r.method.endswith("+tv"))
+        return (movies[r.movie], B_order(r.B), _KIND_ORDER.get(r.kind, 9), within, r.method.endswith("+tv"))
 
     return sorted(rows, key=key)
 
@@ -121,7 +121,7 @@ def margin_table(rows: Iterable[EvalRow], decoder: str = "tcs-unfold",
             r.method for r in rows if r.method != decoder and r.kind in ("decoder", "naive", "codec"))}
     psnr = {(r.movie, r.B, r.method): r.psnr for r in rows}
     order = {m: i for i, m in enumerate(dict.fromkeys(r.movie for r in rows))}
-    cells = sorted({(r.movie, r.B) for r in rows if r.method == decoder}, key=lambda k: (order[k[0]], k[1]))
+    cells = sorted({(r.movie, r.B) for r in rows if r.method == decoder}, key=lambda k: (order[k[0]], B_order(k[1])))
     head = [f"{m} + {req:g}" if req else m for m, req in against.items()]
     out = [f"| movie | B | {decoder} | " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * len(against)]
     leads: dict[str, list] = {m: [] for m in against}
@@ -151,6 +151,12 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
     > 0: the decoder is better at equal bytes) and BD-rate (%, < 0: the
     decoder needs fewer bytes for equal PSNR; "—" where the PSNR ranges do
     not overlap).  A movie or method with fewer than two points is "—".
+
+    Where ``rows`` hold ``-B auto`` files (:func:`~.run.grouping`), the
+    decoder on them is a curve of its own, "<decoder> (auto)", one line
+    below the fixed-B one, with a last column: its BD-PSNR against the
+    decoder's fixed-B curve (a single auto point is compared at its own
+    bytes; "—" outside the fixed curve's bytes).
     """
     rows = [r for r in rows if not r.skipped and math.isfinite(r.psnr) and r.nbytes]
     if decoder is None:
@@ -159,28 +165,39 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
         order = {m: i for i, m in enumerate(CODECS)}
         against = sorted({r.method for r in rows if r.kind == "codec"}, key=lambda m: order.get(m, len(order)))
     against = [m for m in against if any(r.method == m for r in rows)]
-    out = ["| movie | B | " + " | ".join(f"{decoder} vs {m}: BD-PSNR / BD-rate" for m in against) + " |",
-           "|---|---|" + "---:|" * len(against)]
+    auto = f"{decoder} (auto)"
+    with_auto = any(curve_name(r) == auto for r in rows)
+    out = ["| movie | B | " + " | ".join(f"{decoder} vs {m}: BD-PSNR / BD-rate" for m in against)
+           + (" | auto vs fixed B: BD-PSNR |" if with_auto else " |"),
+           "|---|---|" + "---:|" * (len(against) + with_auto)]
 
-    def curve(movie, method):
-        pts = sorted((r.nbytes, r.psnr) for r in rows if r.movie == movie and r.method == method)
+    def curve(movie, name):
+        pts = sorted((r.nbytes, r.psnr) for r in rows if r.movie == movie and curve_name(r) == name)
         return [b for b, _ in pts], [p for _, p in pts]
 
     for movie in dict.fromkeys(r.movie for r in rows):
-        own = curve(movie, decoder)
-        if len(own[0]) < 2:
-            continue
-        cells = []
-        for m in against:
-            other = curve(movie, m)
-            if len(other[0]) < 2:
-                cells.append("—")
+        fixed = curve(movie, decoder)
+        for name in (decoder, auto) if with_auto else (decoder,):
+            own = curve(movie, name)
+            if len(own[0]) < 2 and not (name == auto and own[0]):
                 continue
-            rate = bd_rate(*other, *own)
-            rate_cell = "—" if math.isnan(rate) else f"{rate:+.0f} %"
-            cells.append(f"{_fmt(bd_psnr(*other, *own), '+.2f')} dB / {rate_cell}")
-        Bs = sorted({r.B for r in rows if r.movie == movie and r.method == decoder})
-        out.append(f"| {movie} | {','.join(map(str, Bs))} | " + " | ".join(cells) + " |")
+            cells = []
+            for m in against:
+                other = curve(movie, m)
+                if len(other[0]) < 2 or len(own[0]) < 2:
+                    cells.append("—")
+                    continue
+                rate = bd_rate(*other, *own)
+                rate_cell = "—" if math.isnan(rate) else f"{rate:+.0f} %"
+                cells.append(f"{_fmt(bd_psnr(*other, *own), '+.2f')} dB / {rate_cell}")
+            if with_auto:
+                gap = math.nan
+                if name == auto and len(fixed[0]) >= 2:
+                    gap = (bd_psnr(fixed[0], fixed[1], *own) if len(own[0]) >= 2
+                           else psnr_over_curve(fixed[0], fixed[1], own[0][0], own[1][0]))
+                cells.append(_fmt(gap, "+.2f") + (" dB" if math.isfinite(gap) else ""))
+            Bs = sorted({r.B for r in rows if r.movie == movie and curve_name(r) == name}, key=B_order)
+            out.append(f"| {movie} | {','.join(map(str, Bs))} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

@@ -25,6 +25,7 @@ import math
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,8 @@ from .metrics import psnr, psnr_per_frame, ssim
 from .search import ByteSearch
 from .tv import torch_threads, tune_tv
 
-__all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "DEFAULT_DECODERS", "NAIVE", "ORACLE",
-           "STILL_SUFFIX", "MOTION_SUFFIX"]
+__all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "grouping", "B_order", "curve_name",
+           "AUTO", "DEFAULT_DECODERS", "NAIVE", "ORACLE", "STILL_SUFFIX", "MOTION_SUFFIX"]
 
 #: the decoders :func:`evaluate` runs by default
 DEFAULT_DECODERS = ("tcs-unfold", "gap-tv")
@@ -69,7 +70,7 @@ class EvalRow(ConfigDict):
     """
 
     movie: str
-    B: int
+    B: int | str
     method: str
     kind: str
     reference: str
@@ -182,12 +183,65 @@ def naive_decode(path) -> np.ndarray:
     return out
 
 
-def _static_oracle(clean: np.ndarray, B: int) -> np.ndarray:
-    """The mean of each group's clean frames, repeated for the group."""
+def _static_oracle(clean: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """The mean of each group's clean frames (``sizes``: the groups'
+    lengths), repeated for the group."""
     out = np.empty(clean.shape, np.float32)
-    for i in range(0, len(clean), B):
-        out[i:i + B] = clean[i:i + B].mean(0, dtype=np.float64)[None]
+    for i, n in zip(np.cumsum([0, *sizes[:-1]]), sizes, strict=True):
+        out[i:i + n] = clean[i:i + n].mean(0, dtype=np.float64)[None]
     return out
+
+
+#: an entry of ``B_list`` that writes ``-B auto`` files: "auto", or
+#: "auto:T" for the quality knob ``auto_tolerance=T``
+AUTO = "auto"
+
+
+def grouping(B) -> tuple[int | str, dict]:
+    """An entry of :func:`evaluate`'s ``B_list`` as ``(label, keywords of
+    tcscodec.write)``: an integer B is itself (``{"B": B}``); ``"auto"`` and
+    ``"auto:T"`` are content-adaptive groups (``{"B": "auto",
+    "auto_tolerance": T}``), labelled as given.  Raises TcsValueError for
+    anything else."""
+    if isinstance(B, (int, np.integer)) and not isinstance(B, bool):
+        return int(B), {"B": int(B)}
+    text = str(B).strip()
+    if text.isdigit():
+        return int(text), {"B": int(text)}
+    head, _, tol = text.partition(":")
+    if head == AUTO:
+        if not tol:
+            return AUTO, {"B": AUTO}
+        try:
+            t = float(tol)
+        except ValueError:
+            t = math.nan
+        if math.isfinite(t) and t > 0:
+            return f"{AUTO}:{t:g}", {"B": AUTO, "auto_tolerance": t}
+    raise TcsValueError(f"a B to evaluate is an integer, 'auto' or 'auto:T' (T > 0, the tolerance), got {B!r}")
+
+
+def B_order(B) -> tuple:
+    """Sort key of row labels: integer B first, ascending, then the
+    ``-B auto`` labels by tolerance."""
+    if isinstance(B, int):
+        return (0, B)
+    tol = B.partition(":")[2]
+    return (1, float(tol) if tol else 1.0)
+
+
+def curve_name(row: EvalRow) -> str:
+    """The rate-distortion curve a row belongs to: its method, and for a
+    decoder of ``-B auto`` files (which sweep a knob, not B) its own
+    curve, "<method> (auto)"; codecs matched to those files' bytes stay on
+    their method's curve."""
+    return f"{row.method} (auto)" if isinstance(row.B, str) and row.kind in ("decoder", "naive") else row.method
+
+
+def _lengths(sizes: Sequence[int]) -> str:
+    """Group lengths in short: "12 x 4, 10 x 1"."""
+    counts = Counter(sizes)
+    return ", ".join(f"{n} x {counts[n]}" for n in sorted(counts, reverse=True))
 
 
 def _frames_for_writer(frames) -> np.ndarray:
@@ -251,8 +305,11 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
     clean : (T, H, W) array, optional
         Its noise-free truth.  Metrics are against ``clean`` when given (the
         oracle and ``raw`` rows need it), else against the raw frames.
-    B_list : ints
-        Frames per measurement to evaluate.
+    B_list : ints or str
+        Frames per measurement to evaluate; ``"auto"`` or ``"auto:T"``
+        (:func:`grouping`) for ``-B auto`` files (tolerance ``T``), whose
+        rows carry that label as ``B`` and whose decoders form their own
+        rate-distortion curve (:func:`curve_name`).
     decoders : names
         Registered decoders to run (see :func:`.checkpoints.checkpoint_decoder`
         for a training checkpoint); unavailable ones give a skipped row.  A name
@@ -325,21 +382,21 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
     def measure(est, B, method, kind, nbytes, tcs_bytes, settings="", tvw=None, seconds=0.0, note=""):
         est = np.asarray(est, np.float32)
         row = EvalRow(
-            movie=name, B=int(B), method=method, kind=kind, reference=ref_note,
+            movie=name, B=B, method=method, kind=kind, reference=ref_note,
             psnr=psnr(est, ref, R), ssim=ssim(est, ref, R), nbytes=nbytes, tcs_bytes=tcs_bytes,
             raw_bytes=raw_bytes, psnr_frames=tuple(float(v) for v in psnr_per_frame(est, ref, R)),
             settings=settings, tv_weight=tvw, seconds=round(float(seconds), 3), note=note, gain=gain,
             example_index=k_ex, example=est[k_ex].copy())
         rows.append(row)
-        say(f"  B={B:<3d} {method:<18s} PSNR {row.psnr:6.2f} dB  SSIM {row.ssim:.4f}"
+        say(f"  B={B!s:<3} {method:<18s} PSNR {row.psnr:6.2f} dB  SSIM {row.ssim:.4f}"
             + (f"  {nbytes:,} B" if nbytes else "") + (f"  [{note}]" if note else ""))
         return row
 
     def skipped(B, method, kind, tcs_bytes, why):
-        rows.append(EvalRow(movie=name, B=int(B), method=method, kind=kind, reference=ref_note,
+        rows.append(EvalRow(movie=name, B=B, method=method, kind=kind, reference=ref_note,
                             psnr=float("nan"), ssim=float("nan"), nbytes=None, tcs_bytes=tcs_bytes,
                             raw_bytes=raw_bytes, note=f"skipped: {why}", skipped=True, gain=gain))
-        say(f"  B={B:<3d} {method:<18s} skipped: {why}")
+        say(f"  B={B!s:<3} {method:<18s} skipped: {why}")
 
     tmp_ctx = tempfile.TemporaryDirectory(prefix="tcs-eval-") if workdir is None else contextlib.nullcontext(workdir)
     with tmp_ctx as tmp, torch_threads(threads):
@@ -354,14 +411,16 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
                 continue
             searches[c] = ByteSearch(CODECS[c], frames, tmp, bit_depth, threads=max(1, int(threads or 1)))
 
-        for i, B in enumerate(B_list):
-            B = int(B)
-            path = tmp / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}_B{B}.tcs"
+        for i, (B, write_B) in enumerate(grouping(b) for b in B_list):
+            path = tmp / re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}_B{B}.tcs")
             t0 = time.perf_counter()
-            tcs_write(path, frames, B=B, seed=seed, quant_step=quant_step)
+            tcs_write(path, frames, seed=seed, quant_step=quant_step, **write_B)
             tcs_bytes = path.stat().st_size
-            with TcsReader(path) as r:  # the step "auto" chose
+            with TcsReader(path) as r:  # the step "auto" chose, and the groups
                 step_note = f"quant_step {r.header.quant_step:g}" + (" (auto)" if quant_step == "auto" else "")
+                sizes = [r.group_frames(g) for g in range(r.n_groups)]
+            if isinstance(B, str):
+                step_note += f", groups {_lengths(sizes)}"
             say(f"{name}: B={B}: {path.name} {tcs_bytes:,} bytes, ratio {raw_bytes / tcs_bytes:.1f}x "
                 f"({time.perf_counter() - t0:.2f} s)")
             if i == 0 and clean is not None:
@@ -404,7 +463,7 @@ def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
             t0 = time.perf_counter()
             measure(naive_decode(path), B, NAIVE, "naive", tcs_bytes, tcs_bytes, seconds=time.perf_counter() - t0)
             if clean is not None:
-                measure(_static_oracle(ref, B), B, ORACLE, "oracle", None, tcs_bytes,
+                measure(_static_oracle(ref, sizes), B, ORACLE, "oracle", None, tcs_bytes,
                         note="mean of each group's clean frames")
 
             # -- conventional codecs at equal bytes ----------------------------------------------------
