@@ -6,7 +6,9 @@
 A real micrograph of ../shared/data/real is moved along a drift that also
 turns (``tcscodec.simulate.texture_movie``: ``--speed`` px/frame in a
 seeded direction, ``--rotations`` degrees per frame, Poisson at ``--dose``
-e⁻/px), written as ``tcscodec encode`` writes it (``--quantize auto``), and
+e⁻/px), or a source ``hrtem`` / ``stem`` is simulated so
+(``tcscodec.simulate.simulate_movie`` of a seeded ``random_config``, as
+bench/quality.py's drift movies), written as ``tcscodec encode`` writes it (``--quantize auto``), and
 decoded with the shipped learned decoder (256-pixel tiles) four ways: as
 still (``motion=False``); every moving group compensated by the path's one
 translation for the whole frame; every moving group compensated per tile,
@@ -30,10 +32,10 @@ import numpy as np
 
 import tcscodec
 from tcscodec.motion import MotionPath
-from tcscodec.simulate import texture_movie
+from tcscodec.simulate import random_config, simulate_movie, texture_movie
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = "SrTiO3_STEM_TitanCubed_1024_uint16.npy,MoS2_Se_ADF_STEM_60kV_1024_uint32.npy"
+SOURCES = "hrtem,stem,cryoEM_FEI_micrograph_3838x3710_uint16.npy"
 
 
 class _Forced(MotionPath):
@@ -76,16 +78,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for k, source in enumerate(a.sources.split(",")):
             path = a.shared / "data" / "real" / source
-            if not path.exists():
+            simulated = source in ("hrtem", "stem")
+            if not simulated and not path.exists():
                 print(f"skipping {source}: {path} not found (../shared is absent)")
                 continue
-            image = np.load(path)
+            image = None if simulated else np.load(path)
             for rot in (float(v) for v in a.rotations.split(",")):
                 rng = np.random.default_rng(a.seed + k)
                 angle = rng.uniform(0, 2 * math.pi)
-                m = texture_movie(image, a.frames, rng, a.dose, shape=(a.size, a.size),
-                                  drift_px=(a.speed * math.sin(angle), a.speed * math.cos(angle)),
-                                  drift_jitter_px=0.05 * a.speed, rotation_deg=rot, flicker=0.0)
+                drift = (a.speed * math.sin(angle), a.speed * math.cos(angle))
+                if simulated:
+                    cfg = random_config(rng, shape=(a.size, a.size), n_frames=a.frames)
+                    m = simulate_movie(dataclasses.replace(
+                        cfg, mode=source, dose=a.dose, dtype="uint16", gain=1.0, offset=0.0, drift_px=drift,
+                        drift_jitter_px=0.05 * a.speed, rotation_deg=rot, flicker=0.0))
+                else:
+                    m = texture_movie(image, a.frames, rng, a.dose, shape=(a.size, a.size), drift_px=drift,
+                                      drift_jitter_px=0.05 * a.speed, rotation_deg=rot, flicker=0.0)
                 file = Path(tmp) / "m.tcs"
                 tcscodec.write(file, m.frames, B=a.B, seed=0, quant_step="auto")
                 cells = []
@@ -104,7 +113,8 @@ def main() -> None:
                 turn = math.degrees(0.5 * (g[0, 1] - g[1, 0]))  # turning +x towards +y
                 window, tile = est.non_rigidity(), est.non_rigidity(256)
                 fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-                print(f"| {source.split('_')[0]} | {rot:g} | {turn:.3f} | {fmt(window)} / {fmt(tile)} | "
+                what = f"{source} ({cfg.scene}, {cfg.lattice})" if simulated else source.split("_")[0]
+                print(f"| {what} | {rot:g} | {turn:.3f} | {fmt(window)} / {fmt(tile)} | "
                       + " | ".join(cells) + " |", flush=True)
 
 
