@@ -5,8 +5,9 @@ by stage over strided int64 copies, five trial Rice parameters as five
 passes, bit strings built as arrays.  Here the same mapping runs pixel by
 pixel in the coding order, in three compiled passes per tile (residuals and
 their sums; the trial bit counts of each stage; the unary, escape and
-remainder streams written straight into the content), and decoding in two
-(the streams to residuals, the residuals to values in the coding order).
+remainder streams written straight into the content), and decoding in one
+(each value read from the streams and predicted as it comes, into a tile
+padded with zeros so that no neighbour needs a bounds test).
 
 The bytes, values and errors are the reference's exactly:
 
@@ -36,6 +37,7 @@ import numpy as np
 
 from .format import predictive
 from .format.predictive import (
+    BASE_SPACING,
     ESCAPE,
     HEAD_SIZE,
     MAX_ABS,
@@ -68,6 +70,10 @@ def _parts_table() -> np.ndarray:
 
 
 _PARTS = _parts_table()
+
+
+#: zeros around a tile in the decoder's arrays: its farthest neighbour (half the base spacing)
+PAD = BASE_SPACING // 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -284,125 +290,116 @@ if numba is not None:
                         pos += np.uint64(4)
         _flush(out, pos, acc, n)
 
-    @numba.njit(cache=True, nogil=True)
-    def _parse(unary, escapes, rem, ks, bounds, u):
-        """The zigzagged residuals ``u`` from the streams; 0, or 1 for streams
-        the reference refuses (codes, escapes or quotients out of bounds).
-        A reader keeps its next ``n`` bits MSB-aligned in ``acc`` and tops
-        it up a byte at a time (zeros past the end of its stream)."""
-        ua = ra = np.uint64(0)
-        un = rn = 0
-        ub = rb = np.uint64(0)
-        usize = np.uint64(unary.size)
-        rsize = np.uint64(rem.size)
-        j = 0
-        for st in range(bounds.size - 1):
-            k = ks[st]
-            for i in range(bounds[st], bounds[st + 1]):
-                # the unary code: a run of ones (any length), then a zero
-                run = np.uint64(0)
-                while True:
-                    if un < 32:
-                        while un <= 56:
-                            byte = np.uint64(unary[ub]) if ub < usize else np.uint64(0)
-                            ua |= byte << np.uint64(56 - un)
-                            ub += np.uint64(1)
-                            un += 8
-                    ones = leading_zeros(~ua)
-                    if ones < un:
-                        run += np.uint64(ones)
-                        ua = (ua << np.uint64(ones)) << np.uint64(1)
-                        un -= ones + 1
-                        break
-                    run += np.uint64(un)
-                    ua = np.uint64(0)
-                    un = 0
-                    if ub >= usize:
-                        return 1  # fewer codes than values
-                if np.int64(ub) * 8 - un > unary.size * 8:
-                    return 1  # the code ended in the zeros past the stream
-                m = run
-                if run == ESCAPE:
-                    if j >= escapes.size:
-                        return 1
-                    m = escapes[j]
-                    j += 1
-                if k and m >> np.uint64(63 - k):
-                    return 1  # u = m << k | remainder would not fit 63 bits
-                z = m << np.uint64(k)
-                # the remainder: k bits, in parts of at most 32
-                left = k
-                while left > 0:
-                    width = left - 32 if left > 32 else left
-                    if rn < width:
-                        while rn <= 56:
-                            byte = np.uint64(rem[rb]) if rb < rsize else np.uint64(0)
-                            ra |= byte << np.uint64(56 - rn)
-                            rb += np.uint64(1)
-                            rn += 8
-                    left -= width
-                    z |= (ra >> np.uint64(64 - width)) << np.uint64(left)
-                    ra <<= np.uint64(width)
-                    rn -= width
-                u[i] = z
-        if j != escapes.size:
-            return 1
-        # the last code's zero lies in the last byte, and the bits after it are zeros
-        end = np.int64(ub) * 8 - un
-        if (end - 1) // 8 != unary.size - 1 or (unary[unary.size - 1] & ((1 << ((8 - end % 8) % 8)) - 1)):
-            return 1
-        return 0
+    @numba.njit(inline="always")
+    def _peek(words, pos):
+        """The 64 bits of a bit string from bit ``pos`` on (MSB first), read
+        from its big-endian 64-bit words (zero words past its end)."""
+        j = pos >> np.uint64(6)
+        o = pos & np.uint64(63)
+        # two shifts, as a shift by 64 (o = 0) is undefined
+        return (words[j] << o) | ((words[j + np.uint64(1)] >> np.uint64(1)) >> (np.uint64(63) - o))
+
+    @numba.njit
+    def _ones(words, pos):
+        """The length of the run of ones from bit ``pos`` (any length: the
+        reference reads codes longer than an escape's)."""
+        run = np.uint64(0)
+        while True:
+            ones = np.uint64(leading_zeros(~_peek(words, pos)))
+            run += ones
+            pos += ones
+            if ones < np.uint64(64):
+                return run
 
     @numba.njit(inline="always")
-    def _value(z, num, den, sc):
+    def _signed(z):
         half = np.int64(z >> np.uint64(1))
-        return (half ^ -np.int64(z & np.uint64(1))) + _prediction(num, den, sc)  # zigzag back: half, or -half - 1
+        return half ^ -np.int64(z & np.uint64(1))  # zigzag back: half, or -half - 1
 
     @numba.njit(cache=True, nogil=True)
-    def _reconstruct(u, cs, parts, out):
-        """The values from their residuals ``u``, in coding order (as
-        :func:`_residuals` visits them); 0, or 1 where one is beyond 2^52."""
-        H, W = out.shape
-        i = 0
-        bad = False
+    def _decode(uw, ubits, escapes, rw, ks, csp, parts, outp, H, W):
+        """The values from the content's streams, each decoded and predicted
+        as it is read, in coding order, into ``outp``: the tile with
+        ``PAD`` zeros on every side (flat, as is ``csp``, the mask sums
+        padded alike), so that a neighbour outside the tile reads 0, the
+        reference's zero padding, with no test.  ``uw`` and ``rw`` are the
+        unary and remainder streams as big-endian words, ``ubits`` the unary
+        stream's length in bits.  0, or 1 for a content the reference
+        refuses (codes, escapes or quotients out of bounds, codes past the
+        stream or bits after the last, values beyond 2^52).
+
+        The unary codes are read from a 64-bit window held in a register
+        (refilled when fewer bits are left than the longest code), so a
+        code costs a count of leading ones and a shift."""
+        P = W + 2 * PAD
+        esc = np.uint64(ESCAPE)
+        one = np.uint64(1)
+        upos = rpos = np.uint64(0)  # bits consumed of each stream
+        window = np.uint64(0)  # the unary stream from upos on, MSB first
+        avail = np.uint64(0)  # bits of it that are the stream's
+        j = 0
         for p in range(parts.shape[0]):
             s, oy, ox, nn = parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
-            h = s // 2
-            diag = parts[p, 6] != 0
+            k = np.uint64(ks[parts[p, 0]])
+            lim = np.uint64(63) - k
+            o0, o1 = parts[p, 5] * P + parts[p, 6], parts[p, 7] * P + parts[p, 8]
+            o2, o3 = parts[p, 9] * P + parts[p, 10], parts[p, 11] * P + parts[p, 12]
             n = (W - ox + s - 1) // s if ox < W else 0
+            bad = False
             for y in range(oy, H, s):
-                if nn == 0:
-                    for k in range(n):
-                        v = _value(u[i], 0, 0, 0)
-                        i += 1
-                        bad |= v > MAX_ABS or v < -MAX_ABS
-                        out[_u(y), _u(ox + k * s)] = v
-                    continue
-                ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
-                for k in range(ka):
-                    x = ox + k * s
-                    num, den = _neighbours(out, cs, y, x, h, diag, True)
-                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
-                    i += 1
-                    bad |= v > MAX_ABS or v < -MAX_ABS
-                    out[_u(y), _u(x)] = v
-                for k in range(ka, kb):
-                    x = ox + k * s
-                    num, den = _neighbours(out, cs, y, x, h, diag, False)
-                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
-                    i += 1
-                    bad |= v > MAX_ABS or v < -MAX_ABS
-                    out[_u(y), _u(x)] = v
-                for k in range(kb, n):
-                    x = ox + k * s
-                    num, den = _neighbours(out, cs, y, x, h, diag, True)
-                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
-                    i += 1
-                    bad |= v > MAX_ABS or v < -MAX_ABS
-                    out[_u(y), _u(x)] = v
-            if bad:  # checked stage by stage, as the reference: later predictions stay exact
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    c = at + kx * s
+                    if avail <= esc:
+                        window = _peek(uw, upos)
+                        avail = np.uint64(64)
+                    m = np.uint64(leading_zeros(~window))
+                    if m < esc:
+                        window <<= m + one
+                        avail -= m + one
+                        upos += m + one
+                    else:  # an escape, or a longer code: read from the stream
+                        m = _ones(uw, upos)
+                        upos += m + one
+                        avail = np.uint64(0)
+                        if m == esc:
+                            if j >= escapes.size:
+                                return 1
+                            m = escapes[j]
+                            j += 1
+                        if m >> lim:
+                            return 1  # u = m << k | remainder would not fit 63 bits
+                    z = m << k
+                    if k:
+                        z |= _peek(rw, rpos) >> (np.uint64(64) - k)
+                        rpos += k
+                    v = _signed(z)
+                    if nn:
+                        num = (outp[_u(c + o0)] + outp[_u(c + o1)]) + (outp[_u(c + o2)] + outp[_u(c + o3)])
+                        den = ((np.int64(csp[_u(c + o0)]) + np.int64(csp[_u(c + o1)]))
+                               + (np.int64(csp[_u(c + o2)]) + np.int64(csp[_u(c + o3)])))
+                        v += _prediction(num, den, np.int64(csp[_u(c)]))
+                    bad |= (v > MAX_ABS) | (v < -MAX_ABS)
+                    outp[_u(c)] = v
+            # checked part by part, as the reference: later predictions stay exact;
+            # a code ending past the stream is refused here (the window reads zeros there)
+            if bad or upos > ubits:
                 return 1
+        if j != escapes.size:
+            return 1
+        # the last code's zero lies in the stream's last byte, and the bits after it are zeros
+        if (upos - one) >> np.uint64(3) != (ubits >> np.uint64(3)) - one:
+            return 1
+        if upos < ubits and _peek(uw, upos) >> (np.uint64(64) - (ubits - upos)):
+            return 1
         return 0
+
+
+def _words(stream: np.ndarray) -> np.ndarray:
+    """A bit string's bytes as big-endian uint64 words, with two zero words after."""
+    padded = np.zeros(8 * (-(-stream.size // 8) + 2), np.uint8)
+    padded[:stream.size] = stream
+    return padded.view(">u8").astype(np.uint64)
 
 
 def _usable(tile: np.ndarray, csum: np.ndarray) -> bool:
@@ -459,19 +456,21 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     if not _usable(csum, csum):
         return decode_predicted_reference(content, csum)
     ks, n_esc, unary_size = parse_head(content, csum.size)
-    counts, bounds = _stage_bounds(csum.shape)
+    counts, _ = _stage_bounds(csum.shape)
     rem_at = HEAD_SIZE + 8 * n_esc + unary_size
     rem_bits = sum(c * k for c, k in zip(counts, ks, strict=True))
     if len(content) - rem_at != -(-rem_bits // 8):
         return decode_predicted_reference(content, csum)  # raises its error
     buf = np.frombuffer(content, np.uint8)
     escapes = np.frombuffer(content, "<u8", n_esc, HEAD_SIZE)
-    u = np.empty(csum.size, np.uint64)
-    out = np.empty(csum.shape, np.int64)
-    if (_parse(buf[HEAD_SIZE + 8 * n_esc:rem_at], escapes, buf[rem_at:], np.array(ks, np.int64), bounds, u)
-            or _reconstruct(u, csum, _PARTS, out)):
+    H, W = csum.shape
+    outp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.int64)
+    csp = np.zeros(outp.shape, np.uint8)
+    csp[PAD:PAD + H, PAD:PAD + W] = csum
+    if _decode(_words(buf[HEAD_SIZE + 8 * n_esc:rem_at]), np.uint64(8 * unary_size), escapes,
+               _words(buf[rem_at:]), np.array(ks, np.int64), csp.reshape(-1), _PARTS, outp.reshape(-1), H, W):
         return decode_predicted_reference(content, csum)  # raises its error
-    return out
+    return outp[PAD:PAD + H, PAD:PAD + W]  # a view, as the reference's
 
 
 def install() -> None:

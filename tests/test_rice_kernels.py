@@ -107,3 +107,48 @@ def test_importing_tcscodec_installs_the_kernels():
         assert predictive.encode_predicted(q, S) == encode_predicted(q, S)  # the reference now
     finally:
         predictive.use_kernels(*before)
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (300, 257), (64, 700)])
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "int32", "int64"])
+def test_writer_sized_tiles(shape, dtype):
+    """Tiles of the writer's sizes: the decoder's window refills, long rows
+    and every stage's border run many times."""
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    for kind in ("smooth", "hot"):
+        _same(*_tile(rng, dtype, shape, 30, kind))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 3))
+def test_damaged_large_tiles_give_the_references_error_or_values(seed, flips):
+    rng = np.random.default_rng(seed)
+    q, S = _tile(rng, "uint32", (int(rng.integers(100, 200)), int(rng.integers(100, 200))), 20,
+                 str(rng.choice(["smooth", "hot"])))
+    content = bytearray(encode_predicted_reference(q, S))
+    for _ in range(flips):
+        i = int(rng.integers(0, len(content)))
+        content[i] ^= 1 << int(rng.integers(0, 8))
+    try:
+        expected = decode_predicted_reference(bytes(content), S)
+    except TcsFormatError as exc:
+        with pytest.raises(TcsFormatError) as got:
+            decode_predicted(bytes(content), S)
+        assert str(got.value) == str(exc)
+    else:
+        assert np.array_equal(decode_predicted(bytes(content), S), expected)
+
+
+def test_codes_longer_than_an_escape_decode_as_the_reference():
+    """The reference reads a run of more than ESCAPE ones as that quotient
+    (no writer makes one): the compiled reader reads it alike, at any
+    length, across its 64-bit window."""
+    S = np.full((1, 8), 2, np.uint8)
+    for run in (25, 40, 63, 64, 65, 130):
+        unary = "1" * run + "0" + "0" * 7  # the first value's code, then seven zeros
+        unary += "0" * (-len(unary) % 8)
+        body = int(unary, 2).to_bytes(len(unary) // 8, "big")
+        content = predictive.content_head([0] * predictive.N_STAGES, 0, len(body)) + body
+        expected = decode_predicted_reference(content, S)
+        assert expected[0, 0] == (run // 2 if run % 2 == 0 else -(run // 2) - 1)
+        assert np.array_equal(decode_predicted(content, S), expected)
