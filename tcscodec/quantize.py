@@ -78,7 +78,7 @@ def dequantize(q: np.ndarray, quant_step: float) -> np.ndarray:
 def spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
     """:func:`spatial_gain_reference` with the compiled high-pass and medians."""
     if min(y.shape) < 3 or y.ndim != 2 or quantize_kernels.numba is None:
-        return spatial_gain_reference(y, csum)
+        return spatial_gain_reference(np.asarray(y, np.float64), np.asarray(csum, np.float64))
     per_pixel, hp = quantize_kernels.highpass(y, csum)
     var_hp = (1.4826 * quantize_kernels.abs_deviation_median(hp, quantize_kernels.median(hp))) ** 2 * 9 / 8
     per_electron = float(np.mean(per_pixel))
@@ -158,8 +158,12 @@ def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
     by texture or motion, so the smaller one is used: the spatial one alone
     overestimates the noise of sharp lattice images by up to 1.7x.
     """
-    y = np.asarray(y, np.float64)
-    gain = spatial_gain(y, np.asarray(csum, np.float64))
+    y, csum = np.asarray(y), np.asarray(csum)
+    if quantize_kernels.numba is None or y.ndim != 2 or y.dtype.kind not in "uif" or csum.dtype.kind not in "uif":
+        y, csum = np.asarray(y, np.float64), np.asarray(csum, np.float64)
+    # the kernels read integer measurements and mask sums as they are (each
+    # value converted to float64 as it is read: the same numbers, no copies)
+    gain = spatial_gain(y, csum)
     if frames is not None:
         gain = min(gain, temporal_gain(*frames))
     if gain <= 0:

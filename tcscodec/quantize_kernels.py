@@ -25,6 +25,9 @@ import numpy as np
 
 __all__ = ["quantize_into", "highpass", "median", "abs_deviation_median"]
 
+#: integer arrays whose values span fewer than this many take a histogram median
+_INT_SPAN = 1 << 22
+
 numba: Any
 try:
     import numba
@@ -140,6 +143,66 @@ if numba is not None:
             out[i] = abs(a[i] - centre)
 
 
+    #: values sampled to bracket an order statistic (a stride through the array)
+    _SAMPLE = 1 << 14
+
+    @numba.njit(cache=True, nogil=True)
+    def _pair(a, k, centre, dev):
+        """The k-th and (k+1)-th smallest (0-based, k + 1 < a.size) of ``a``,
+        or of ``abs(a - centre)`` with ``dev``, in one pass: a strided
+        sample brackets them, the values inside the bracket are collected
+        and selected exactly (:func:`_kth`); ``ok`` is False when the
+        bracket missed them (then the caller takes the slower way)."""
+        n = a.size
+        ns = min(n, _SAMPLE)
+        step = n // ns
+        sample = np.empty(ns, np.float64)
+        for i in range(ns):
+            v = a[i * step]
+            sample[i] = abs(v - centre) if dev else v
+        # the ranks in the sample, widened by 4 standard deviations of a sample rank
+        r = k * ns // n
+        g = 2 * int(np.sqrt(ns)) + 2
+        lo = _kth(sample, max(0, r - g))
+        hi = _kth(sample, min(ns - 1, r + g))
+        below = 0
+        cap = n // 16 + 1
+        inside = np.empty(cap + 1, np.float64)
+        m = 0
+        for i in range(n):  # branch-free: half the values fall below, at random
+            v = abs(a[i] - centre) if dev else a[i]
+            below += v < lo
+            inside[min(m, cap)] = v
+            m += (v >= lo) & (v <= hi)
+        if m > cap or below > k or k + 1 >= below + m:
+            return False, 0.0, 0.0
+        inside = inside[:m]
+        return True, _kth(inside, k - below), _kth(inside, k + 1 - below)
+
+    @numba.njit(cache=True, nogil=True)
+    def _int_pair(a, lo, span, k):
+        """The k-th and (k+1)-th smallest of integers ``a``, all in ``lo ..
+        lo + span - 1``: a histogram and a scan."""
+        hist = np.zeros(span, np.int64)
+        for v in a:
+            hist[np.int64(v) - lo] += 1
+        b = 0
+        c = hist[0]
+        while c <= k:
+            b += 1
+            c += hist[b]
+        first = b
+        while c <= k + 1:
+            b += 1
+            c += hist[b]
+        return lo + first, lo + b
+
+
+def _middle(n: int, first: float, second: float) -> np.float64:
+    """numpy.median from the two middle values (its mean of them for an even count)."""
+    return np.float64(first) if n % 2 else np.float64((np.float64(first) + np.float64(second)) / 2)
+
+
 def quantize_into(y: np.ndarray, step: float, out: np.ndarray) -> bool:
     """``out[...] = floor(y / step + 0.5)`` for a 2-D ``y``; False (and
     ``out`` incomplete) when a value does not fit ``out``'s integer dtype."""
@@ -162,12 +225,33 @@ def highpass(y: np.ndarray, csum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def median(a: np.ndarray) -> np.float64:
-    """``numpy.median`` of a float64 array (all of it), without its copies."""
-    return np.float64(_median(np.ascontiguousarray(a).reshape(-1)))
+    """``numpy.median`` of an array (all of it), without its copies.
+
+    Integer arrays of a narrow range (a measurement) take a histogram;
+    float64 ones a sampled bracket and one pass (:func:`_pair`), else a
+    radix selection over all of them."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    n = flat.size
+    if n > 2 and flat.dtype.kind in "iu":
+        lo, hi = int(flat.min()), int(flat.max())
+        if hi - lo < _INT_SPAN and -(1 << 62) < lo and hi < 1 << 62:
+            return _middle(n, *_int_pair(flat, lo, hi - lo + 1, (n - 1) // 2))
+    flat = np.asarray(flat, np.float64)
+    if n > 2:
+        ok, first, second = _pair(flat, (n - 1) // 2, 0.0, False)
+        if ok:
+            return _middle(n, first, second)
+    return np.float64(_median(flat))
 
 
 def abs_deviation_median(a: np.ndarray, centre: float) -> np.float64:
-    """``numpy.median(abs(a - centre))``."""
-    dev = np.empty(a.size, np.float64)
-    _abs_deviation(np.ascontiguousarray(a).reshape(-1), float(centre), dev)
+    """``numpy.median(abs(a - centre))`` of a float64 array, without
+    making ``abs(a - centre)`` where the sampled bracket holds."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    if flat.size > 2:
+        ok, first, second = _pair(flat, (flat.size - 1) // 2, float(centre), True)
+        if ok:
+            return _middle(flat.size, first, second)
+    dev = np.empty(flat.size, np.float64)
+    _abs_deviation(flat, float(centre), dev)
     return np.float64(_median(dev))

@@ -370,10 +370,15 @@ class TcsWriter:
         the header (so a killed writer's file always has the right step)."""
         from dataclasses import replace
 
-        from .masks import mask_sum
         from .quantize import noise_std
 
-        csum = mask_sum(self.seed, m.n_frames, *m.data.shape)
+        # the tiles' mask sums: cached, and the records of this group need them too
+        csum = np.empty(m.data.shape, np.uint8)
+        rows, cols = self.header.grid
+        for r in range(rows):
+            for c in range(cols):
+                y0, y1, x0, x1 = b = self.header.tile_bounds(r, c)
+                csum[y0:y1, x0:x1] = tile_mask_sum(self.seed, m.n_frames, self.header.height, self.header.width, b)
         step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None)
         self._probe = []
         if not step > 0:
