@@ -99,94 +99,43 @@ if numba is not None:
         return np.uint64(i)
 
     @numba.njit(inline="always")
-    def _neighbours(img, cs, y, x, h, diag, checked):
-        """Sums of the values and mask sums of the 4 neighbours of pixel
-        ``(y, x)`` at distance ``h``, diagonal or on the axes; with
-        ``checked`` those outside the tile count 0 (the reference's zero
-        padding), without, all must be inside (no tests: the interior)."""
-        if diag:
-            y0, x0, y1, x1, y2, x2, y3, x3 = y - h, x - h, y - h, x + h, y + h, x - h, y + h, x + h
-        else:
-            y0, x0, y1, x1, y2, x2, y3, x3 = y - h, x, y + h, x, y, x - h, y, x + h
-        if not checked:
-            y0, x0, y1, x1, y2, x2, y3, x3 = _u(y0), _u(x0), _u(y1), _u(x1), _u(y2), _u(x2), _u(y3), _u(x3)
-            num = (np.int64(img[y0, x0]) + np.int64(img[y1, x1])) + (np.int64(img[y2, x2]) + np.int64(img[y3, x3]))
-            den = (np.int64(cs[y0, x0]) + np.int64(cs[y1, x1])) + (np.int64(cs[y2, x2]) + np.int64(cs[y3, x3]))
-            return num, den
-        H, W = img.shape
-        num = den = np.int64(0)
-        if y0 >= 0 and y0 < H and x0 >= 0 and x0 < W:
-            num += np.int64(img[_u(y0), _u(x0)])
-            den += np.int64(cs[_u(y0), _u(x0)])
-        if y1 >= 0 and y1 < H and x1 >= 0 and x1 < W:
-            num += np.int64(img[_u(y1), _u(x1)])
-            den += np.int64(cs[_u(y1), _u(x1)])
-        if y2 >= 0 and y2 < H and x2 >= 0 and x2 < W:
-            num += np.int64(img[_u(y2), _u(x2)])
-            den += np.int64(cs[_u(y2), _u(x2)])
-        if y3 >= 0 and y3 < H and x3 >= 0 and x3 < W:
-            num += np.int64(img[_u(y3), _u(x3)])
-            den += np.int64(cs[_u(y3), _u(x3)])
-        return num, den
+    def _predicted(img, csp, c, o0, o1, o2, o3):
+        """The prediction of flat pixel ``c`` of a zero-padded tile from its
+        neighbours at offsets ``o0 .. o3`` (those outside the tile read the
+        padding's zeros: the reference's zero padding, with no test)."""
+        num = (np.int64(img[_u(c + o0)]) + np.int64(img[_u(c + o1)])) + (np.int64(img[_u(c + o2)])
+                                                                         + np.int64(img[_u(c + o3)]))
+        den = (np.int64(csp[_u(c + o0)]) + np.int64(csp[_u(c + o1)])) + (np.int64(csp[_u(c + o2)])
+                                                                         + np.int64(csp[_u(c + o3)]))
+        return _prediction(num, den, np.int64(csp[_u(c)]))
 
     @numba.njit(inline="always")
-    def _inside(ox, s, h, W, n):
-        """Of the ``n`` columns ``ox + k s`` of a row whose neighbours rows
-        are in the tile, the range of k whose neighbours are all in it."""
-        ka = min(n, (h - ox + s - 1) // s) if ox < h else 0
-        kb = min(n, (W - h - 1 - ox) // s + 1) if W - h - 1 >= ox else 0
-        return ka, max(ka, kb)
-
-    @numba.njit(inline="always")
-    def _zigzag(v, num, den, sc):
-        r = v - _prediction(num, den, sc)
-        return np.uint64((r << 1) ^ (r >> 63))  # 2r, or -2r - 1 below 0
+    def _offsets(parts, p, P):
+        """The flat offsets of part ``p``'s four neighbours in rows of ``P``."""
+        return (parts[p, 5] * P + parts[p, 6], parts[p, 7] * P + parts[p, 8],
+                parts[p, 9] * P + parts[p, 10], parts[p, 11] * P + parts[p, 12])
 
     @numba.njit(cache=True, nogil=True)
-    def _residuals(q, cs, parts, u, sums, maxes):
+    def _residuals(qp, csp, parts, H, W, u, sums, maxes):
         """Zigzagged residuals in coding order into ``u``, and each stage's
-        integer sum (mod 2^64) and largest residual."""
-        H, W = q.shape
+        integer sum (mod 2^64) and largest residual; ``qp`` and ``csp`` are
+        the tile and its mask sums padded with ``PAD`` zeros, flat."""
+        P = W + 2 * PAD
         i = 0
         for p in range(parts.shape[0]):
             st, s, oy, ox, nn = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
-            h = s // 2
-            diag = parts[p, 6] != 0  # the first offset is (-h, -h) for corners, (-h, 0) for the axes
+            o0, o1, o2, o3 = _offsets(parts, p, P)
             n = (W - ox + s - 1) // s if ox < W else 0
             tot = mx = np.uint64(0)
             for y in range(oy, H, s):
-                if nn == 0:  # the base stage: no prediction
-                    for k in range(n):
-                        z = _zigzag(np.int64(q[_u(y), _u(ox + k * s)]), 0, 0, 0)
-                        u[i] = z
-                        i += 1
-                        tot += z
-                        mx = max(mx, z)
-                    continue
-                # three loops, not one with a test per pixel: the middle run's
-                # neighbours are all inside the tile, so it skips the border checks
-                ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
-                for k in range(ka):
-                    x = ox + k * s
-                    num, den = _neighbours(q, cs, y, x, h, diag, True)
-                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
-                    u[i] = z
-                    i += 1
-                    tot += z
-                    mx = max(mx, z)
-                for k in range(ka, kb):
-                    x = ox + k * s
-                    num, den = _neighbours(q, cs, y, x, h, diag, False)
-                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
-                    u[i] = z
-                    i += 1
-                    tot += z
-                    mx = max(mx, z)
-                for k in range(kb, n):
-                    x = ox + k * s
-                    num, den = _neighbours(q, cs, y, x, h, diag, True)
-                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
-                    u[i] = z
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    c = at + kx * s
+                    r = np.int64(qp[_u(c)])
+                    if nn:  # the base stage has no prediction
+                        r -= _predicted(qp, csp, c, o0, o1, o2, o3)
+                    z = np.uint64((r << 1) ^ (r >> 63))  # zigzag: 2r, or -2r - 1 below 0
+                    u[_u(i)] = z
                     i += 1
                     tot += z
                     mx = max(mx, z)
@@ -342,8 +291,7 @@ if numba is not None:
             s, oy, ox, nn = parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
             k = np.uint64(ks[parts[p, 0]])
             lim = np.uint64(63) - k
-            o0, o1 = parts[p, 5] * P + parts[p, 6], parts[p, 7] * P + parts[p, 8]
-            o2, o3 = parts[p, 9] * P + parts[p, 10], parts[p, 11] * P + parts[p, 12]
+            o0, o1, o2, o3 = _offsets(parts, p, P)
             n = (W - ox + s - 1) // s if ox < W else 0
             bad = False
             for y in range(oy, H, s):
@@ -375,10 +323,7 @@ if numba is not None:
                         rpos += k
                     v = _signed(z)
                     if nn:
-                        num = (outp[_u(c + o0)] + outp[_u(c + o1)]) + (outp[_u(c + o2)] + outp[_u(c + o3)])
-                        den = ((np.int64(csp[_u(c + o0)]) + np.int64(csp[_u(c + o1)]))
-                               + (np.int64(csp[_u(c + o2)]) + np.int64(csp[_u(c + o3)])))
-                        v += _prediction(num, den, np.int64(csp[_u(c)]))
+                        v += _predicted(outp, csp, c, o0, o1, o2, o3)
                     bad |= (v > MAX_ABS) | (v < -MAX_ABS)
                     outp[_u(c)] = v
             # checked part by part, as the reference: later predictions stay exact;
@@ -393,6 +338,14 @@ if numba is not None:
         if upos < ubits and _peek(uw, upos) >> (np.uint64(64) - (ubits - upos)):
             return 1
         return 0
+
+
+def _padded(csum: np.ndarray) -> np.ndarray:
+    """Mask sums with ``PAD`` zeros on every side, flat."""
+    H, W = csum.shape
+    out = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint8)
+    out[PAD:PAD + H, PAD:PAD + W] = csum
+    return out.reshape(-1)
 
 
 def _words(stream: np.ndarray) -> np.ndarray:
@@ -420,7 +373,10 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     u = np.empty(q.size, np.uint64)
     sums = np.zeros(N_STAGES, np.uint64)
     maxes = np.zeros(N_STAGES, np.uint64)
-    _residuals(q, csum, _PARTS, u, sums, maxes)
+    H, W = q.shape
+    qp = np.zeros((H + 2 * PAD, W + 2 * PAD), q.dtype)
+    qp[PAD:PAD + H, PAD:PAD + W] = q
+    _residuals(qp.reshape(-1), _padded(csum), _PARTS, H, W, u, sums, maxes)
     ks, unary_bits, n_esc, rem_bits = [], 0, 0, 0
     for st, count in enumerate(counts):
         if count == 0:
@@ -465,10 +421,8 @@ def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
     escapes = np.frombuffer(content, "<u8", n_esc, HEAD_SIZE)
     H, W = csum.shape
     outp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.int64)
-    csp = np.zeros(outp.shape, np.uint8)
-    csp[PAD:PAD + H, PAD:PAD + W] = csum
     if _decode(_words(buf[HEAD_SIZE + 8 * n_esc:rem_at]), np.uint64(8 * unary_size), escapes,
-               _words(buf[rem_at:]), np.array(ks, np.int64), csp.reshape(-1), _PARTS, outp.reshape(-1), H, W):
+               _words(buf[rem_at:]), np.array(ks, np.int64), _padded(csum), _PARTS, outp.reshape(-1), H, W):
         return decode_predicted_reference(content, csum)  # raises its error
     return outp[PAD:PAD + H, PAD:PAD + W]  # a view, as the reference's
 
