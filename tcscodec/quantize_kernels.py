@@ -5,8 +5,8 @@ calls these; each gives the reference's numbers bit for bit
 (``tests/test_quantize_kernels.py``):
 
 * :func:`quantize_into` is ``floor(y / step + 0.5)`` in float64 and the
-  range check in one pass, where numpy makes three temporaries and two
-  reductions;
+  range check in one vectorised pass, where numpy makes three temporaries
+  and two reductions;
 * :func:`highpass` is the 3x3 high-pass of the spatial gain estimate,
   the nine neighbours added in the order the reference's ``sum`` adds its
   shifted copies (float addition is not associative);
@@ -41,13 +41,13 @@ if numba is not None:
     def _quantize(y, step, lo, hi, out):
         bad = False
         for i in range(y.shape[0]):
+            yi, oi = y[i], out[i]
             for j in range(y.shape[1]):
-                q = np.floor(np.float64(y[i, j]) / step + 0.5)
-                # out of range (the caller raises): nothing is cast, as the cast would be undefined
-                if q < lo or q > hi:
-                    bad = True
-                else:
-                    out[i, j] = q
+                q = np.floor(np.float64(yi[j]) / step + 0.5)
+                # out of range (the caller raises): the value is clipped, as its
+                # cast would be undefined; branch-free, so the loop vectorises
+                bad |= (q < lo) | (q > hi)
+                oi[j] = min(max(q, lo), hi)
         return bad
 
     @numba.njit(cache=True, nogil=True)
