@@ -35,7 +35,11 @@ except ImportError:  # pragma: no cover - numba is a dependency; numpy keeps wor
 if numba is not None:
 
     @numba.njit(inline="always")
-    def _accumulate_row(a, f, wr, W):
+    def _add_row(a, f, wr, W, first):
+        """``a += C * f`` for one row; ``first``: ``a = 0 + C * f`` (the row
+        is not read: no zeroed accumulator needed; the 0 + keeps a float
+        sum's zeros positive, as adding to a zeroed one does)."""
+        zero = a.dtype.type(0)
         full = W // 64  # words whose 64 pixels are all inside the row
         for w in range(full):
             word = wr[w]
@@ -43,25 +47,34 @@ if numba is not None:
             # Branch-free: every pixel adds frame * bit (0 or 1, exact),
             # which the compiler vectorises; a test per bit does not.
             for i in range(64):
-                a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                v = f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                a[x0 + i] = (zero if first else a[x0 + i]) + v
         if full * 64 < W:
             word = wr[full]
             x0 = full * 64
             for i in range(W - x0):
-                a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                v = f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                a[x0 + i] = (zero if first else a[x0 + i]) + v
+
+    @numba.njit(inline="always")
+    def _accumulate_row(a, f, wr, W, first):
+        if first:  # two copies of the loop, each with a constant flag
+            _add_row(a, f, wr, W, True)
+        else:
+            _add_row(a, f, wr, W, False)
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _accumulate(acc, frame, words):
+    def _accumulate(acc, frame, words, first):
         H, W = frame.shape
         for y in numba.prange(H):
-            _accumulate_row(acc[y], frame[y], words[y], W)
+            _accumulate_row(acc[y], frame[y], words[y], W, first)
 
     @numba.njit(cache=True, nogil=True)
-    def _accumulate_rows(acc, frame, words, y0, y1):
+    def _accumulate_rows(acc, frame, words, y0, y1, first):
         # one band of rows on the calling thread (the writer's pool runs the bands)
         W = frame.shape[1]
         for y in range(y0, y1):
-            _accumulate_row(acc[y], frame[y], words[y], W)
+            _accumulate_row(acc[y], frame[y], words[y], W, first)
 
 
 if numba is not None:
@@ -96,8 +109,10 @@ def binned_sum(frame: np.ndarray, s: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> None:
-    """``acc += C * frame`` in place, ``C`` given as its bit-packed words.
+def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, first: bool = False) -> None:
+    """``acc += C * frame`` in place, ``C`` given as its bit-packed words;
+    with ``first``, ``acc = 0 + C * frame`` (what it gives on a zeroed
+    ``acc``, without reading ``acc``: a group's first frame).
 
     Parameters
     ----------
@@ -115,18 +130,21 @@ def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> 
         from .masks import unpack_words
 
         mask = unpack_words(words, 0, frame.shape[1])
+        if first:
+            acc.fill(0)
         np.add(acc, np.multiply(frame, mask, dtype=frame.dtype), out=acc, casting="unsafe")
         return
-    _accumulate(acc, np.ascontiguousarray(frame), words)
+    _accumulate(acc, np.ascontiguousarray(frame), words, bool(first))
 
 
-def accumulate_rows(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, y0: int, y1: int) -> None:
+def accumulate_rows(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, y0: int, y1: int,
+                    first: bool = False) -> None:
     """:func:`masked_accumulate` of rows ``y0:y1`` only, on the calling
     thread (no numba threads): bands of one frame on several threads at once."""
     if numba is None:  # pragma: no cover
-        masked_accumulate(acc[y0:y1], frame[y0:y1], words[y0:y1])
+        masked_accumulate(acc[y0:y1], frame[y0:y1], words[y0:y1], first)
         return
-    _accumulate_rows(acc, frame, words, y0, y1)
+    _accumulate_rows(acc, frame, words, y0, y1, bool(first))
 
 
 def set_threads(n: int) -> int:
