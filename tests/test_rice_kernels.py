@@ -152,3 +152,19 @@ def test_codes_longer_than_an_escape_decode_as_the_reference():
         expected = decode_predicted_reference(content, S)
         assert expected[0, 0] == (run // 2 if run % 2 == 0 else -(run // 2) - 1)
         assert np.array_equal(decode_predicted(content, S), expected)
+
+
+def test_division_tables_give_the_exact_quotient_below_2_31():
+    """The prediction's multiplication and shift equal n // (2 den) for
+    every neighbour mask sum and dividends at and around each multiple
+    (where a rounding error would show), and at the ends of the range."""
+    from tcscodec.rice_kernels import _FITS, _MAGIC, _SHIFT
+
+    assert _MAGIC[0] == 0  # den = 0: the prediction is 0
+    rng = np.random.default_rng(0)
+    for den in range(1, _MAGIC.size):
+        d = 2 * den
+        q = np.unique(np.concatenate([np.arange(0, 64), rng.integers(0, _FITS // d, 2000), [_FITS // d]]))
+        n = (q[:, None] * d + np.array([-1, 0, 1, d - 1])).ravel()
+        n = np.concatenate([n[(n >= 0) & (n < _FITS)], np.arange(_FITS - 300, _FITS)]).astype(np.uint64)
+        assert np.array_equal((n * _MAGIC[den]) >> _SHIFT[den], n // np.uint64(d)), den
