@@ -5,16 +5,18 @@ by stage over strided int64 copies, five trial Rice parameters as five
 passes, bit strings built as arrays.  Here the same mapping runs pixel by
 pixel in the coding order, in three compiled passes per tile (residuals and
 their sums; the trial bit counts of each stage; the unary, escape and
-remainder streams written straight into the content), and decoding in one
-(each value read from the streams and predicted as it comes, into a tile
-padded with zeros so that no neighbour needs a bounds test).
+remainder streams together, as 64-bit words), and decoding in one (each
+value read from the streams and predicted as it comes).  Both work on the
+tile padded with zeros, so that no neighbour needs a bounds test.
 
 The bytes, values and errors are the reference's exactly:
 
 * the arithmetic is its int64 arithmetic, wrapping alike, with the
-  prediction's floor division ``(2 s num + den) // (2 den)`` (numba's
-  ``//`` floors negative quotients as numpy's does; float64 division,
-  exact below 2^41, measured slower);
+  prediction's floor division ``(2 s num + den) // (2 den)``: a
+  multiplication and a shift where the dividend is below 2^31 (exact
+  there, :func:`_division_tables`), numba's ``//`` elsewhere (it floors
+  negative quotients as numpy's does; float64 division, exact below
+  2^41, measured slower);
 * each stage's ``log2(mean + 1)`` is numpy's, from the exact integer sum
   when it is below 2^53 (then numpy's float sum is exact too) and from
   numpy's own mean otherwise;
@@ -198,72 +200,56 @@ if numba is not None:
             escapes += np.array([e0, e1, e2, e3, e4], np.int64)
         return sums, escapes
 
-    # The bit writers and readers below are written out in their loops: as
-    # helpers returning their state (even inlined) they ran 10x slower.
-
-    @numba.njit(inline="always")
-    def _flush(out, pos, acc, n):
-        """The last ``n`` (< 32) bits of a bit string, zero-padded to whole bytes."""
-        w = acc << np.uint64(32 - n)
-        for b in range((n + 7) // 8):
-            out[pos + b] = (w >> np.uint64(24 - 8 * b)) & np.uint64(0xFF)
-
     @numba.njit(cache=True, nogil=True)
-    def _pack(u, bounds, ks, out, esc_at, unary_at, rem_at):
-        """The escape list, unary stream and remainder stream of ``u`` into
-        ``out``.  A bit string (MSB first) keeps its last ``n`` < 32 bits in
-        ``acc`` and writes whole 32-bit words."""
+    def _pack(u, bounds, ks, escapes, uw, rw):
+        """The escape list, unary stream and remainder stream of ``u``, in
+        one pass: the streams as 64-bit words ``uw`` and ``rw``, MSB first
+        (written big-endian, they are the streams' bytes; the last word
+        zero-padded).  Each stream keeps its last
+        ``n`` < 64 bits in a register and writes a word when it fills."""
         esc = np.uint64(ESCAPE)
-        acc = np.uint64(0)
-        n = np.uint64(0)
-        pos = np.uint64(unary_at)
+        one = np.uint64(1)
+        b64 = np.uint64(64)
+        ua = ra = np.uint64(0)  # the bits not yet written
+        un = rn = np.uint64(0)  # how many
+        ui = ri = j = 0
         for st in range(bounds.size - 1):
             k = np.uint64(ks[st])
+            mask = (one << k) - one
             for i in range(bounds[st], bounds[st + 1]):
-                m = u[i] >> k
+                z = u[i]
+                m = z >> k
                 if m >= esc:
-                    for b in range(8):  # little-endian uint64
-                        out[_u(esc_at + b)] = (m >> np.uint64(8 * b)) & np.uint64(0xFF)
-                    esc_at += 8
+                    escapes[j] = m
+                    j += 1
                     m = esc
-                # m ones, then a zero
-                acc = (acc << (m + np.uint64(1))) | (((np.uint64(1) << m) - np.uint64(1)) << np.uint64(1))
-                n += m + np.uint64(1)
-                if n >= np.uint64(32):
-                    n -= np.uint64(32)
-                    w = acc >> n
-                    out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
-                    out[pos + np.uint64(1)] = (w >> np.uint64(16)) & np.uint64(0xFF)
-                    out[pos + np.uint64(2)] = (w >> np.uint64(8)) & np.uint64(0xFF)
-                    out[pos + np.uint64(3)] = w & np.uint64(0xFF)
-                    pos += np.uint64(4)
-        _flush(out, pos, acc, n)
-        acc = np.uint64(0)
-        n = np.uint64(0)
-        pos = np.uint64(rem_at)
-        for st in range(bounds.size - 1):
-            k = np.uint64(ks[st])
-            if k == 0:
-                continue
-            # fields over 32 bits go in two parts: high k - 32 bits, then 32
-            parts = 2 if k > np.uint64(32) else 1
-            mask = (np.uint64(1) << k) - np.uint64(1)
-            for i in range(bounds[st], bounds[st + 1]):
-                v = u[i] & mask
-                for part in range(parts):
-                    width = k - np.uint64(32) if part < parts - 1 else min(k, np.uint64(32))
-                    field = v >> np.uint64(32) if part < parts - 1 else v & np.uint64(0xFFFFFFFF)
-                    acc = (acc << width) | field
-                    n += width
-                    if n >= np.uint64(32):
-                        n -= np.uint64(32)
-                        w = acc >> n
-                        out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
-                        out[pos + np.uint64(1)] = (w >> np.uint64(16)) & np.uint64(0xFF)
-                        out[pos + np.uint64(2)] = (w >> np.uint64(8)) & np.uint64(0xFF)
-                        out[pos + np.uint64(3)] = w & np.uint64(0xFF)
-                        pos += np.uint64(4)
-        _flush(out, pos, acc, n)
+                # m ones, then a zero: at most 25 bits
+                length = m + one
+                code = ((one << m) - one) << one
+                if un + length < b64:
+                    ua = (ua << length) | code
+                    un += length
+                else:  # un > 38: shifts stay below 64
+                    spill = un + length - b64
+                    uw[ui] = (ua << (b64 - un)) | (code >> spill)
+                    ui += 1
+                    ua = code & ((one << spill) - one)
+                    un = spill
+                if k:  # the remainder: k <= 62 bits
+                    r = z & mask
+                    if rn + k < b64:
+                        ra = (ra << k) | r
+                        rn += k
+                    else:  # rn > 1
+                        spill = rn + k - b64
+                        rw[ri] = (ra << (b64 - rn)) | (r >> spill)
+                        ri += 1
+                        ra = r & ((one << spill) - one)
+                        rn = spill
+        if un:
+            uw[ui] = ua << (b64 - un)
+        if rn:
+            rw[ri] = ra << (b64 - rn)
 
     @numba.njit(inline="always")
     def _peek(words, pos):
@@ -426,11 +412,12 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
         n_esc += int(e[j])
         rem_bits += count * k
     unary_size = -(-unary_bits // 8)
-    unary_at = HEAD_SIZE + 8 * n_esc
-    out = np.empty(unary_at + unary_size + -(-rem_bits // 8), np.uint8)
-    out[:HEAD_SIZE] = np.frombuffer(content_head(ks, n_esc, unary_size), np.uint8)
-    _pack(u, bounds, np.array(ks, np.int64), out, HEAD_SIZE, unary_at, unary_at + unary_size)
-    return out.tobytes()
+    escapes = np.empty(n_esc, np.uint64)
+    uw = np.empty(-(-unary_bits // 64), np.uint64)
+    rw = np.empty(-(-rem_bits // 64), np.uint64)
+    _pack(u, bounds, np.array(ks, np.int64), escapes, uw, rw)
+    return b"".join([content_head(ks, n_esc, unary_size), escapes.astype("<u8").tobytes(),
+                     uw.astype(">u8").tobytes()[:unary_size], rw.astype(">u8").tobytes()[:-(-rem_bits // 8)]])
 
 
 def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
