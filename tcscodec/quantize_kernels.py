@@ -19,9 +19,13 @@ where the package folder is writable).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
+
+from .work_pool import row_bands
 
 __all__ = ["quantize_into", "highpass", "median", "abs_deviation_median"]
 
@@ -51,14 +55,19 @@ if numba is not None:
         return bad
 
     @numba.njit(cache=True, nogil=True)
-    def _highpass(y, csum, xbar, per_electron, out):
-        H, W = y.shape
-        for i in range(H):
+    def _prepare(y, csum, xbar, per_electron, r0, r1):
+        W = y.shape[1]
+        for i in range(r0, r1):
             for j in range(W):
                 s = max(csum[i, j], 1.0)
                 xbar[i, j] = y[i, j] / s
                 per_electron[i, j] = xbar[i, j] / s
-        for i in range(1, H - 1):
+
+    @numba.njit(cache=True, nogil=True)
+    def _box(xbar, out, r0, r1):
+        """Rows ``r0 .. r1 - 1`` of ``out``: xbar minus its 3x3 mean."""
+        W = xbar.shape[1]
+        for i in range(r0 + 1, r1 + 1):
             for j in range(1, W - 1):
                 acc = 0.0  # the reference's sum() starts at 0, then adds row by row
                 for di in range(3):
@@ -211,16 +220,28 @@ def quantize_into(y: np.ndarray, step: float, out: np.ndarray) -> bool:
     return not _quantize(y, float(step), float(info.min), float(info.max), out)
 
 
-def highpass(y: np.ndarray, csum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def highpass(y: np.ndarray, csum: np.ndarray, run: Callable | None = None, bands: int = 1,
+             also: list[Callable] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(xbar / s, hp)`` for ``s = max(csum, 1)`` and ``xbar = y / s``:
     the shot-noise variance per unit of gain, and the difference of xbar
     with its 3x3 mean on the pixels that have all 9 (float64, 2-D, at
-    least 3x3)."""
+    least 3x3).
+
+    In ``bands`` bands of rows, each pixel computed as on one thread (the
+    same numbers), on ``run`` (a pool's :meth:`~tcscodec.work_pool.WorkPool.run`)
+    where given; ``also`` are more jobs run beside the first pass."""
     H, W = y.shape
     xbar = np.empty((H, W), np.float64)
     per_electron = np.empty((H, W), np.float64)
     out = np.empty((H - 2, W - 2), np.float64)
-    _highpass(y, csum, xbar, per_electron, out)
+    first = [partial(_prepare, y, csum, xbar, per_electron, a, b) for a, b in row_bands((H, W), bands)]
+    second = [partial(_box, xbar, out, a, b) for a, b in row_bands((H - 2, W), bands)]
+    for jobs in (first + list(also or []), second):
+        if run is None:
+            for job in jobs:
+                job()
+        else:
+            run(jobs)
     return per_electron, out
 
 

@@ -379,7 +379,9 @@ class TcsWriter:
             for c in range(cols):
                 y0, y1, x0, x1 = b = self.header.tile_bounds(r, c)
                 csum[y0:y1, x0:x1] = tile_mask_sum(self.seed, m.n_frames, self.header.height, self.header.width, b)
-        step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None)
+        assert self._pool is not None  # groups are submitted between _start and close
+        step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None,
+                                              run=self._pool.run, bands=self._threads)
         self._probe = []
         if not step > 0:
             step = 1.0  # no shot noise found (a constant or processed movie): keep it lossless

@@ -96,3 +96,19 @@ def test_noise_std_reads_integer_measurements_as_their_float_values():
     frames = (rng.poisson(20, (64, 64)).astype(np.uint16), rng.poisson(20, (64, 64)).astype(np.uint16))
     got = noise_std(y, csum, frames)
     assert got > 0 and got == noise_std(y.astype(np.float64), csum.astype(np.float64), frames)
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3])
+def test_noise_std_on_a_pool_in_bands_gives_the_same_number(bands):
+    """The writer's noise estimate: the high-pass in bands of rows on its
+    pool, the temporal estimate and the median beside them."""
+    rng = np.random.default_rng(bands)
+    csum = rng.integers(0, 12, (1030, 700), endpoint=True).astype(np.uint8)
+    y = rng.poisson(7 * np.maximum(csum, 1)).astype(np.uint32)
+    frames = (rng.poisson(7, (100, 90)).astype(np.uint16), rng.poisson(7, (100, 90)).astype(np.uint16))
+    pool = WorkPool(2)
+    try:
+        for probe in (frames, None):
+            assert noise_std(y, csum, probe, run=pool.run, bands=bands) == noise_std(y, csum, probe)
+    finally:
+        pool.shutdown()
