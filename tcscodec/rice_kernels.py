@@ -47,6 +47,7 @@ from .format.predictive import (
     content_head,
     decode_predicted_reference,
     encode_predicted_reference,
+    fit_dtype,
     parse_head,
     stage_counts,
     stage_specs,
@@ -278,7 +279,7 @@ if numba is not None:
         return half ^ -np.int64(z & np.uint64(1))  # zigzag back: half, or -half - 1
 
     @numba.njit(cache=True, nogil=True)
-    def _decode(uw, ubits, escapes, rw, ks, csp, parts, outp, H, W):
+    def _decode(uw, ubits, escapes, rw, ks, csp, parts, outp, H, W, lo, hi):
         """The values from the content's streams, each decoded and predicted
         as it is read, in coding order, into ``outp``: the tile with
         ``PAD`` zeros on every side (flat, as is ``csp``, the mask sums
@@ -287,7 +288,8 @@ if numba is not None:
         unary and remainder streams as big-endian words, ``ubits`` the unary
         stream's length in bits.  0, or 1 for a content the reference
         refuses (codes, escapes or quotients out of bounds, codes past the
-        stream or bits after the last, values beyond 2^52).
+        stream or bits after the last) or whose values are not all within
+        ``lo .. hi`` (2^52, and the range of ``outp``'s dtype).
 
         The unary codes are read from a 64-bit window held in a register
         (refilled when fewer bits are left than the longest code), so a
@@ -336,8 +338,8 @@ if numba is not None:
                     v = _signed(z)
                     if nn:
                         v += _predicted(outp, csp, c, o0, o1, o2, o3)
-                    bad |= (v > MAX_ABS) | (v < -MAX_ABS)
-                    outp[_u(c)] = v
+                    bad |= (v > hi) | (v < lo)
+                    outp[_u(c)] = v  # as outp's dtype: exact once checked
             # checked part by part, as the reference: later predictions stay exact;
             # a code ending past the stream is refused here (the window reads zeros there)
             if bad or upos > ubits:
@@ -352,12 +354,31 @@ if numba is not None:
         return 0
 
 
+#: padded mask sums of read-only arrays (the cached tiles of
+#: :func:`tcscodec.masks.tile_mask_sum`, the same for every group), by identity
+_PADDED: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+_PADDED_MAX = 64
+
+
 def _padded(csum: np.ndarray) -> np.ndarray:
-    """Mask sums with ``PAD`` zeros on every side, flat."""
+    """Mask sums with ``PAD`` zeros on every side, flat; kept for a
+    read-only ``csum`` (it cannot change while this holds it)."""
+    hit = _PADDED.get(id(csum))
+    if hit is not None and hit[0] is csum and not csum.flags.writeable:
+        return hit[1]
     H, W = csum.shape
     out = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint8)
     out[PAD:PAD + H, PAD:PAD + W] = csum
-    return out.reshape(-1)
+    flat = out.reshape(-1)
+    if not csum.flags.writeable and csum.base is None:
+        flat.flags.writeable = False
+        while len(_PADDED) >= _PADDED_MAX:
+            try:
+                _PADDED.pop(next(iter(_PADDED)))
+            except (KeyError, RuntimeError, StopIteration):  # another thread changed it first
+                break
+        _PADDED[id(csum)] = (csum, flat)
+    return flat
 
 
 def _words(stream: np.ndarray) -> np.ndarray:
@@ -420,23 +441,29 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
                      uw.astype(">u8").tobytes()[:unary_size], rw.astype(">u8").tobytes()[:-(-rem_bits // 8)]])
 
 
-def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
-    """:func:`tcscodec.format.predictive.decode_predicted`, compiled."""
-    if not _usable(csum, csum):
-        return decode_predicted_reference(content, csum)
+def decode_predicted(content: bytes, csum: np.ndarray, dtype=None) -> np.ndarray:
+    """:func:`tcscodec.format.predictive.decode_predicted`, compiled: with
+    ``dtype``, the values are decoded into an array of it (the range check
+    made as they are decoded); a content or value the reference refuses
+    is decoded again by it, which raises its error."""
+    out_dtype = np.dtype(np.int64 if dtype is None else dtype)
+    if not _usable(csum, csum) or out_dtype.kind not in "iu" or not out_dtype.isnative:
+        return fit_dtype(decode_predicted_reference(content, csum), dtype)
     ks, n_esc, unary_size = parse_head(content, csum.size)
     counts, _ = _stage_bounds(csum.shape)
     rem_at = HEAD_SIZE + 8 * n_esc + unary_size
     rem_bits = sum(c * k for c, k in zip(counts, ks, strict=True))
     if len(content) - rem_at != -(-rem_bits // 8):
-        return decode_predicted_reference(content, csum)  # raises its error
+        return fit_dtype(decode_predicted_reference(content, csum), dtype)  # raises its error
     buf = np.frombuffer(content, np.uint8)
     escapes = np.frombuffer(content, "<u8", n_esc, HEAD_SIZE)
     H, W = csum.shape
-    outp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.int64)
+    outp = np.zeros((H + 2 * PAD, W + 2 * PAD), out_dtype)
+    info = np.iinfo(out_dtype)
     if _decode(_words(buf[HEAD_SIZE + 8 * n_esc:rem_at]), np.uint64(8 * unary_size), escapes,
-               _words(buf[rem_at:]), np.array(ks, np.int64), _padded(csum), _PARTS, outp.reshape(-1), H, W):
-        return decode_predicted_reference(content, csum)  # raises its error
+               _words(buf[rem_at:]), np.array(ks, np.int64), _padded(csum), _PARTS, outp.reshape(-1), H, W,
+               max(info.min, -MAX_ABS), min(info.max, MAX_ABS)):
+        return fit_dtype(decode_predicted_reference(content, csum), dtype)  # raises its error
     return outp[PAD:PAD + H, PAD:PAD + W]  # a view, as the reference's
 
 

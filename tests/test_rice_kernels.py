@@ -168,3 +168,40 @@ def test_division_tables_give_the_exact_quotient_below_2_31():
         n = (q[:, None] * d + np.array([-1, 0, 1, d - 1])).ravel()
         n = np.concatenate([n[(n >= 0) & (n < _FITS)], np.arange(_FITS - 300, _FITS)]).astype(np.uint64)
         assert np.array_equal((n * _MAGIC[den]) >> _SHIFT[den], n // np.uint64(d)), den
+
+
+@pytest.mark.parametrize("stored", DTYPES)
+@pytest.mark.parametrize("source", ["uint16", "int32", "int64"])
+def test_decoding_into_a_stored_dtype_equals_the_reference_and_its_error(stored, source):
+    """decode_predicted(content, csum, dtype): the values as ``dtype``, or
+    the reference's error where one does not fit it."""
+    rng = np.random.default_rng(len(stored) * 13 + len(source))
+    for kind in ("smooth", "full", "hot"):
+        q, S = _tile(rng, source, (70, 90), 12, kind)
+        content = encode_predicted_reference(q, S)
+        if content is None:
+            continue
+        try:
+            expected = predictive.fit_dtype(decode_predicted_reference(content, S), np.dtype(stored))
+        except TcsFormatError as exc:
+            with pytest.raises(TcsFormatError) as got:
+                decode_predicted(content, S, np.dtype(stored))
+            assert str(got.value) == str(exc)
+        else:
+            got = decode_predicted(content, S, np.dtype(stored))
+            assert got.dtype == np.dtype(stored) and np.array_equal(got, expected)
+            assert np.array_equal(got, q)
+
+
+def test_padded_mask_sums_are_kept_only_for_read_only_arrays():
+    from tcscodec.rice_kernels import _padded
+
+    S = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    first = _padded(S)
+    S[0, 0] = 99  # a writeable array may change: padded again each time
+    assert _padded(S)[8 * (4 + 16) + 8] == 99 and first is not _padded(S)
+    R = S.copy()
+    R.flags.writeable = False
+    assert _padded(R) is _padded(R)
+    q = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    assert np.array_equal(decode_predicted(encode_predicted(q, R), R), q)
