@@ -128,15 +128,15 @@ if numba is not None:
         return np.uint64(i)
 
     @numba.njit(inline="always")
-    def _predicted(img, csp, c, o0, o1, o2, o3):
+    def _predicted(img, plan, shift, c, o0, o1, o2, o3):
         """The prediction of flat pixel ``c`` of a zero-padded tile from its
         neighbours at offsets ``o0 .. o3`` (those outside the tile read the
-        padding's zeros: the reference's zero padding, with no test)."""
+        padding's zeros: the reference's zero padding, with no test) and
+        its entry of the plan (:func:`_fill_plan`)."""
         num = (np.int64(img[_u(c + o0)]) + np.int64(img[_u(c + o1)])) + (np.int64(img[_u(c + o2)])
                                                                          + np.int64(img[_u(c + o3)]))
-        den = (np.int64(csp[_u(c + o0)]) + np.int64(csp[_u(c + o1)])) + (np.int64(csp[_u(c + o2)])
-                                                                         + np.int64(csp[_u(c + o3)]))
-        return _prediction(num, den, np.int64(csp[_u(c)]))
+        e = np.int64(plan[_u(c)])
+        return _prediction(num, e >> shift, e & ((1 << shift) - 1))
 
     @numba.njit(inline="always")
     def _offsets(parts, p, P):
@@ -145,10 +145,30 @@ if numba is not None:
                 parts[p, 9] * P + parts[p, 10], parts[p, 11] * P + parts[p, 12])
 
     @numba.njit(cache=True, nogil=True)
-    def _residuals(qp, csp, parts, H, W, u, sums, maxes):
+    def _fill_plan(csp, parts, H, W, plan, shift):
+        """Per pixel of the padded tile: the sum of its neighbours' mask sums
+        (``den``, in its stage) and its own (``s``), as ``den << shift | s``;
+        ``csp`` the mask sums padded with zeros, flat."""
+        P = W + 2 * PAD
+        for p in range(parts.shape[0]):
+            s, oy, ox, nn = parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
+            o0, o1, o2, o3 = _offsets(parts, p, P)
+            n = (W - ox + s - 1) // s if ox < W else 0
+            for y in range(oy, H, s):
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    c = at + kx * s
+                    den = 0
+                    if nn:
+                        den = ((np.int64(csp[_u(c + o0)]) + np.int64(csp[_u(c + o1)]))
+                               + (np.int64(csp[_u(c + o2)]) + np.int64(csp[_u(c + o3)])))
+                    plan[_u(c)] = (den << shift) | np.int64(csp[_u(c)])
+
+    @numba.njit(cache=True, nogil=True)
+    def _residuals(qp, plan, shift, parts, H, W, u, sums, maxes):
         """Zigzagged residuals in coding order into ``u``, and each stage's
-        integer sum (mod 2^64) and largest residual; ``qp`` and ``csp`` are
-        the tile and its mask sums padded with ``PAD`` zeros, flat."""
+        integer sum (mod 2^64) and largest residual; ``qp`` is the tile
+        padded with ``PAD`` zeros, flat, ``plan`` its plan."""
         P = W + 2 * PAD
         i = 0
         for p in range(parts.shape[0]):
@@ -162,7 +182,7 @@ if numba is not None:
                     c = at + kx * s
                     r = np.int64(qp[_u(c)])
                     if nn:  # the base stage has no prediction
-                        r -= _predicted(qp, csp, c, o0, o1, o2, o3)
+                        r -= _predicted(qp, plan, shift, c, o0, o1, o2, o3)
                     z = np.uint64((r << 1) ^ (r >> 63))  # zigzag: 2r, or -2r - 1 below 0
                     u[_u(i)] = z
                     i += 1
@@ -279,12 +299,12 @@ if numba is not None:
         return half ^ -np.int64(z & np.uint64(1))  # zigzag back: half, or -half - 1
 
     @numba.njit(cache=True, nogil=True)
-    def _decode(uw, ubits, escapes, rw, ks, csp, parts, outp, H, W, lo, hi):
+    def _decode(uw, ubits, escapes, rw, ks, plan, shift, parts, outp, H, W, lo, hi):
         """The values from the content's streams, each decoded and predicted
         as it is read, in coding order, into ``outp``: the tile with
-        ``PAD`` zeros on every side (flat, as is ``csp``, the mask sums
-        padded alike), so that a neighbour outside the tile reads 0, the
-        reference's zero padding, with no test.  ``uw`` and ``rw`` are the
+        ``PAD`` zeros on every side (flat, as is its ``plan``), so that a
+        neighbour outside the tile reads 0, the reference's zero padding,
+        with no test.  ``uw`` and ``rw`` are the
         unary and remainder streams as big-endian words, ``ubits`` the unary
         stream's length in bits.  0, or 1 for a content the reference
         refuses (codes, escapes or quotients out of bounds, codes past the
@@ -337,7 +357,7 @@ if numba is not None:
                         rpos += k
                     v = _signed(z)
                     if nn:
-                        v += _predicted(outp, csp, c, o0, o1, o2, o3)
+                        v += _predicted(outp, plan, shift, c, o0, o1, o2, o3)
                     bad |= (v > hi) | (v < lo)
                     outp[_u(c)] = v  # as outp's dtype: exact once checked
             # checked part by part, as the reference: later predictions stay exact;
@@ -354,31 +374,37 @@ if numba is not None:
         return 0
 
 
-#: padded mask sums of read-only arrays (the cached tiles of
+#: plans of read-only mask sums (the cached tiles of
 #: :func:`tcscodec.masks.tile_mask_sum`, the same for every group), by identity
-_PADDED: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-_PADDED_MAX = 64
+_PLANS: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+_PLANS_MAX = 64
 
 
-def _padded(csum: np.ndarray) -> np.ndarray:
-    """Mask sums with ``PAD`` zeros on every side, flat; kept for a
-    read-only ``csum`` (it cannot change while this holds it)."""
-    hit = _PADDED.get(id(csum))
+def _plan(csum: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(plan, shift)``: per pixel of the tile padded with ``PAD`` zeros
+    (flat), ``den << shift | s``, its neighbours' mask sums and its own,
+    all that a prediction reads of the mask sums (one load, not five).
+    uint16 with ``shift`` 7 for mask sums up to 127 (all a writer makes),
+    else uint32 with 8.  Kept for a read-only ``csum`` (the same for every
+    group; it cannot change while this holds it)."""
+    hit = _PLANS.get(id(csum))
     if hit is not None and hit[0] is csum and not csum.flags.writeable:
-        return hit[1]
+        return hit[1], hit[2]
     H, W = csum.shape
-    out = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint8)
-    out[PAD:PAD + H, PAD:PAD + W] = csum
-    flat = out.reshape(-1)
+    csp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint8)
+    csp[PAD:PAD + H, PAD:PAD + W] = csum
+    shift = 7 if int(csum.max()) <= 127 else 8
+    plan = np.zeros(csp.size, np.uint16 if shift == 7 else np.uint32)
+    _fill_plan(csp.reshape(-1), _PARTS, H, W, plan, shift)
     if not csum.flags.writeable and csum.base is None:
-        flat.flags.writeable = False
-        while len(_PADDED) >= _PADDED_MAX:
+        plan.flags.writeable = False
+        while len(_PLANS) >= _PLANS_MAX:
             try:
-                _PADDED.pop(next(iter(_PADDED)))
+                _PLANS.pop(next(iter(_PLANS)))
             except (KeyError, RuntimeError, StopIteration):  # another thread changed it first
                 break
-        _PADDED[id(csum)] = (csum, flat)
-    return flat
+        _PLANS[id(csum)] = (csum, plan, shift)
+    return plan, shift
 
 
 def _words(stream: np.ndarray) -> np.ndarray:
@@ -409,7 +435,7 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     H, W = q.shape
     qp = np.zeros((H + 2 * PAD, W + 2 * PAD), q.dtype)
     qp[PAD:PAD + H, PAD:PAD + W] = q
-    _residuals(qp.reshape(-1), _padded(csum), _PARTS, H, W, u, sums, maxes)
+    _residuals(qp.reshape(-1), *_plan(csum), _PARTS, H, W, u, sums, maxes)
     ks, unary_bits, n_esc, rem_bits = [], 0, 0, 0
     for st, count in enumerate(counts):
         if count == 0:
@@ -461,7 +487,7 @@ def decode_predicted(content: bytes, csum: np.ndarray, dtype=None) -> np.ndarray
     outp = np.zeros((H + 2 * PAD, W + 2 * PAD), out_dtype)
     info = np.iinfo(out_dtype)
     if _decode(_words(buf[HEAD_SIZE + 8 * n_esc:rem_at]), np.uint64(8 * unary_size), escapes,
-               _words(buf[rem_at:]), np.array(ks, np.int64), _padded(csum), _PARTS, outp.reshape(-1), H, W,
+               _words(buf[rem_at:]), np.array(ks, np.int64), *_plan(csum), _PARTS, outp.reshape(-1), H, W,
                max(info.min, -MAX_ABS), min(info.max, MAX_ABS)):
         return fit_dtype(decode_predicted_reference(content, csum), dtype)  # raises its error
     return outp[PAD:PAD + H, PAD:PAD + W]  # a view, as the reference's

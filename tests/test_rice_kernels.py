@@ -193,15 +193,29 @@ def test_decoding_into_a_stored_dtype_equals_the_reference_and_its_error(stored,
             assert np.array_equal(got, q)
 
 
-def test_padded_mask_sums_are_kept_only_for_read_only_arrays():
-    from tcscodec.rice_kernels import _padded
+def test_plans_are_kept_only_for_read_only_mask_sums():
+    from tcscodec.rice_kernels import _plan
 
     S = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    first = _padded(S)
-    S[0, 0] = 99  # a writeable array may change: padded again each time
-    assert _padded(S)[8 * (4 + 16) + 8] == 99 and first is not _padded(S)
+    q = np.arange(12, dtype=np.uint16).reshape(3, 4) * 7
+    first = _plan(S)[0]
+    content = encode_predicted(q, S)
+    S[1, 1] = 60  # a writeable array may change: planned again each time
+    assert first is not _plan(S)[0]
+    assert encode_predicted(q, S) == encode_predicted_reference(q, S) != content
     R = S.copy()
     R.flags.writeable = False
-    assert _padded(R) is _padded(R)
-    q = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    assert _plan(R)[0] is _plan(R)[0]
     assert np.array_equal(decode_predicted(encode_predicted(q, R), R), q)
+
+
+@pytest.mark.parametrize("top", [127, 128, 255])
+def test_mask_sums_past_127_take_the_wide_plan(top):
+    from tcscodec.rice_kernels import _plan
+
+    rng = np.random.default_rng(top)
+    S = rng.integers(0, top, (40, 50), endpoint=True).astype(np.uint8)
+    S[0, 0] = top
+    q = rng.integers(0, 5000, (40, 50)).astype(np.uint32)
+    assert _plan(S)[1] == (7 if top <= 127 else 8)
+    _same(q, S)
