@@ -172,9 +172,10 @@ def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, fir
         ``[y, x >> 6]`` is ``C[y, x]``.
     """
     if numba is None:  # pragma: no cover
-        from .masks import unpack_words
-
-        mask = unpack_words(words, 0, frame.shape[1])
+        # the bits of each row's words, little-endian (masks.unpack_words,
+        # not imported: masks uses this module's kernels)
+        raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+        mask = np.unpackbits(raw, axis=-1, bitorder="little")[..., :frame.shape[1]]
         if first:
             acc.fill(0)
         np.add(acc, np.multiply(frame, mask, dtype=frame.dtype), out=acc, casting="unsafe")
