@@ -222,12 +222,17 @@ class TcsWriter:
         )
         self._pool = WorkPool(self._threads, name="tcs-writer")
         try:
-            self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, threads=self._threads,
-                                         run=self._pool.run, **self._encoder_options)
+            # the file first: it exists as soon as the first frame is taken,
+            # before the encoder's set-up (its masks, a compiled kernel's load)
             if not self.auto_quant:
                 self._container = ContainerWriter(self.path, self.header)
+            self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, threads=self._threads,
+                                         run=self._pool.run, **self._encoder_options)
         except BaseException:
             self._shutdown()  # no threads are left behind
+            if self._container is not None:
+                self._container.abort()  # nor a file
+                self._container = None
             raise
 
     @property
