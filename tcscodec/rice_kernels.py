@@ -377,7 +377,8 @@ if numba is not None:
 #: plans of read-only mask sums (the cached tiles of
 #: :func:`tcscodec.masks.tile_mask_sum`, the same for every group), by identity
 _PLANS: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
-_PLANS_MAX = 64
+#: bytes of plans kept at most: 64 default 512 x 512 tiles (a 4096^2 frame)
+_PLANS_BYTES = 64 * 528 * 528 * 2
 
 
 def _plan(csum: np.ndarray) -> tuple[np.ndarray, int]:
@@ -396,10 +397,10 @@ def _plan(csum: np.ndarray) -> tuple[np.ndarray, int]:
     shift = 7 if int(csum.max()) <= 127 else 8
     plan = np.zeros(csp.size, np.uint16 if shift == 7 else np.uint32)
     _fill_plan(csp.reshape(-1), _PARTS, H, W, plan, shift)
-    if not csum.flags.writeable and csum.base is None:
+    if not csum.flags.writeable and csum.base is None and plan.nbytes <= _PLANS_BYTES:
         plan.flags.writeable = False
-        while len(_PLANS) >= _PLANS_MAX:
-            try:
+        while _PLANS and sum(p.nbytes for _, p, _ in list(_PLANS.values())) + plan.nbytes > _PLANS_BYTES:
+            try:  # the oldest goes first
                 _PLANS.pop(next(iter(_PLANS)))
             except (KeyError, RuntimeError, StopIteration):  # another thread changed it first
                 break

@@ -219,3 +219,18 @@ def test_mask_sums_past_127_take_the_wide_plan(top):
     q = rng.integers(0, 5000, (40, 50)).astype(np.uint32)
     assert _plan(S)[1] == (7 if top <= 127 else 8)
     _same(q, S)
+
+
+def test_plans_kept_stay_within_their_bytes(monkeypatch):
+    from tcscodec import rice_kernels
+
+    monkeypatch.setattr(rice_kernels, "_PLANS", {})
+    monkeypatch.setattr(rice_kernels, "_PLANS_BYTES", 3 * (64 + 16) ** 2 * 2)
+    sums = []
+    for i in range(6):
+        S = np.full((64, 64), i % 5, np.uint8)
+        S.flags.writeable = False
+        sums.append(S)
+        rice_kernels._plan(S)
+        assert sum(p.nbytes for _, p, _ in rice_kernels._PLANS.values()) <= rice_kernels._PLANS_BYTES
+    assert [entry[0] for entry in rice_kernels._PLANS.values()] == sums[3:]  # the newest three
