@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["masked_accumulate", "accumulate_rows", "binned_sum", "set_threads"]
+__all__ = ["masked_accumulate", "accumulate_rows", "binned_sum", "set_threads", "mask_words_all", "mask_sum"]
 
 numba: Any
 try:
@@ -35,7 +35,11 @@ except ImportError:  # pragma: no cover - numba is a dependency; numpy keeps wor
 if numba is not None:
 
     @numba.njit(inline="always")
-    def _accumulate_row(a, f, wr, W):
+    def _add_row(a, f, wr, W, first):
+        """``a += C * f`` for one row; ``first``: ``a = 0 + C * f`` (the row
+        is not read: no zeroed accumulator needed; the 0 + keeps a float
+        sum's zeros positive, as adding to a zeroed one does)."""
+        zero = a.dtype.type(0)
         full = W // 64  # words whose 64 pixels are all inside the row
         for w in range(full):
             word = wr[w]
@@ -43,28 +47,82 @@ if numba is not None:
             # Branch-free: every pixel adds frame * bit (0 or 1, exact),
             # which the compiler vectorises; a test per bit does not.
             for i in range(64):
-                a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                v = f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                a[x0 + i] = (zero if first else a[x0 + i]) + v
         if full * 64 < W:
             word = wr[full]
             x0 = full * 64
             for i in range(W - x0):
-                a[x0 + i] += f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                v = f[x0 + i] * ((word >> np.uint64(i)) & np.uint64(1))
+                a[x0 + i] = (zero if first else a[x0 + i]) + v
+
+    @numba.njit(inline="always")
+    def _accumulate_row(a, f, wr, W, first):
+        if first:  # two copies of the loop, each with a constant flag
+            _add_row(a, f, wr, W, True)
+        else:
+            _add_row(a, f, wr, W, False)
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _accumulate(acc, frame, words):
+    def _accumulate(acc, frame, words, first):
         H, W = frame.shape
         for y in numba.prange(H):
-            _accumulate_row(acc[y], frame[y], words[y], W)
+            _accumulate_row(acc[y], frame[y], words[y], W, first)
 
     @numba.njit(cache=True, nogil=True)
-    def _accumulate_rows(acc, frame, words, y0, y1):
+    def _accumulate_rows(acc, frame, words, y0, y1, first):
         # one band of rows on the calling thread (the writer's pool runs the bands)
         W = frame.shape[1]
         for y in range(y0, y1):
-            _accumulate_row(acc[y], frame[y], words[y], W)
+            _accumulate_row(acc[y], frame[y], words[y], W, first)
 
 
 if numba is not None:
+
+    _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+    _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+    _MUL2 = np.uint64(0x94D049BB133111EB)
+
+    @numba.njit(inline="always")
+    def _word(key, b, y, w):
+        """The spec's mask word ``[b, y, w]`` (:func:`tcscodec.masks.mask_words`), mod 2^64."""
+        counter = (np.uint64(b) << np.uint64(48)) | (np.uint64(y) << np.uint64(24)) | np.uint64(w)
+        z = key + (counter + np.uint64(1)) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _MUL1
+        z = (z ^ (z >> np.uint64(27))) * _MUL2
+        return z ^ (z >> np.uint64(31))
+
+    @numba.njit(cache=True, nogil=True)
+    def _mask_words(key, out):
+        B, H, nw = out.shape
+        for b in range(B):
+            for y in range(H):
+                for w in range(nw):
+                    out[b, y, w] = _word(key, b, y, w)
+
+    #: byte -> its 8 bits as the 8 bytes of a uint64 (bit k in byte k)
+    _SPREAD = np.array([sum(((v >> k) & 1) << (8 * k) for k in range(8)) for v in range(256)], np.uint64)
+
+    @numba.njit(cache=True, nogil=True)
+    def _mask_sum(key, n, y0, x0, out):
+        """``out[y - y0, x - x0] = sum_{b < n} C_b[y, x]`` for ``n <= 255``:
+        per row, each mask word is made once and its bits added eight at a
+        time, a byte of the word spread to eight byte counters of a uint64
+        (no count passes 255, so none carries into the next), then the
+        region's columns are copied out."""
+        h, w = out.shape
+        w0 = x0 // 64
+        nw = (x0 + w - 1) // 64 + 1 - w0
+        row = np.empty(8 * nw, np.uint64)
+        counts = row.view(np.uint8)  # little-endian: byte k of row[8 j + i] is pixel 64 j + 8 i + k
+        for yy in range(h):
+            row[:] = 0
+            for b in range(n):
+                for j in range(nw):
+                    word = _word(key, b, y0 + yy, w0 + j)
+                    for i in range(8):
+                        row[8 * j + i] += _SPREAD[(word >> np.uint64(8 * i)) & np.uint64(0xFF)]
+            out[yy, :] = counts[x0 - 64 * w0:x0 - 64 * w0 + w]
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _binned_sum(out, frame, s):
@@ -96,8 +154,10 @@ def binned_sum(frame: np.ndarray, s: int, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> None:
-    """``acc += C * frame`` in place, ``C`` given as its bit-packed words.
+def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, first: bool = False) -> None:
+    """``acc += C * frame`` in place, ``C`` given as its bit-packed words;
+    with ``first``, ``acc = 0 + C * frame`` (what it gives on a zeroed
+    ``acc``, without reading ``acc``: a group's first frame).
 
     Parameters
     ----------
@@ -112,21 +172,48 @@ def masked_accumulate(acc: np.ndarray, frame: np.ndarray, words: np.ndarray) -> 
         ``[y, x >> 6]`` is ``C[y, x]``.
     """
     if numba is None:  # pragma: no cover
-        from .masks import unpack_words
-
-        mask = unpack_words(words, 0, frame.shape[1])
+        # the bits of each row's words, little-endian (masks.unpack_words,
+        # not imported: masks uses this module's kernels)
+        raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+        mask = np.unpackbits(raw, axis=-1, bitorder="little")[..., :frame.shape[1]]
+        if first:
+            acc.fill(0)
         np.add(acc, np.multiply(frame, mask, dtype=frame.dtype), out=acc, casting="unsafe")
         return
-    _accumulate(acc, np.ascontiguousarray(frame), words)
+    _accumulate(acc, np.ascontiguousarray(frame), words, bool(first))
 
 
-def accumulate_rows(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, y0: int, y1: int) -> None:
+def accumulate_rows(acc: np.ndarray, frame: np.ndarray, words: np.ndarray, y0: int, y1: int,
+                    first: bool = False) -> None:
     """:func:`masked_accumulate` of rows ``y0:y1`` only, on the calling
     thread (no numba threads): bands of one frame on several threads at once."""
     if numba is None:  # pragma: no cover
-        masked_accumulate(acc[y0:y1], frame[y0:y1], words[y0:y1])
+        masked_accumulate(acc[y0:y1], frame[y0:y1], words[y0:y1], first)
         return
-    _accumulate_rows(acc, frame, words, y0, y1)
+    _accumulate_rows(acc, frame, words, y0, y1, bool(first))
+
+
+def mask_words_all(key: int, B: int, height: int, width: int) -> np.ndarray | None:
+    """:func:`tcscodec.masks.packed_masks` for the mask key ``key``
+    (``mix64(seed + GOLDEN)``), in one compiled pass; None without numba."""
+    if numba is None:  # pragma: no cover
+        return None
+    out = np.empty((B, height, (width + 63) // 64), np.uint64)
+    _mask_words(np.uint64(key), out)
+    return out
+
+
+def mask_sum(key: int, n: int, region: tuple[int, int, int, int]) -> np.ndarray | None:
+    """``sum_{b<n} C_b`` over ``region`` ``(y0, y1, x0, x1)`` as uint8 for
+    the mask key ``key``, in one compiled pass; None without numba or for
+    ``n > 255`` (uint8 sums that wrap)."""
+    if numba is None or not 0 <= n <= 255:
+        return None
+    y0, y1, x0, x1 = region
+    out = np.empty((y1 - y0, x1 - x0), np.uint8)
+    if out.size:
+        _mask_sum(np.uint64(key), n, y0, x0, out)
+    return out
 
 
 def set_threads(n: int) -> int:

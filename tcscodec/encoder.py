@@ -70,7 +70,7 @@ class CpuEncoder:
         self.dtype = np.dtype(dtype)
         self.mdtype = measurement_dtype(self.dtype)
         self._words = packed_masks(self.seed, self.B, *self.shape)
-        self._acc = np.zeros(self.shape, self.mdtype)
+        self._acc = np.empty(self.shape, self.mdtype)  # set by each group's first frame
         self.threads = max(1, int(threads))
         self._run = run
         self._bands = row_bands(self.shape, self.threads)
@@ -94,13 +94,14 @@ class CpuEncoder:
         if self._finished:
             raise TcsValueError("the stream was drained; make a new encoder")
         frame = check_frame(frame, self.shape, self.dtype, self.frames_pushed)
+        first = self._b == 0  # the group's first frame sets the sums: no zeroed buffer
         if self._run is not None:
             frame, words = np.ascontiguousarray(frame), self._words[self._b]
-            self._run([partial(accumulate_rows, self._acc, frame, words, y0, y1) for y0, y1 in self._bands])
+            self._run([partial(accumulate_rows, self._acc, frame, words, y0, y1, first) for y0, y1 in self._bands])
         else:
             before = set_threads(self.threads)
             try:
-                masked_accumulate(self._acc, frame, self._words[self._b])
+                masked_accumulate(self._acc, frame, self._words[self._b], first)
             finally:
                 set_threads(before)
         self.frames_pushed += 1
@@ -128,8 +129,10 @@ class CpuEncoder:
         return last
 
     def _emit(self) -> Measurement:
-        out = Measurement(self._group, self._b, self._acc.copy())
-        self._acc.fill(0)
+        # the sums are handed out as they are; the next group sums into a new
+        # buffer, which its first frame sets (no copy, no zeroing)
+        out = Measurement(self._group, self._b, self._acc)
+        self._acc = np.empty(self.shape, self.mdtype)
         self._group += 1
         self._b = 0
         return out

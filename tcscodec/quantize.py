@@ -75,11 +75,16 @@ def dequantize(q: np.ndarray, quant_step: float) -> np.ndarray:
     return q.astype(np.float64) * quant_step
 
 
-def spatial_gain(y: np.ndarray, csum: np.ndarray) -> float:
-    """:func:`spatial_gain_reference` with the compiled high-pass and medians."""
+def spatial_gain(y: np.ndarray, csum: np.ndarray, run: Callable | None = None, bands: int = 1,
+                 also: list[Callable] | None = None) -> float:
+    """:func:`spatial_gain_reference` with the compiled high-pass and medians
+    (the high-pass in ``bands`` bands of rows on ``run``, with the jobs
+    ``also`` beside them, as :func:`tcscodec.quantize_kernels.highpass`)."""
     if min(y.shape) < 3 or y.ndim != 2 or quantize_kernels.numba is None:
-        return spatial_gain_reference(y, csum)
-    per_pixel, hp = quantize_kernels.highpass(y, csum)
+        for job in also or []:
+            job()
+        return spatial_gain_reference(np.asarray(y, np.float64), np.asarray(csum, np.float64))
+    per_pixel, hp = quantize_kernels.highpass(y, csum, run, bands, also)
     var_hp = (1.4826 * quantize_kernels.abs_deviation_median(hp, quantize_kernels.median(hp))) ** 2 * 9 / 8
     per_electron = float(np.mean(per_pixel))
     if per_electron <= 0 or var_hp <= 0:
@@ -147,7 +152,7 @@ def temporal_gain(frame0, frame1) -> float:
     return float(np.var(d[keep])) / (2 * mean)
 
 
-def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
+def noise_std(y: np.ndarray, csum: np.ndarray, frames=None, run: Callable | None = None, bands: int = 1) -> float:
     """Typical shot-noise std of a measurement ``y`` (H x W), from the data.
 
     Shot noise of ``Y = sum_b C_b X_b`` has variance ``g * Y`` for a detector
@@ -157,15 +162,29 @@ def noise_std(y: np.ndarray, csum: np.ndarray, frames=None) -> float:
     difference (:func:`temporal_gain`).  Both estimates can only be raised
     by texture or motion, so the smaller one is used: the spatial one alone
     overestimates the noise of sharp lattice images by up to 1.7x.
+
+    ``run`` and ``bands``: the high-pass in bands of rows on a pool (the
+    writer's), the temporal estimate and the median beside them; the same
+    numbers as without.
     """
-    y = np.asarray(y, np.float64)
-    gain = spatial_gain(y, np.asarray(csum, np.float64))
+    y, csum = np.asarray(y), np.asarray(csum)
+    if quantize_kernels.numba is None or y.ndim != 2 or y.dtype.kind not in "uif" or csum.dtype.kind not in "uif":
+        y, csum = np.asarray(y, np.float64), np.asarray(csum, np.float64)
+    found: dict[str, float] = {}
+
+    def others() -> None:
+        if frames is not None:
+            found["temporal"] = temporal_gain(*frames)
+        found["centre"] = float(quantize_kernels.median(y) if quantize_kernels.numba is not None else np.median(y))
+
+    # the kernels read integer measurements and mask sums as they are (each
+    # value converted to float64 as it is read: the same numbers, no copies)
+    gain = spatial_gain(y, csum, run, bands, also=[others])
     if frames is not None:
-        gain = min(gain, temporal_gain(*frames))
+        gain = min(gain, found["temporal"])
     if gain <= 0:
         return 0.0
-    centre = quantize_kernels.median(y) if quantize_kernels.numba is not None else np.median(y)
-    return float(np.sqrt(gain * max(float(centre), 0.0)))
+    return float(np.sqrt(gain * max(found["centre"], 0.0)))
 
 
 def noise_step(y: np.ndarray, csum_or_n: np.ndarray | float, fraction: float = 1.0) -> float:

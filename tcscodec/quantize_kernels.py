@@ -5,8 +5,8 @@ calls these; each gives the reference's numbers bit for bit
 (``tests/test_quantize_kernels.py``):
 
 * :func:`quantize_into` is ``floor(y / step + 0.5)`` in float64 and the
-  range check in one pass, where numpy makes three temporaries and two
-  reductions;
+  range check in one vectorised pass, where numpy makes three temporaries
+  and two reductions;
 * :func:`highpass` is the 3x3 high-pass of the spatial gain estimate,
   the nine neighbours added in the order the reference's ``sum`` adds its
   shifted copies (float addition is not associative);
@@ -19,11 +19,18 @@ where the package folder is writable).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from .work_pool import row_bands
+
 __all__ = ["quantize_into", "highpass", "median", "abs_deviation_median"]
+
+#: integer arrays whose values span fewer than this many take a histogram median
+_INT_SPAN = 1 << 22
 
 numba: Any
 try:
@@ -38,24 +45,29 @@ if numba is not None:
     def _quantize(y, step, lo, hi, out):
         bad = False
         for i in range(y.shape[0]):
+            yi, oi = y[i], out[i]
             for j in range(y.shape[1]):
-                q = np.floor(np.float64(y[i, j]) / step + 0.5)
-                # out of range (the caller raises): nothing is cast, as the cast would be undefined
-                if q < lo or q > hi:
-                    bad = True
-                else:
-                    out[i, j] = q
+                q = np.floor(np.float64(yi[j]) / step + 0.5)
+                # out of range (the caller raises): the value is clipped, as its
+                # cast would be undefined; branch-free, so the loop vectorises
+                bad |= (q < lo) | (q > hi)
+                oi[j] = min(max(q, lo), hi)
         return bad
 
     @numba.njit(cache=True, nogil=True)
-    def _highpass(y, csum, xbar, per_electron, out):
-        H, W = y.shape
-        for i in range(H):
+    def _prepare(y, csum, xbar, per_electron, r0, r1):
+        W = y.shape[1]
+        for i in range(r0, r1):
             for j in range(W):
                 s = max(csum[i, j], 1.0)
                 xbar[i, j] = y[i, j] / s
                 per_electron[i, j] = xbar[i, j] / s
-        for i in range(1, H - 1):
+
+    @numba.njit(cache=True, nogil=True)
+    def _box(xbar, out, r0, r1):
+        """Rows ``r0 .. r1 - 1`` of ``out``: xbar minus its 3x3 mean."""
+        W = xbar.shape[1]
+        for i in range(r0 + 1, r1 + 1):
             for j in range(1, W - 1):
                 acc = 0.0  # the reference's sum() starts at 0, then adds row by row
                 for di in range(3):
@@ -140,6 +152,66 @@ if numba is not None:
             out[i] = abs(a[i] - centre)
 
 
+    #: values sampled to bracket an order statistic (a stride through the array)
+    _SAMPLE = 1 << 14
+
+    @numba.njit(cache=True, nogil=True)
+    def _pair(a, k, centre, dev):
+        """The k-th and (k+1)-th smallest (0-based, k + 1 < a.size) of ``a``,
+        or of ``abs(a - centre)`` with ``dev``, in one pass: a strided
+        sample brackets them, the values inside the bracket are collected
+        and selected exactly (:func:`_kth`); ``ok`` is False when the
+        bracket missed them (then the caller takes the slower way)."""
+        n = a.size
+        ns = min(n, _SAMPLE)
+        step = n // ns
+        sample = np.empty(ns, np.float64)
+        for i in range(ns):
+            v = a[i * step]
+            sample[i] = abs(v - centre) if dev else v
+        # the ranks in the sample, widened by 4 standard deviations of a sample rank
+        r = k * ns // n
+        g = 2 * int(np.sqrt(ns)) + 2
+        lo = _kth(sample, max(0, r - g))
+        hi = _kth(sample, min(ns - 1, r + g))
+        below = 0
+        cap = n // 16 + 1
+        inside = np.empty(cap + 1, np.float64)
+        m = 0
+        for i in range(n):  # branch-free: half the values fall below, at random
+            v = abs(a[i] - centre) if dev else a[i]
+            below += v < lo
+            inside[min(m, cap)] = v
+            m += (v >= lo) & (v <= hi)
+        if m > cap or below > k or k + 1 >= below + m:
+            return False, 0.0, 0.0
+        inside = inside[:m]
+        return True, _kth(inside, k - below), _kth(inside, k + 1 - below)
+
+    @numba.njit(cache=True, nogil=True)
+    def _int_pair(a, lo, span, k):
+        """The k-th and (k+1)-th smallest of integers ``a``, all in ``lo ..
+        lo + span - 1``: a histogram and a scan."""
+        hist = np.zeros(span, np.int64)
+        for v in a:
+            hist[np.int64(v) - lo] += 1
+        b = 0
+        c = hist[0]
+        while c <= k:
+            b += 1
+            c += hist[b]
+        first = b
+        while c <= k + 1:
+            b += 1
+            c += hist[b]
+        return lo + first, lo + b
+
+
+def _middle(n: int, first: float, second: float) -> np.float64:
+    """numpy.median from the two middle values (its mean of them for an even count)."""
+    return np.float64(first) if n % 2 else np.float64((np.float64(first) + np.float64(second)) / 2)
+
+
 def quantize_into(y: np.ndarray, step: float, out: np.ndarray) -> bool:
     """``out[...] = floor(y / step + 0.5)`` for a 2-D ``y``; False (and
     ``out`` incomplete) when a value does not fit ``out``'s integer dtype."""
@@ -148,26 +220,59 @@ def quantize_into(y: np.ndarray, step: float, out: np.ndarray) -> bool:
     return not _quantize(y, float(step), float(info.min), float(info.max), out)
 
 
-def highpass(y: np.ndarray, csum: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def highpass(y: np.ndarray, csum: np.ndarray, run: Callable | None = None, bands: int = 1,
+             also: list[Callable] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(xbar / s, hp)`` for ``s = max(csum, 1)`` and ``xbar = y / s``:
     the shot-noise variance per unit of gain, and the difference of xbar
     with its 3x3 mean on the pixels that have all 9 (float64, 2-D, at
-    least 3x3)."""
+    least 3x3).
+
+    In ``bands`` bands of rows, each pixel computed as on one thread (the
+    same numbers), on ``run`` (a pool's :meth:`~tcscodec.work_pool.WorkPool.run`)
+    where given; ``also`` are more jobs run beside the first pass."""
     H, W = y.shape
     xbar = np.empty((H, W), np.float64)
     per_electron = np.empty((H, W), np.float64)
     out = np.empty((H - 2, W - 2), np.float64)
-    _highpass(y, csum, xbar, per_electron, out)
+    first = [partial(_prepare, y, csum, xbar, per_electron, a, b) for a, b in row_bands((H, W), bands)]
+    second = [partial(_box, xbar, out, a, b) for a, b in row_bands((H - 2, W), bands)]
+    for jobs in (first + list(also or []), second):
+        if run is None:
+            for job in jobs:
+                job()
+        else:
+            run(jobs)
     return per_electron, out
 
 
 def median(a: np.ndarray) -> np.float64:
-    """``numpy.median`` of a float64 array (all of it), without its copies."""
-    return np.float64(_median(np.ascontiguousarray(a).reshape(-1)))
+    """``numpy.median`` of an array (all of it), without its copies.
+
+    Integer arrays of a narrow range (a measurement) take a histogram;
+    float64 ones a sampled bracket and one pass (:func:`_pair`), else a
+    radix selection over all of them."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    n = flat.size
+    if n > 2 and flat.dtype.kind in "iu":
+        lo, hi = int(flat.min()), int(flat.max())
+        if hi - lo < _INT_SPAN and -(1 << 62) < lo and hi < 1 << 62:
+            return _middle(n, *_int_pair(flat, lo, hi - lo + 1, (n - 1) // 2))
+    flat = np.asarray(flat, np.float64)
+    if n > 2:
+        ok, first, second = _pair(flat, (n - 1) // 2, 0.0, False)
+        if ok:
+            return _middle(n, first, second)
+    return np.float64(_median(flat))
 
 
 def abs_deviation_median(a: np.ndarray, centre: float) -> np.float64:
-    """``numpy.median(abs(a - centre))``."""
-    dev = np.empty(a.size, np.float64)
-    _abs_deviation(np.ascontiguousarray(a).reshape(-1), float(centre), dev)
+    """``numpy.median(abs(a - centre))`` of a float64 array, without
+    making ``abs(a - centre)`` where the sampled bracket holds."""
+    flat = np.ascontiguousarray(a).reshape(-1)
+    if flat.size > 2:
+        ok, first, second = _pair(flat, (flat.size - 1) // 2, float(centre), True)
+        if ok:
+            return _middle(flat.size, first, second)
+    dev = np.empty(flat.size, np.float64)
+    _abs_deviation(flat, float(centre), dev)
     return np.float64(_median(dev))

@@ -5,15 +5,18 @@ by stage over strided int64 copies, five trial Rice parameters as five
 passes, bit strings built as arrays.  Here the same mapping runs pixel by
 pixel in the coding order, in three compiled passes per tile (residuals and
 their sums; the trial bit counts of each stage; the unary, escape and
-remainder streams written straight into the content), and decoding in two
-(the streams to residuals, the residuals to values in the coding order).
+remainder streams together, as 64-bit words), and decoding in one (each
+value read from the streams and predicted as it comes).  Both work on the
+tile padded with zeros, so that no neighbour needs a bounds test.
 
 The bytes, values and errors are the reference's exactly:
 
 * the arithmetic is its int64 arithmetic, wrapping alike, with the
-  prediction's floor division ``(2 s num + den) // (2 den)`` (numba's
-  ``//`` floors negative quotients as numpy's does; float64 division,
-  exact below 2^41, measured slower);
+  prediction's floor division ``(2 s num + den) // (2 den)``: a
+  multiplication and a shift where the dividend is below 2^31 (exact
+  there, :func:`_division_tables`), numba's ``//`` elsewhere (it floors
+  negative quotients as numpy's does; float64 division, exact below
+  2^41, measured slower);
 * each stage's ``log2(mean + 1)`` is numpy's, from the exact integer sum
   when it is below 2^53 (then numpy's float sum is exact too) and from
   numpy's own mean otherwise;
@@ -36,6 +39,7 @@ import numpy as np
 
 from .format import predictive
 from .format.predictive import (
+    BASE_SPACING,
     ESCAPE,
     HEAD_SIZE,
     MAX_ABS,
@@ -43,6 +47,7 @@ from .format.predictive import (
     content_head,
     decode_predicted_reference,
     encode_predicted_reference,
+    fit_dtype,
     parse_head,
     stage_counts,
     stage_specs,
@@ -70,6 +75,31 @@ def _parts_table() -> np.ndarray:
 _PARTS = _parts_table()
 
 
+def _division_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per neighbour mask sum ``den`` (1 .. 4 x 255), ``(m, s)`` such that
+    ``(n * m) >> s == n // (2 den)`` for every ``0 <= n < 2^31``: with ``l =
+    ceil(log2(2 den))``, ``m = ceil(2^(31 + l) / (2 den))`` and ``s = 31 + l``
+    (Granlund and Montgomery's round-up method: ``m * 2 den`` exceeds
+    ``2^(31 + l)`` by less than ``2^l``, and ``n * m < 2^63``).  ``den = 0``
+    gets ``m = 0``: the prediction 0 the reference gives it."""
+    magic = np.zeros(4 * 255 + 1, np.uint64)
+    shift = np.zeros(4 * 255 + 1, np.uint64)
+    for den in range(1, magic.size):
+        d = 2 * den
+        bits = (d - 1).bit_length()
+        magic[den] = -(-(1 << (31 + bits)) // d)
+        shift[den] = 31 + bits
+    return magic, shift
+
+
+_MAGIC, _SHIFT = _division_tables()
+#: predictions whose dividend is below this take the multiplication
+_FITS = 1 << 31
+
+#: zeros around a tile in the decoder's arrays: its farthest neighbour (half the base spacing)
+PAD = BASE_SPACING // 2
+
+
 @functools.lru_cache(maxsize=64)
 def _stage_bounds(shape: tuple[int, int]) -> tuple[list[int], np.ndarray]:
     """Pixels per stage and the stages' start indices in the coding order."""
@@ -82,10 +112,15 @@ if numba is not None:
     @numba.njit(inline="always")
     def _prediction(num, den, s):
         # the reference's where(den > 0, (2 s num + den) // max(2 den, 1), 0)
+        n = 2 * s * num + den
+        if n >= 0 and n < _FITS:
+            # a multiplication and a shift: the division's exact quotient
+            # (_division_tables), a third of its cost; den = 0 has magic 0
+            return np.int64((np.uint64(n) * _MAGIC[den]) >> _SHIFT[den])
         if den <= 0:
             return np.int64(0)
         # numba's // on int64 floors, as numpy's (not C's truncation)
-        return (2 * s * num + den) // (2 * den)
+        return n // (2 * den)
 
     @numba.njit(inline="always")
     def _u(i):
@@ -93,94 +128,63 @@ if numba is not None:
         return np.uint64(i)
 
     @numba.njit(inline="always")
-    def _neighbours(img, cs, y, x, h, diag, checked):
-        """Sums of the values and mask sums of the 4 neighbours of pixel
-        ``(y, x)`` at distance ``h``, diagonal or on the axes; with
-        ``checked`` those outside the tile count 0 (the reference's zero
-        padding), without, all must be inside (no tests: the interior)."""
-        if diag:
-            y0, x0, y1, x1, y2, x2, y3, x3 = y - h, x - h, y - h, x + h, y + h, x - h, y + h, x + h
-        else:
-            y0, x0, y1, x1, y2, x2, y3, x3 = y - h, x, y + h, x, y, x - h, y, x + h
-        if not checked:
-            y0, x0, y1, x1, y2, x2, y3, x3 = _u(y0), _u(x0), _u(y1), _u(x1), _u(y2), _u(x2), _u(y3), _u(x3)
-            num = (np.int64(img[y0, x0]) + np.int64(img[y1, x1])) + (np.int64(img[y2, x2]) + np.int64(img[y3, x3]))
-            den = (np.int64(cs[y0, x0]) + np.int64(cs[y1, x1])) + (np.int64(cs[y2, x2]) + np.int64(cs[y3, x3]))
-            return num, den
-        H, W = img.shape
-        num = den = np.int64(0)
-        if y0 >= 0 and y0 < H and x0 >= 0 and x0 < W:
-            num += np.int64(img[_u(y0), _u(x0)])
-            den += np.int64(cs[_u(y0), _u(x0)])
-        if y1 >= 0 and y1 < H and x1 >= 0 and x1 < W:
-            num += np.int64(img[_u(y1), _u(x1)])
-            den += np.int64(cs[_u(y1), _u(x1)])
-        if y2 >= 0 and y2 < H and x2 >= 0 and x2 < W:
-            num += np.int64(img[_u(y2), _u(x2)])
-            den += np.int64(cs[_u(y2), _u(x2)])
-        if y3 >= 0 and y3 < H and x3 >= 0 and x3 < W:
-            num += np.int64(img[_u(y3), _u(x3)])
-            den += np.int64(cs[_u(y3), _u(x3)])
-        return num, den
+    def _predicted(img, plan, shift, c, o0, o1, o2, o3):
+        """The prediction of flat pixel ``c`` of a zero-padded tile from its
+        neighbours at offsets ``o0 .. o3`` (those outside the tile read the
+        padding's zeros: the reference's zero padding, with no test) and
+        its entry of the plan (:func:`_fill_plan`)."""
+        num = (np.int64(img[_u(c + o0)]) + np.int64(img[_u(c + o1)])) + (np.int64(img[_u(c + o2)])
+                                                                         + np.int64(img[_u(c + o3)]))
+        e = np.int64(plan[_u(c)])
+        return _prediction(num, e >> shift, e & ((1 << shift) - 1))
 
     @numba.njit(inline="always")
-    def _inside(ox, s, h, W, n):
-        """Of the ``n`` columns ``ox + k s`` of a row whose neighbours rows
-        are in the tile, the range of k whose neighbours are all in it."""
-        ka = min(n, (h - ox + s - 1) // s) if ox < h else 0
-        kb = min(n, (W - h - 1 - ox) // s + 1) if W - h - 1 >= ox else 0
-        return ka, max(ka, kb)
-
-    @numba.njit(inline="always")
-    def _zigzag(v, num, den, sc):
-        r = v - _prediction(num, den, sc)
-        return np.uint64((r << 1) ^ (r >> 63))  # 2r, or -2r - 1 below 0
+    def _offsets(parts, p, P):
+        """The flat offsets of part ``p``'s four neighbours in rows of ``P``."""
+        return (parts[p, 5] * P + parts[p, 6], parts[p, 7] * P + parts[p, 8],
+                parts[p, 9] * P + parts[p, 10], parts[p, 11] * P + parts[p, 12])
 
     @numba.njit(cache=True, nogil=True)
-    def _residuals(q, cs, parts, u, sums, maxes):
+    def _fill_plan(csp, parts, H, W, plan, shift):
+        """Per pixel of the padded tile: the sum of its neighbours' mask sums
+        (``den``, in its stage) and its own (``s``), as ``den << shift | s``;
+        ``csp`` the mask sums padded with zeros, flat."""
+        P = W + 2 * PAD
+        for p in range(parts.shape[0]):
+            s, oy, ox, nn = parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
+            o0, o1, o2, o3 = _offsets(parts, p, P)
+            n = (W - ox + s - 1) // s if ox < W else 0
+            for y in range(oy, H, s):
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    c = at + kx * s
+                    den = 0
+                    if nn:
+                        den = ((np.int64(csp[_u(c + o0)]) + np.int64(csp[_u(c + o1)]))
+                               + (np.int64(csp[_u(c + o2)]) + np.int64(csp[_u(c + o3)])))
+                    plan[_u(c)] = (den << shift) | np.int64(csp[_u(c)])
+
+    @numba.njit(cache=True, nogil=True)
+    def _residuals(qp, plan, shift, parts, H, W, u, sums, maxes):
         """Zigzagged residuals in coding order into ``u``, and each stage's
-        integer sum (mod 2^64) and largest residual."""
-        H, W = q.shape
+        integer sum (mod 2^64) and largest residual; ``qp`` is the tile
+        padded with ``PAD`` zeros, flat, ``plan`` its plan."""
+        P = W + 2 * PAD
         i = 0
         for p in range(parts.shape[0]):
             st, s, oy, ox, nn = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
-            h = s // 2
-            diag = parts[p, 6] != 0  # the first offset is (-h, -h) for corners, (-h, 0) for the axes
+            o0, o1, o2, o3 = _offsets(parts, p, P)
             n = (W - ox + s - 1) // s if ox < W else 0
             tot = mx = np.uint64(0)
             for y in range(oy, H, s):
-                if nn == 0:  # the base stage: no prediction
-                    for k in range(n):
-                        z = _zigzag(np.int64(q[_u(y), _u(ox + k * s)]), 0, 0, 0)
-                        u[i] = z
-                        i += 1
-                        tot += z
-                        mx = max(mx, z)
-                    continue
-                # three loops, not one with a test per pixel: the middle run's
-                # neighbours are all inside the tile, so it skips the border checks
-                ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
-                for k in range(ka):
-                    x = ox + k * s
-                    num, den = _neighbours(q, cs, y, x, h, diag, True)
-                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
-                    u[i] = z
-                    i += 1
-                    tot += z
-                    mx = max(mx, z)
-                for k in range(ka, kb):
-                    x = ox + k * s
-                    num, den = _neighbours(q, cs, y, x, h, diag, False)
-                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
-                    u[i] = z
-                    i += 1
-                    tot += z
-                    mx = max(mx, z)
-                for k in range(kb, n):
-                    x = ox + k * s
-                    num, den = _neighbours(q, cs, y, x, h, diag, True)
-                    z = _zigzag(np.int64(q[_u(y), _u(x)]), num, den, np.int64(cs[_u(y), _u(x)]))
-                    u[i] = z
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    c = at + kx * s
+                    r = np.int64(qp[_u(c)])
+                    if nn:  # the base stage has no prediction
+                        r -= _predicted(qp, plan, shift, c, o0, o1, o2, o3)
+                    z = np.uint64((r << 1) ^ (r >> 63))  # zigzag: 2r, or -2r - 1 below 0
+                    u[_u(i)] = z
                     i += 1
                     tot += z
                     mx = max(mx, z)
@@ -217,192 +221,198 @@ if numba is not None:
             escapes += np.array([e0, e1, e2, e3, e4], np.int64)
         return sums, escapes
 
-    # The bit writers and readers below are written out in their loops: as
-    # helpers returning their state (even inlined) they ran 10x slower.
-
-    @numba.njit(inline="always")
-    def _flush(out, pos, acc, n):
-        """The last ``n`` (< 32) bits of a bit string, zero-padded to whole bytes."""
-        w = acc << np.uint64(32 - n)
-        for b in range((n + 7) // 8):
-            out[pos + b] = (w >> np.uint64(24 - 8 * b)) & np.uint64(0xFF)
-
     @numba.njit(cache=True, nogil=True)
-    def _pack(u, bounds, ks, out, esc_at, unary_at, rem_at):
-        """The escape list, unary stream and remainder stream of ``u`` into
-        ``out``.  A bit string (MSB first) keeps its last ``n`` < 32 bits in
-        ``acc`` and writes whole 32-bit words."""
+    def _pack(u, bounds, ks, escapes, uw, rw):
+        """The escape list, unary stream and remainder stream of ``u``, in
+        one pass: the streams as 64-bit words ``uw`` and ``rw``, MSB first
+        (written big-endian, they are the streams' bytes; the last word
+        zero-padded).  Each stream keeps its last
+        ``n`` < 64 bits in a register and writes a word when it fills."""
         esc = np.uint64(ESCAPE)
-        acc = np.uint64(0)
-        n = np.uint64(0)
-        pos = np.uint64(unary_at)
+        one = np.uint64(1)
+        b64 = np.uint64(64)
+        ua = ra = np.uint64(0)  # the bits not yet written
+        un = rn = np.uint64(0)  # how many
+        ui = ri = j = 0
         for st in range(bounds.size - 1):
             k = np.uint64(ks[st])
+            mask = (one << k) - one
             for i in range(bounds[st], bounds[st + 1]):
-                m = u[i] >> k
+                z = u[i]
+                m = z >> k
                 if m >= esc:
-                    for b in range(8):  # little-endian uint64
-                        out[_u(esc_at + b)] = (m >> np.uint64(8 * b)) & np.uint64(0xFF)
-                    esc_at += 8
-                    m = esc
-                # m ones, then a zero
-                acc = (acc << (m + np.uint64(1))) | (((np.uint64(1) << m) - np.uint64(1)) << np.uint64(1))
-                n += m + np.uint64(1)
-                if n >= np.uint64(32):
-                    n -= np.uint64(32)
-                    w = acc >> n
-                    out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
-                    out[pos + np.uint64(1)] = (w >> np.uint64(16)) & np.uint64(0xFF)
-                    out[pos + np.uint64(2)] = (w >> np.uint64(8)) & np.uint64(0xFF)
-                    out[pos + np.uint64(3)] = w & np.uint64(0xFF)
-                    pos += np.uint64(4)
-        _flush(out, pos, acc, n)
-        acc = np.uint64(0)
-        n = np.uint64(0)
-        pos = np.uint64(rem_at)
-        for st in range(bounds.size - 1):
-            k = np.uint64(ks[st])
-            if k == 0:
-                continue
-            # fields over 32 bits go in two parts: high k - 32 bits, then 32
-            parts = 2 if k > np.uint64(32) else 1
-            mask = (np.uint64(1) << k) - np.uint64(1)
-            for i in range(bounds[st], bounds[st + 1]):
-                v = u[i] & mask
-                for part in range(parts):
-                    width = k - np.uint64(32) if part < parts - 1 else min(k, np.uint64(32))
-                    field = v >> np.uint64(32) if part < parts - 1 else v & np.uint64(0xFFFFFFFF)
-                    acc = (acc << width) | field
-                    n += width
-                    if n >= np.uint64(32):
-                        n -= np.uint64(32)
-                        w = acc >> n
-                        out[pos] = (w >> np.uint64(24)) & np.uint64(0xFF)
-                        out[pos + np.uint64(1)] = (w >> np.uint64(16)) & np.uint64(0xFF)
-                        out[pos + np.uint64(2)] = (w >> np.uint64(8)) & np.uint64(0xFF)
-                        out[pos + np.uint64(3)] = w & np.uint64(0xFF)
-                        pos += np.uint64(4)
-        _flush(out, pos, acc, n)
-
-    @numba.njit(cache=True, nogil=True)
-    def _parse(unary, escapes, rem, ks, bounds, u):
-        """The zigzagged residuals ``u`` from the streams; 0, or 1 for streams
-        the reference refuses (codes, escapes or quotients out of bounds).
-        A reader keeps its next ``n`` bits MSB-aligned in ``acc`` and tops
-        it up a byte at a time (zeros past the end of its stream)."""
-        ua = ra = np.uint64(0)
-        un = rn = 0
-        ub = rb = np.uint64(0)
-        usize = np.uint64(unary.size)
-        rsize = np.uint64(rem.size)
-        j = 0
-        for st in range(bounds.size - 1):
-            k = ks[st]
-            for i in range(bounds[st], bounds[st + 1]):
-                # the unary code: a run of ones (any length), then a zero
-                run = np.uint64(0)
-                while True:
-                    if un < 32:
-                        while un <= 56:
-                            byte = np.uint64(unary[ub]) if ub < usize else np.uint64(0)
-                            ua |= byte << np.uint64(56 - un)
-                            ub += np.uint64(1)
-                            un += 8
-                    ones = leading_zeros(~ua)
-                    if ones < un:
-                        run += np.uint64(ones)
-                        ua = (ua << np.uint64(ones)) << np.uint64(1)
-                        un -= ones + 1
-                        break
-                    run += np.uint64(un)
-                    ua = np.uint64(0)
-                    un = 0
-                    if ub >= usize:
-                        return 1  # fewer codes than values
-                if np.int64(ub) * 8 - un > unary.size * 8:
-                    return 1  # the code ended in the zeros past the stream
-                m = run
-                if run == ESCAPE:
-                    if j >= escapes.size:
-                        return 1
-                    m = escapes[j]
+                    escapes[j] = m
                     j += 1
-                if k and m >> np.uint64(63 - k):
-                    return 1  # u = m << k | remainder would not fit 63 bits
-                z = m << np.uint64(k)
-                # the remainder: k bits, in parts of at most 32
-                left = k
-                while left > 0:
-                    width = left - 32 if left > 32 else left
-                    if rn < width:
-                        while rn <= 56:
-                            byte = np.uint64(rem[rb]) if rb < rsize else np.uint64(0)
-                            ra |= byte << np.uint64(56 - rn)
-                            rb += np.uint64(1)
-                            rn += 8
-                    left -= width
-                    z |= (ra >> np.uint64(64 - width)) << np.uint64(left)
-                    ra <<= np.uint64(width)
-                    rn -= width
-                u[i] = z
-        if j != escapes.size:
-            return 1
-        # the last code's zero lies in the last byte, and the bits after it are zeros
-        end = np.int64(ub) * 8 - un
-        if (end - 1) // 8 != unary.size - 1 or (unary[unary.size - 1] & ((1 << ((8 - end % 8) % 8)) - 1)):
-            return 1
-        return 0
+                    m = esc
+                # m ones, then a zero: at most 25 bits
+                length = m + one
+                code = ((one << m) - one) << one
+                if un + length < b64:
+                    ua = (ua << length) | code
+                    un += length
+                else:  # un > 38: shifts stay below 64
+                    spill = un + length - b64
+                    uw[ui] = (ua << (b64 - un)) | (code >> spill)
+                    ui += 1
+                    ua = code & ((one << spill) - one)
+                    un = spill
+                if k:  # the remainder: k <= 62 bits
+                    r = z & mask
+                    if rn + k < b64:
+                        ra = (ra << k) | r
+                        rn += k
+                    else:  # rn > 1
+                        spill = rn + k - b64
+                        rw[ri] = (ra << (b64 - rn)) | (r >> spill)
+                        ri += 1
+                        ra = r & ((one << spill) - one)
+                        rn = spill
+        if un:
+            uw[ui] = ua << (b64 - un)
+        if rn:
+            rw[ri] = ra << (b64 - rn)
 
     @numba.njit(inline="always")
-    def _value(z, num, den, sc):
+    def _peek(words, pos):
+        """The 64 bits of a bit string from bit ``pos`` on (MSB first), read
+        from its big-endian 64-bit words (zero words past its end)."""
+        j = pos >> np.uint64(6)
+        o = pos & np.uint64(63)
+        # two shifts, as a shift by 64 (o = 0) is undefined
+        return (words[j] << o) | ((words[j + np.uint64(1)] >> np.uint64(1)) >> (np.uint64(63) - o))
+
+    @numba.njit
+    def _ones(words, pos):
+        """The length of the run of ones from bit ``pos`` (any length: the
+        reference reads codes longer than an escape's)."""
+        run = np.uint64(0)
+        while True:
+            ones = np.uint64(leading_zeros(~_peek(words, pos)))
+            run += ones
+            pos += ones
+            if ones < np.uint64(64):
+                return run
+
+    @numba.njit(inline="always")
+    def _signed(z):
         half = np.int64(z >> np.uint64(1))
-        return (half ^ -np.int64(z & np.uint64(1))) + _prediction(num, den, sc)  # zigzag back: half, or -half - 1
+        return half ^ -np.int64(z & np.uint64(1))  # zigzag back: half, or -half - 1
 
     @numba.njit(cache=True, nogil=True)
-    def _reconstruct(u, cs, parts, out):
-        """The values from their residuals ``u``, in coding order (as
-        :func:`_residuals` visits them); 0, or 1 where one is beyond 2^52."""
-        H, W = out.shape
-        i = 0
-        bad = False
+    def _decode(uw, ubits, escapes, rw, ks, plan, shift, parts, outp, H, W, lo, hi):
+        """The values from the content's streams, each decoded and predicted
+        as it is read, in coding order, into ``outp``: the tile with
+        ``PAD`` zeros on every side (flat, as is its ``plan``), so that a
+        neighbour outside the tile reads 0, the reference's zero padding,
+        with no test.  ``uw`` and ``rw`` are the
+        unary and remainder streams as big-endian words, ``ubits`` the unary
+        stream's length in bits.  0, or 1 for a content the reference
+        refuses (codes, escapes or quotients out of bounds, codes past the
+        stream or bits after the last) or whose values are not all within
+        ``lo .. hi`` (2^52, and the range of ``outp``'s dtype).
+
+        The unary codes are read from a 64-bit window held in a register
+        (refilled when fewer bits are left than the longest code), so a
+        code costs a count of leading ones and a shift."""
+        P = W + 2 * PAD
+        esc = np.uint64(ESCAPE)
+        one = np.uint64(1)
+        upos = rpos = np.uint64(0)  # bits consumed of each stream
+        window = np.uint64(0)  # the unary stream from upos on, MSB first
+        avail = np.uint64(0)  # bits of it that are the stream's
+        j = 0
         for p in range(parts.shape[0]):
             s, oy, ox, nn = parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
-            h = s // 2
-            diag = parts[p, 6] != 0
+            k = np.uint64(ks[parts[p, 0]])
+            lim = np.uint64(63) - k
+            o0, o1, o2, o3 = _offsets(parts, p, P)
             n = (W - ox + s - 1) // s if ox < W else 0
+            bad = False
             for y in range(oy, H, s):
-                if nn == 0:
-                    for k in range(n):
-                        v = _value(u[i], 0, 0, 0)
-                        i += 1
-                        bad |= v > MAX_ABS or v < -MAX_ABS
-                        out[_u(y), _u(ox + k * s)] = v
-                    continue
-                ka, kb = _inside(ox, s, h, W, n) if y >= h and y + h < H else (n, n)
-                for k in range(ka):
-                    x = ox + k * s
-                    num, den = _neighbours(out, cs, y, x, h, diag, True)
-                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
-                    i += 1
-                    bad |= v > MAX_ABS or v < -MAX_ABS
-                    out[_u(y), _u(x)] = v
-                for k in range(ka, kb):
-                    x = ox + k * s
-                    num, den = _neighbours(out, cs, y, x, h, diag, False)
-                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
-                    i += 1
-                    bad |= v > MAX_ABS or v < -MAX_ABS
-                    out[_u(y), _u(x)] = v
-                for k in range(kb, n):
-                    x = ox + k * s
-                    num, den = _neighbours(out, cs, y, x, h, diag, True)
-                    v = _value(u[i], num, den, np.int64(cs[_u(y), _u(x)]))
-                    i += 1
-                    bad |= v > MAX_ABS or v < -MAX_ABS
-                    out[_u(y), _u(x)] = v
-            if bad:  # checked stage by stage, as the reference: later predictions stay exact
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    c = at + kx * s
+                    if avail <= esc:
+                        window = _peek(uw, upos)
+                        avail = np.uint64(64)
+                    m = np.uint64(leading_zeros(~window))
+                    if m < esc:
+                        window <<= m + one
+                        avail -= m + one
+                        upos += m + one
+                    else:  # an escape, or a longer code: read from the stream
+                        m = _ones(uw, upos)
+                        upos += m + one
+                        avail = np.uint64(0)
+                        if m == esc:
+                            if j >= escapes.size:
+                                return 1
+                            m = escapes[j]
+                            j += 1
+                        if m >> lim:
+                            return 1  # u = m << k | remainder would not fit 63 bits
+                    z = m << k
+                    if k:
+                        z |= _peek(rw, rpos) >> (np.uint64(64) - k)
+                        rpos += k
+                    v = _signed(z)
+                    if nn:
+                        v += _predicted(outp, plan, shift, c, o0, o1, o2, o3)
+                    bad |= (v > hi) | (v < lo)
+                    outp[_u(c)] = v  # as outp's dtype: exact once checked
+            # checked part by part, as the reference: later predictions stay exact;
+            # a code ending past the stream is refused here (the window reads zeros there)
+            if bad or upos > ubits:
                 return 1
+        if j != escapes.size:
+            return 1
+        # the last code's zero lies in the stream's last byte, and the bits after it are zeros
+        if (upos - one) >> np.uint64(3) != (ubits >> np.uint64(3)) - one:
+            return 1
+        if upos < ubits and _peek(uw, upos) >> (np.uint64(64) - (ubits - upos)):
+            return 1
         return 0
+
+
+#: plans of read-only mask sums (the cached tiles of
+#: :func:`tcscodec.masks.tile_mask_sum`, the same for every group), by identity
+_PLANS: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+#: bytes of plans kept at most: 64 default 512 x 512 tiles (a 4096^2 frame)
+_PLANS_BYTES = 64 * 528 * 528 * 2
+
+
+def _plan(csum: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(plan, shift)``: per pixel of the tile padded with ``PAD`` zeros
+    (flat), ``den << shift | s``, its neighbours' mask sums and its own,
+    all that a prediction reads of the mask sums (one load, not five).
+    uint16 with ``shift`` 7 for mask sums up to 127 (all a writer makes),
+    else uint32 with 8.  Kept for a read-only ``csum`` (the same for every
+    group; it cannot change while this holds it)."""
+    hit = _PLANS.get(id(csum))
+    if hit is not None and hit[0] is csum and not csum.flags.writeable:
+        return hit[1], hit[2]
+    H, W = csum.shape
+    csp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint8)
+    csp[PAD:PAD + H, PAD:PAD + W] = csum
+    shift = 7 if int(csum.max()) <= 127 else 8
+    plan = np.zeros(csp.size, np.uint16 if shift == 7 else np.uint32)
+    _fill_plan(csp.reshape(-1), _PARTS, H, W, plan, shift)
+    if not csum.flags.writeable and csum.base is None and plan.nbytes <= _PLANS_BYTES:
+        plan.flags.writeable = False
+        while _PLANS and sum(p.nbytes for _, p, _ in list(_PLANS.values())) + plan.nbytes > _PLANS_BYTES:
+            try:  # the oldest goes first
+                _PLANS.pop(next(iter(_PLANS)))
+            except (KeyError, RuntimeError, StopIteration):  # another thread changed it first
+                break
+        _PLANS[id(csum)] = (csum, plan, shift)
+    return plan, shift
+
+
+def _words(stream: np.ndarray) -> np.ndarray:
+    """A bit string's bytes as big-endian uint64 words, with two zero words after."""
+    padded = np.zeros(8 * (-(-stream.size // 8) + 2), np.uint8)
+    padded[:stream.size] = stream
+    return padded.view(">u8").astype(np.uint64)
 
 
 def _usable(tile: np.ndarray, csum: np.ndarray) -> bool:
@@ -423,7 +433,10 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     u = np.empty(q.size, np.uint64)
     sums = np.zeros(N_STAGES, np.uint64)
     maxes = np.zeros(N_STAGES, np.uint64)
-    _residuals(q, csum, _PARTS, u, sums, maxes)
+    H, W = q.shape
+    qp = np.zeros((H + 2 * PAD, W + 2 * PAD), q.dtype)
+    qp[PAD:PAD + H, PAD:PAD + W] = q
+    _residuals(qp.reshape(-1), *_plan(csum), _PARTS, H, W, u, sums, maxes)
     ks, unary_bits, n_esc, rem_bits = [], 0, 0, 0
     for st, count in enumerate(counts):
         if count == 0:
@@ -447,31 +460,38 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
         n_esc += int(e[j])
         rem_bits += count * k
     unary_size = -(-unary_bits // 8)
-    unary_at = HEAD_SIZE + 8 * n_esc
-    out = np.empty(unary_at + unary_size + -(-rem_bits // 8), np.uint8)
-    out[:HEAD_SIZE] = np.frombuffer(content_head(ks, n_esc, unary_size), np.uint8)
-    _pack(u, bounds, np.array(ks, np.int64), out, HEAD_SIZE, unary_at, unary_at + unary_size)
-    return out.tobytes()
+    escapes = np.empty(n_esc, np.uint64)
+    uw = np.empty(-(-unary_bits // 64), np.uint64)
+    rw = np.empty(-(-rem_bits // 64), np.uint64)
+    _pack(u, bounds, np.array(ks, np.int64), escapes, uw, rw)
+    return b"".join([content_head(ks, n_esc, unary_size), escapes.astype("<u8").tobytes(),
+                     uw.astype(">u8").tobytes()[:unary_size], rw.astype(">u8").tobytes()[:-(-rem_bits // 8)]])
 
 
-def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
-    """:func:`tcscodec.format.predictive.decode_predicted`, compiled."""
-    if not _usable(csum, csum):
-        return decode_predicted_reference(content, csum)
+def decode_predicted(content: bytes, csum: np.ndarray, dtype=None) -> np.ndarray:
+    """:func:`tcscodec.format.predictive.decode_predicted`, compiled: with
+    ``dtype``, the values are decoded into an array of it (the range check
+    made as they are decoded); a content or value the reference refuses
+    is decoded again by it, which raises its error."""
+    out_dtype = np.dtype(np.int64 if dtype is None else dtype)
+    if not _usable(csum, csum) or out_dtype.kind not in "iu" or not out_dtype.isnative:
+        return fit_dtype(decode_predicted_reference(content, csum), dtype)
     ks, n_esc, unary_size = parse_head(content, csum.size)
-    counts, bounds = _stage_bounds(csum.shape)
+    counts, _ = _stage_bounds(csum.shape)
     rem_at = HEAD_SIZE + 8 * n_esc + unary_size
     rem_bits = sum(c * k for c, k in zip(counts, ks, strict=True))
     if len(content) - rem_at != -(-rem_bits // 8):
-        return decode_predicted_reference(content, csum)  # raises its error
+        return fit_dtype(decode_predicted_reference(content, csum), dtype)  # raises its error
     buf = np.frombuffer(content, np.uint8)
     escapes = np.frombuffer(content, "<u8", n_esc, HEAD_SIZE)
-    u = np.empty(csum.size, np.uint64)
-    out = np.empty(csum.shape, np.int64)
-    if (_parse(buf[HEAD_SIZE + 8 * n_esc:rem_at], escapes, buf[rem_at:], np.array(ks, np.int64), bounds, u)
-            or _reconstruct(u, csum, _PARTS, out)):
-        return decode_predicted_reference(content, csum)  # raises its error
-    return out
+    H, W = csum.shape
+    outp = np.zeros((H + 2 * PAD, W + 2 * PAD), out_dtype)
+    info = np.iinfo(out_dtype)
+    if _decode(_words(buf[HEAD_SIZE + 8 * n_esc:rem_at]), np.uint64(8 * unary_size), escapes,
+               _words(buf[rem_at:]), np.array(ks, np.int64), *_plan(csum), _PARTS, outp.reshape(-1), H, W,
+               max(info.min, -MAX_ABS), min(info.max, MAX_ABS)):
+        return fit_dtype(decode_predicted_reference(content, csum), dtype)  # raises its error
+    return outp[PAD:PAD + H, PAD:PAD + W]  # a view, as the reference's
 
 
 def install() -> None:

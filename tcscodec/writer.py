@@ -222,12 +222,17 @@ class TcsWriter:
         )
         self._pool = WorkPool(self._threads, name="tcs-writer")
         try:
-            self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, threads=self._threads,
-                                         run=self._pool.run, **self._encoder_options)
+            # the file first: it exists as soon as the first frame is taken,
+            # before the encoder's set-up (its masks, a compiled kernel's load)
             if not self.auto_quant:
                 self._container = ContainerWriter(self.path, self.header)
+            self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, threads=self._threads,
+                                         run=self._pool.run, **self._encoder_options)
         except BaseException:
             self._shutdown()  # no threads are left behind
+            if self._container is not None:
+                self._container.abort()  # nor a file
+                self._container = None
             raise
 
     @property
@@ -370,11 +375,18 @@ class TcsWriter:
         the header (so a killed writer's file always has the right step)."""
         from dataclasses import replace
 
-        from .masks import mask_sum
         from .quantize import noise_std
 
-        csum = mask_sum(self.seed, m.n_frames, *m.data.shape)
-        step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None)
+        # the tiles' mask sums: cached, and the records of this group need them too
+        csum = np.empty(m.data.shape, np.uint8)
+        rows, cols = self.header.grid
+        for r in range(rows):
+            for c in range(cols):
+                y0, y1, x0, x1 = b = self.header.tile_bounds(r, c)
+                csum[y0:y1, x0:x1] = tile_mask_sum(self.seed, m.n_frames, self.header.height, self.header.width, b)
+        assert self._pool is not None  # groups are submitted between _start and close
+        step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None,
+                                              run=self._pool.run, bands=self._threads)
         self._probe = []
         if not step > 0:
             step = 1.0  # no shot noise found (a constant or processed movie): keep it lossless

@@ -66,3 +66,31 @@ def test_drain_ends_the_stream():
     with pytest.raises(TcsValueError, match="drained"):
         enc.push(frames[0])
     assert CpuEncoder(1, 4, (3, 5), np.uint16).drain() == []
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_group_sums_its_own_frames_into_its_own_array(dtype, threads):
+    """A group's first frame sets the sums (no zeroed buffer): every group
+    equals the reference, negative float frames keep +0 where no frame
+    was measured, and a measurement handed out is not touched by the
+    groups after it."""
+    from tcscodec.work_pool import WorkPool
+
+    rng = np.random.default_rng(7)
+    B, H, W = 4, 33, 150
+    frames = _frames(rng, dtype, (3 * B + 2, H, W))
+    if dtype == "float32":
+        frames = -np.abs(frames)  # masked-out pixels give -0.0 products
+    pool = WorkPool(threads) if threads > 1 else None
+    try:
+        enc = CpuEncoder(5, B, (H, W), dtype, threads=threads, run=None if pool is None else pool.run)
+        got = [m for f in frames if (m := enc.push(f)) is not None] + enc.drain()
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    assert len(got) == 4
+    for m in got:
+        expected = encode_group(frames[B * m.group:B * m.group + m.n_frames], 5, B)
+        assert m.data.tobytes() == expected.tobytes()  # bytes: +0.0 and -0.0 differ
+    assert len({id(m.data) for m in got}) == 4

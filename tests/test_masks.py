@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tcscodec.masks import mask_frame, mask_words, masks, mix64, packed_masks, unpack_words
+from tcscodec.masks import mask_frame, mask_sum, mask_words, masks, mix64, packed_masks, unpack_words
 
 GOLDEN = 0x9E3779B97F4A7C15
 M64 = (1 << 64) - 1
@@ -74,3 +76,20 @@ def test_mask_sum_in_bands_equals_sum_of_masks():
     from tcscodec.masks import mask_sum
 
     assert np.array_equal(mask_sum(5, 7, 70, 90, band=16), masks(5, 7, 70, 90).sum(0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), n=st.integers(0, 300), H=st.integers(1, 40), W=st.integers(1, 300),
+       data=st.data())
+def test_compiled_words_and_sums_equal_the_numpy_formula(seed, n, H, W, data):
+    """packed_masks and mask_sum run compiled kernels: the same words as
+    mask_words, the same sums (uint8, wrapping past 255) as summing masks(),
+    over any region."""
+    y0 = data.draw(st.integers(0, H))
+    x0 = data.draw(st.integers(0, W))
+    region = (y0, data.draw(st.integers(y0, H)), x0, data.draw(st.integers(x0, W)))
+    B = min(n, 70)
+    assert np.array_equal(packed_masks(seed, B, H, W), mask_words(seed, range(B), range(H), range((W + 63) // 64)))
+    expected = masks(seed, n, H, W, region).sum(0, dtype=np.uint8)
+    got = mask_sum(seed, n, H, W, region=region)
+    assert got.dtype == np.uint8 and np.array_equal(got, expected)

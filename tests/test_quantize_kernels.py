@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from tcscodec import TcsValueError
 from tcscodec.quantize import spatial_gain, spatial_gain_reference, quantize, quantize_reference
-from tcscodec.quantize_kernels import median
+from tcscodec.quantize import noise_std
+from tcscodec.quantize_kernels import abs_deviation_median, median
 from tcscodec.work_pool import WorkPool
 
 #: measurement dtype -> stored dtype of a quantised file
@@ -68,3 +69,46 @@ def test_median_equals_numpy(n):
     for a in cases:
         assert median(a) == np.median(a)
     assert median(cases[0].reshape(1, -1)[:, ::-1]) == np.median(cases[0])  # any layout
+
+
+@pytest.mark.parametrize("n", [3, 4, 1001, 50_000, 300_001])
+def test_median_paths_equal_numpy(n):
+    """The histogram of integers, the sampled bracket of floats (ties,
+    skewed and constant arrays) and the deviation from a centre."""
+    rng = np.random.default_rng(n)
+    ints = [rng.poisson(20, n).astype(np.uint32), rng.integers(-5, 6, n).astype(np.int16),
+            np.full(n, 7, np.uint64), rng.integers(0, 2**40, n).astype(np.int64)]
+    for a in ints:
+        assert median(a) == np.median(a)
+    floats = [rng.normal(0, 1, n), rng.poisson(3, n) / 7.0, rng.exponential(1, n) ** 4, np.zeros(n),
+              np.sort(rng.normal(0, 1, n))]
+    for a in floats:
+        assert median(a) == np.median(a)
+        centre = float(np.median(a))
+        assert abs_deviation_median(a, centre) == np.median(np.abs(a - centre))
+        assert abs_deviation_median(a, 0.3) == np.median(np.abs(a - 0.3))
+
+
+def test_noise_std_reads_integer_measurements_as_their_float_values():
+    rng = np.random.default_rng(3)
+    csum = rng.integers(0, 10, (300, 200), endpoint=True).astype(np.uint8)
+    y = rng.poisson(20 * np.maximum(csum, 1)).astype(np.uint32)
+    frames = (rng.poisson(20, (64, 64)).astype(np.uint16), rng.poisson(20, (64, 64)).astype(np.uint16))
+    got = noise_std(y, csum, frames)
+    assert got > 0 and got == noise_std(y.astype(np.float64), csum.astype(np.float64), frames)
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3])
+def test_noise_std_on_a_pool_in_bands_gives_the_same_number(bands):
+    """The writer's noise estimate: the high-pass in bands of rows on its
+    pool, the temporal estimate and the median beside them."""
+    rng = np.random.default_rng(bands)
+    csum = rng.integers(0, 12, (1030, 700), endpoint=True).astype(np.uint8)
+    y = rng.poisson(7 * np.maximum(csum, 1)).astype(np.uint32)
+    frames = (rng.poisson(7, (100, 90)).astype(np.uint16), rng.poisson(7, (100, 90)).astype(np.uint16))
+    pool = WorkPool(2)
+    try:
+        for probe in (frames, None):
+            assert noise_std(y, csum, probe, run=pool.run, bands=bands) == noise_std(y, csum, probe)
+    finally:
+        pool.shutdown()

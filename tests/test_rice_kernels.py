@@ -107,3 +107,130 @@ def test_importing_tcscodec_installs_the_kernels():
         assert predictive.encode_predicted(q, S) == encode_predicted(q, S)  # the reference now
     finally:
         predictive.use_kernels(*before)
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (300, 257), (64, 700)])
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "int32", "int64"])
+def test_writer_sized_tiles(shape, dtype):
+    """Tiles of the writer's sizes: the decoder's window refills, long rows
+    and every stage's border run many times."""
+    rng = np.random.default_rng(shape[0] * 7 + shape[1])
+    for kind in ("smooth", "hot"):
+        _same(*_tile(rng, dtype, shape, 30, kind))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 3))
+def test_damaged_large_tiles_give_the_references_error_or_values(seed, flips):
+    rng = np.random.default_rng(seed)
+    q, S = _tile(rng, "uint32", (int(rng.integers(100, 200)), int(rng.integers(100, 200))), 20,
+                 str(rng.choice(["smooth", "hot"])))
+    content = bytearray(encode_predicted_reference(q, S))
+    for _ in range(flips):
+        i = int(rng.integers(0, len(content)))
+        content[i] ^= 1 << int(rng.integers(0, 8))
+    try:
+        expected = decode_predicted_reference(bytes(content), S)
+    except TcsFormatError as exc:
+        with pytest.raises(TcsFormatError) as got:
+            decode_predicted(bytes(content), S)
+        assert str(got.value) == str(exc)
+    else:
+        assert np.array_equal(decode_predicted(bytes(content), S), expected)
+
+
+def test_codes_longer_than_an_escape_decode_as_the_reference():
+    """The reference reads a run of more than ESCAPE ones as that quotient
+    (no writer makes one): the compiled reader reads it alike, at any
+    length, across its 64-bit window."""
+    S = np.full((1, 8), 2, np.uint8)
+    for run in (25, 40, 63, 64, 65, 130):
+        unary = "1" * run + "0" + "0" * 7  # the first value's code, then seven zeros
+        unary += "0" * (-len(unary) % 8)
+        body = int(unary, 2).to_bytes(len(unary) // 8, "big")
+        content = predictive.content_head([0] * predictive.N_STAGES, 0, len(body)) + body
+        expected = decode_predicted_reference(content, S)
+        assert expected[0, 0] == (run // 2 if run % 2 == 0 else -(run // 2) - 1)
+        assert np.array_equal(decode_predicted(content, S), expected)
+
+
+def test_division_tables_give_the_exact_quotient_below_2_31():
+    """The prediction's multiplication and shift equal n // (2 den) for
+    every neighbour mask sum and dividends at and around each multiple
+    (where a rounding error would show), and at the ends of the range."""
+    from tcscodec.rice_kernels import _FITS, _MAGIC, _SHIFT
+
+    assert _MAGIC[0] == 0  # den = 0: the prediction is 0
+    rng = np.random.default_rng(0)
+    for den in range(1, _MAGIC.size):
+        d = 2 * den
+        q = np.unique(np.concatenate([np.arange(0, 64), rng.integers(0, _FITS // d, 2000), [_FITS // d]]))
+        n = (q[:, None] * d + np.array([-1, 0, 1, d - 1])).ravel()
+        n = np.concatenate([n[(n >= 0) & (n < _FITS)], np.arange(_FITS - 300, _FITS)]).astype(np.uint64)
+        assert np.array_equal((n * _MAGIC[den]) >> _SHIFT[den], n // np.uint64(d)), den
+
+
+@pytest.mark.parametrize("stored", DTYPES)
+@pytest.mark.parametrize("source", ["uint16", "int32", "int64"])
+def test_decoding_into_a_stored_dtype_equals_the_reference_and_its_error(stored, source):
+    """decode_predicted(content, csum, dtype): the values as ``dtype``, or
+    the reference's error where one does not fit it."""
+    rng = np.random.default_rng(len(stored) * 13 + len(source))
+    for kind in ("smooth", "full", "hot"):
+        q, S = _tile(rng, source, (70, 90), 12, kind)
+        content = encode_predicted_reference(q, S)
+        if content is None:
+            continue
+        try:
+            expected = predictive.fit_dtype(decode_predicted_reference(content, S), np.dtype(stored))
+        except TcsFormatError as exc:
+            with pytest.raises(TcsFormatError) as got:
+                decode_predicted(content, S, np.dtype(stored))
+            assert str(got.value) == str(exc)
+        else:
+            got = decode_predicted(content, S, np.dtype(stored))
+            assert got.dtype == np.dtype(stored) and np.array_equal(got, expected)
+            assert np.array_equal(got, q)
+
+
+def test_plans_are_kept_only_for_read_only_mask_sums():
+    from tcscodec.rice_kernels import _plan
+
+    S = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    q = np.arange(12, dtype=np.uint16).reshape(3, 4) * 7
+    first = _plan(S)[0]
+    content = encode_predicted(q, S)
+    S[1, 1] = 60  # a writeable array may change: planned again each time
+    assert first is not _plan(S)[0]
+    assert encode_predicted(q, S) == encode_predicted_reference(q, S) != content
+    R = S.copy()
+    R.flags.writeable = False
+    assert _plan(R)[0] is _plan(R)[0]
+    assert np.array_equal(decode_predicted(encode_predicted(q, R), R), q)
+
+
+@pytest.mark.parametrize("top", [127, 128, 255])
+def test_mask_sums_past_127_take_the_wide_plan(top):
+    from tcscodec.rice_kernels import _plan
+
+    rng = np.random.default_rng(top)
+    S = rng.integers(0, top, (40, 50), endpoint=True).astype(np.uint8)
+    S[0, 0] = top
+    q = rng.integers(0, 5000, (40, 50)).astype(np.uint32)
+    assert _plan(S)[1] == (7 if top <= 127 else 8)
+    _same(q, S)
+
+
+def test_plans_kept_stay_within_their_bytes(monkeypatch):
+    from tcscodec import rice_kernels
+
+    monkeypatch.setattr(rice_kernels, "_PLANS", {})
+    monkeypatch.setattr(rice_kernels, "_PLANS_BYTES", 3 * (64 + 16) ** 2 * 2)
+    sums = []
+    for i in range(6):
+        S = np.full((64, 64), i % 5, np.uint8)
+        S.flags.writeable = False
+        sums.append(S)
+        rice_kernels._plan(S)
+        assert sum(p.nbytes for _, p, _ in rice_kernels._PLANS.values()) <= rice_kernels._PLANS_BYTES
+    assert [entry[0] for entry in rice_kernels._PLANS.values()] == sums[3:]  # the newest three

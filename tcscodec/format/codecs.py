@@ -200,9 +200,6 @@ class PredictRiceCodec(RecordCodec):
         if payload[:1] == bytes([MODE_PREDICTED]) and dtype.kind in "iu":
             if csum is None or csum.shape != tuple(shape):
                 raise TcsValueError(f"predict-rice needs the tile's mask sums, shape {tuple(shape)}")
-            q = decode_predicted(payload, csum)
-            info = np.iinfo(dtype)
-            if q.size and (int(q.min()) < info.min or int(q.max()) > info.max):
-                raise TcsFormatError(f"predict-rice values {q.min()}..{q.max()} do not fit {dtype.name}")
-            return q
+            # the values as the stored dtype, refused where one does not fit it
+            return decode_predicted(payload, csum, dtype.newbyteorder("="))
         raise TcsFormatError(f"predict-rice payload has mode {payload[:1].hex() or 'none'} for stored {dtype.name}")

@@ -36,7 +36,7 @@ from ..errors import TcsFormatError
 
 __all__ = ["BASE_SPACING", "ESCAPE", "MAX_ABS", "HEAD_SIZE", "N_STAGES", "encode_predicted", "decode_predicted",
            "encode_predicted_reference", "decode_predicted_reference", "use_kernels", "stage_specs",
-           "stage_slices", "stage_counts", "content_head", "parse_head"]
+           "stage_slices", "stage_counts", "content_head", "parse_head", "fit_dtype"]
 
 #: spacing of the base grid: the pixels coded first, with no prediction
 BASE_SPACING = 16
@@ -243,7 +243,8 @@ def parse_head(content: bytes, n: int) -> tuple[list[int], int, int]:
 
 
 #: the installed coder, ``(encode, decode)`` with the signatures of
-#: :func:`encode_predicted` and :func:`decode_predicted`; None: the reference
+#: :func:`encode_predicted` and :func:`decode_predicted` (``decode(content,
+#: csum, dtype)``); None: the reference
 _kernels: tuple[Callable, Callable] | None = None
 
 
@@ -270,12 +271,27 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     return encode_predicted_reference(q, csum)
 
 
-def decode_predicted(content: bytes, csum: np.ndarray) -> np.ndarray:
+def decode_predicted(content: bytes, csum: np.ndarray, dtype=None) -> np.ndarray:
     """Inverse of :func:`encode_predicted`: ``content`` is the whole mode-1
-    payload, mode byte first; returns int64 values of ``csum``'s shape."""
+    payload, mode byte first; returns int64 values of ``csum``'s shape, or
+    with an integer ``dtype`` (native byte order) the values as that dtype,
+    :class:`TcsFormatError` where one does not fit it.  The installed coder
+    (:func:`use_kernels`), else the reference."""
     if _kernels is not None:
-        return _kernels[1](content, csum)
-    return decode_predicted_reference(content, csum)
+        return _kernels[1](content, csum, dtype)
+    return fit_dtype(decode_predicted_reference(content, csum), dtype)
+
+
+def fit_dtype(q: np.ndarray, dtype) -> np.ndarray:
+    """Decoded values ``q`` (int64) as ``dtype``, refused where one does not
+    fit it (None: ``q`` as it is)."""
+    if dtype is None:
+        return q
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    if q.size and (int(q.min()) < info.min or int(q.max()) > info.max):
+        raise TcsFormatError(f"predict-rice values {q.min()}..{q.max()} do not fit {dtype.name}")
+    return q.astype(dtype)
 
 
 def encode_predicted_reference(q: np.ndarray, csum: np.ndarray) -> bytes | None:
