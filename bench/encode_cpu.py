@@ -166,10 +166,12 @@ def _host_stage(frames: np.ndarray, B: int) -> tuple[float, float]:
     the auto-step estimate), for the default write of ``frames``' first group."""
     y = sum(f.astype(np.uint32) for f in frames[:B])  # any measurement of the right size and range
     H, W = y.shape
-    t0 = time.perf_counter()
-    csum = mask_sum(1, B, H, W)
-    step = AUTO_FRACTION * noise_std(y, csum, (frames[0, :512, :512], frames[1, :512, :512]))
-    t_auto = time.perf_counter() - t0
+    t_auto = float("inf")
+    for _ in range(3):  # the best of three: the first call may load compiled kernels
+        t0 = time.perf_counter()
+        csum = mask_sum(1, B, H, W)
+        step = AUTO_FRACTION * noise_std(y, csum, (frames[0, :512, :512], frames[1, :512, :512]))
+        t_auto = min(t_auto, time.perf_counter() - t0)
     step = float(2 * np.floor((step - 1) / 2) + 1) if step >= 1 else 1.0
     codec = get_codec("predict-rice")
     tiles = [(y0, min(H, y0 + 512), x0, min(W, x0 + 512)) for y0 in range(0, H, 512) for x0 in range(0, W, 512)]
