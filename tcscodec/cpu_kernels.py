@@ -124,33 +124,70 @@ if numba is not None:
                         row[8 * j + i] += _SPREAD[(word >> np.uint64(8 * i)) & np.uint64(0xFF)]
             out[yy, :] = counts[x0 - 64 * w0:x0 - 64 * w0 + w]
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def _binned_sum(out, frame, s):
-        hb, wb = out.shape
-        for j in numba.prange(hb):
+    @numba.njit(cache=True, nogil=True)
+    def _binned_rows_int(out, frame, s, j0, j1):
+        # columns first in int64 (exact; the loop vectorises, which a float
+        # sum may not, being unreorderable), then each bin's s columns
+        wb = out.shape[1]
+        acc = np.zeros(wb * s, np.int64)
+        for j in range(j0, j1):
+            acc[:] = 0
+            for y in range(j * s, (j + 1) * s):
+                f = frame[y]
+                for x in range(wb * s):
+                    acc[x] += f[x]
+            for i in range(wb):
+                t = 0
+                for x in range(i * s, i * s + s):
+                    t += acc[x]
+                out[j, i] = t
+
+    @numba.njit(cache=True, nogil=True)
+    def _binned_rows_float(out, frame, s, j0, j1):
+        wb = out.shape[1]
+        for j in range(j0, j1):
             row = out[j]
             for i in range(wb):
                 row[i] = 0.0
             for y in range(j * s, (j + 1) * s):
                 f = frame[y]
                 for i in range(wb):
-                    x0 = i * s
                     t = 0.0
-                    for x in range(x0, x0 + s):
+                    for x in range(i * s, i * s + s):
                         t += f[x]
                     row[i] += t
 
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _binned_sum_int(out, frame, s, n):
+        hb = out.shape[0]
+        for c in numba.prange(n):
+            _binned_rows_int(out, frame, s, hb * c // n, hb * (c + 1) // n)
 
-def binned_sum(frame: np.ndarray, s: int, out: np.ndarray) -> np.ndarray:
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _binned_sum_float(out, frame, s, n):
+        hb = out.shape[0]
+        for c in numba.prange(n):
+            _binned_rows_float(out, frame, s, hb * c // n, hb * (c + 1) // n)
+
+
+def binned_sum(frame: np.ndarray, s: int, out: np.ndarray, parallel: bool = True) -> np.ndarray:
     """Sums of ``frame`` over ``s`` x ``s`` bins, into ``out`` (float64,
     ``(H // s, W // s)``; the ragged right and bottom edges are left out):
-    one pass over the frame, one addition per pixel.  Returns ``out``."""
+    one pass over the frame, one addition per pixel.  Returns ``out``.
+    ``parallel=False``: on the calling thread only (for a caller that
+    splits the work over threads of its own; numba's would compete with
+    them), the same sums."""
     hb, wb = out.shape
     if numba is None or frame.dtype.kind not in "uif":  # pragma: no cover
         part = np.asarray(frame[:hb * s, :wb * s], np.float64)
         out[...] = part.reshape(hb, s, wb * s).sum(axis=1).reshape(hb, wb, s).sum(axis=2)
         return out
-    _binned_sum(out, np.ascontiguousarray(frame), s)
+    frame = np.ascontiguousarray(frame)
+    integer = frame.dtype.kind in "iu"  # every value and sum exact: the same floats either way
+    if parallel:  # a chunk of bin rows per thread
+        (_binned_sum_int if integer else _binned_sum_float)(out, frame, s, max(1, min(hb, numba.get_num_threads())))
+    else:
+        (_binned_rows_int if integer else _binned_rows_float)(out, frame, s, 0, hb)
     return out
 
 

@@ -228,6 +228,8 @@ class TcsWriter:
                 self._container = ContainerWriter(self.path, self.header)
             self._encoder = make_encoder(self.device, self.seed, self.B, shape, dtype, threads=self._threads,
                                          run=self._pool.run, **self._encoder_options)
+            if isinstance(self.policy, AutoGroups):
+                self.policy.use_pool(self._pool.run, self._threads)
         except BaseException:
             self._shutdown()  # no threads are left behind
             if self._container is not None:

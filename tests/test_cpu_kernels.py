@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcscodec.cpu_kernels import masked_accumulate, set_threads
+from tcscodec.cpu_kernels import binned_sum, masked_accumulate, set_threads
 from tcscodec.encoder import CpuEncoder, encode_group
 from tcscodec.errors import TcsValueError
 from tcscodec.masks import packed_masks, unpack_words
@@ -94,3 +94,16 @@ def test_each_group_sums_its_own_frames_into_its_own_array(dtype, threads):
         expected = encode_group(frames[B * m.group:B * m.group + m.n_frames], 5, B)
         assert m.data.tobytes() == expected.tobytes()  # bytes: +0.0 and -0.0 differ
     assert len({id(m.data) for m in got}) == 4
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.float32])
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("shape, s", [((64, 72), 8), ((37, 51), 4), ((9, 9), 2)])
+def test_binned_sum_equals_numpy_on_every_dtype(dtype, parallel, shape, s):
+    rng = np.random.default_rng(shape[0] * s)
+    top = np.iinfo(dtype).max if np.dtype(dtype).kind == "u" else 1e6
+    frame = rng.integers(0, top, shape, endpoint=True).astype(dtype)  # extremes: int64 sums, exact floats
+    hb, wb = shape[0] // s, shape[1] // s
+    want = frame[:hb * s, :wb * s].astype(np.float64).reshape(hb, s, wb, s).sum((1, 3))
+    out = np.full((hb, wb), np.nan)
+    assert binned_sum(frame, s, out, parallel=parallel) is out and np.array_equal(out, want)

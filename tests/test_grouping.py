@@ -107,6 +107,22 @@ def test_writer_auto_makes_the_decided_groups(tmp_path):
             t += n
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_decisions_on_the_writers_threads_are_the_same(threads):
+    m = event_movie("jump", shape=(72, 88), n_frames=30, burst=6, seed=4, dose=40, mode="stem")
+    calls = []
+
+    def run(jobs):  # the pool's contract: run every job, results in order
+        calls.append(len(jobs))
+        return [job() for job in jobs]
+
+    alone, pooled = AutoGroups(AutoGroupsConfig(min_B=2)), AutoGroups(AutoGroupsConfig(min_B=2))
+    pooled.use_pool(run, threads)
+    assert decide(m.frames, pooled) == decide(m.frames, alone)
+    assert pooled.decisions == alone.decisions and np.array_equal(pooled._ref_bins, alone._ref_bins)
+    assert calls == ([] if threads == 1 else [min(threads, 72 // 8)] * 30)
+
+
 def test_cli_encode_B_auto_and_info_histogram(tmp_path):
     from click.testing import CliRunner
 
