@@ -267,10 +267,9 @@ class MotionPath(ConfigDict):
         How the velocity changes across the field, ``(dvy/dy, dvy/dx,
         dvx/dy, dvx/dx)`` per frame (a rotation of ``w`` rad/frame that
         turns +x towards +y is ``(0, w, -w, 0)``, a zoom ``(z, 0, 0, z)``),
-        about the frame's
-        centre: the affine field fitted to the quarters' velocities (median
-        over the pairs measured); None when not measured.  Decoders apply
-        it per tile (:meth:`group_shift_gradient`).
+        about the frame's centre: the affine field fitted to the quarters'
+        velocities (median over the pairs measured); None when not
+        measured.  Decoders apply it per tile (:meth:`group_shift_gradient`).
     residual_spread : float or None
         What that affine field leaves of the quarters' spread (px/frame):
         motion no tile's translation follows (particles moving on their
@@ -320,12 +319,13 @@ class MotionPath(ConfigDict):
         electrons per pixel per frame (:attr:`dose`; not checked where
         unknown) whose path is smooth: :meth:`roughness` at most
         ``max_roughness`` (a movie of fewer than :data:`MIN_GROUPS` groups
-        cannot show it and
-        is decoded as still, unless ``max_roughness`` is infinite), and
-        rigid: :meth:`non_rigidity` at most ``max_non_rigidity`` (not checked
-        where unknown) over a tile of ``extent`` px (None: the registration
-        window) that gets its own translation (:meth:`group_shift_gradient`).  Measured in bench/motion_eval.py: slower,
-        higher-dose, jittery or rotating groups decode better as still.
+        cannot show it and is decoded as still, unless ``max_roughness`` is
+        infinite), and whose scene moves as one: :meth:`non_rigidity` at
+        most ``max_non_rigidity`` (not checked where unknown) over a tile of
+        ``extent`` px that gets its own translation
+        (:meth:`group_shift_gradient`; None: the registration window).
+        Measured in bench/motion_eval.py and bench/motion_local.py: slower,
+        higher-dose, jittery or turning groups decode better as still.
         """
         s = self.group_shifts(group)
         if not worth_compensating(s, min_excursion, max_excursion):
@@ -506,7 +506,8 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
     Besides the path, the four quarters of the registration window are
     registered on their own for up to :data:`RIGIDITY_PAIRS` pairs, each
     searched near the whole window's shift, for
-    :attr:`MotionPath.local_spread`.
+    :attr:`MotionPath.local_spread`, :attr:`~MotionPath.gradient` and
+    :attr:`~MotionPath.residual_spread`.
 
     Returns
     -------
