@@ -429,3 +429,25 @@ def test_a_turning_scene_is_measured_as_an_affine_field():
         MotionPath.from_dict({**turning.to_dict(), "gradient": [0.0, 1.0]})
     drifting = _estimate(_movie(T=60).frames, 10)
     assert np.abs(drifting.velocity_gradient()).max() < 0.1 * w
+
+
+def test_the_reader_aligns_each_tile_by_the_field(drifting_file):
+    import tcscodec
+
+    path, _ = drifting_file
+    frames = np.cumsum(np.tile([1.5, 1.0], (32, 1)), axis=0)
+    turning = MotionPath(frames, (0, 8, 16, 24), (), 10.0, 0.05, (0.0, 0.01, -0.01, 0.0), 0.0)
+    rec = _shift_recorder()
+    with tcscodec.open(path) as r:
+        r._motion = turning
+        r.decode_group(1, decoder=rec, motion=True, tile=48, overlap=8)
+    s, g = turning.group_shifts(1), turning.group_shift_gradient(1)
+    centres = {tuple(np.round(np.linalg.lstsq(g[0], t[0] - s[0], rcond=None)[0], 3)) for t in rec.seen}
+    assert len(rec.seen) > 1 and len(centres) == len(rec.seen)  # a translation of its own per tile
+    assert all(np.allclose(t, s + g @ (np.linalg.lstsq(g[0], t[0] - s[0], rcond=None)[0])) for t in rec.seen)
+    # a frame of one tile: the path's own shifts, as before
+    one = _shift_recorder()
+    with tcscodec.open(path) as r:
+        r._motion = turning
+        r.decode_group(1, decoder=one, motion=True)
+    assert len(one.seen) == 1 and np.allclose(one.seen[0], s)
