@@ -1,6 +1,7 @@
 """Quality evaluation: TCS decoders against conventional codecs at equal real bytes.
 
-:func:`evaluate` encodes a movie into a ``.tcs`` file for each B and
+:func:`evaluate` encodes a movie into a ``.tcs`` file for each B (or
+``-B auto`` at a tolerance: ``"auto"``, ``"auto:2"``, :func:`grouping`) and
 measures, against the clean movie when one is given (else against the raw
 frames), every decoder of the file, the naive ``Y/sum(C)``, a static oracle,
 the raw frames, and conventional codecs whose knob is searched so that their
@@ -29,7 +30,9 @@ One concept per module, in the order a run goes through them:
     :func:`with_checkpoint`).
 :mod:`.run`
     :func:`evaluate` and its rows (:class:`EvalRow`), the reference movie
-    (:func:`reference_movie`), the naive decoder (:func:`naive_decode`).
+    (:func:`reference_movie`), the naive decoder (:func:`naive_decode`),
+    the B entries (:func:`grouping`, :func:`B_order`) and the
+    rate-distortion curve a row is on (:func:`curve_name`).
 :mod:`.report`
     Markdown tables and JSON (:func:`summary_table`, :func:`markdown_table`,
     :func:`margin_table`, :func:`rows_to_json`).
