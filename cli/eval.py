@@ -12,8 +12,9 @@ import click
 from .common import CONTEXT, parse_quant_step
 
 #: the B of ``--sweep``: a rate-distortion curve from 2 to 64 frames per
-#: measurement, and -B auto at three values of its quality knob (tolerance)
-SWEEP_B = (2, 4, 8, 16, 32, 64, "auto:0.5", "auto", "auto:2")
+#: measurement, and -B auto at three values of its quality knob (tolerance
+#: 0.25, the default 0.5, and 2)
+SWEEP_B = (2, 4, 8, 16, 32, 64, "auto:0.25", "auto", "auto:2")
 
 
 def _csv(value: str | None, what: str) -> list[str]:

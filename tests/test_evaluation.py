@@ -313,6 +313,7 @@ def test_evaluate_auto_groups_beside_fixed_B():
     back = [ev.EvalRow.from_dict(d) for d in json.loads(json.dumps(ev.rows_to_json(rows)))["rows"]]
     assert [r.B for r in back] == [r.B for r in rows]
     assert [r.B for r in ev.sort_rows(reversed(rows))][-1] == "auto"
+    assert sorted(["auto:2", "auto", 64, "auto:0.25", 4], key=ev.B_order) == [4, 64, "auto:0.25", "auto", "auto:2"]
     assert "B=auto" in ev.summary_table(rows)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import TcsValueError
 from ..format.config import ConfigDict
+from ..grouping import AutoGroupsConfig
 from .codecs import CODECS, DEFAULT_CODECS, codec_unavailable
 from .metrics import psnr, psnr_per_frame, ssim
 from .search import ByteSearch
@@ -223,11 +224,11 @@ def grouping(B) -> tuple[int | str, dict]:
 
 def B_order(B) -> tuple:
     """Sort key of row labels: integer B first, ascending, then the
-    ``-B auto`` labels by tolerance."""
+    ``-B auto`` labels by tolerance ("auto": the writer's default)."""
     if isinstance(B, int):
         return (0, B)
     tol = B.partition(":")[2]
-    return (1, float(tol) if tol else 1.0)
+    return (1, float(tol) if tol else AutoGroupsConfig().tolerance)
 
 
 def curve_name(row: EvalRow) -> str:
@@ -286,7 +287,7 @@ def reference_movie(frames: np.ndarray, clean, clean_scale="auto") -> tuple[np.n
     return ref, "clean", gain
 
 
-def evaluate(frames, clean=None, B_list: Sequence[int] = (10, 20, 30),
+def evaluate(frames, clean=None, B_list: Sequence[int | str] = (10, 20, 30),
              decoders: Sequence[str] = DEFAULT_DECODERS, codecs: Sequence[str] = DEFAULT_CODECS, *,
              seed: int = 0, quant_step: float | str = 1.0, name: str = "movie", tv: bool = True,
              tv_decoders: bool = True, tv_iterations: int = 40, tv_temporal: float | str = "auto",
