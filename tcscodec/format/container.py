@@ -51,7 +51,6 @@ from .region import check_region
 
 __all__ = ["ContainerReader", "ContainerWriter", "TcsRecoveryWarning", "TcsDamageWarning", "default_permissions"]
 
-_INDEX_ENTRY_SIZE = 16
 #: a rescan that lost the record chain looks this far ahead for the next
 #: record magic, and checks at most this many candidates' checksums
 _RESYNC_WINDOW = 1 << 20
