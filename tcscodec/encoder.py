@@ -93,7 +93,14 @@ class CpuEncoder:
         """Add one frame; return the group's measurement when it completes."""
         if self._finished:
             raise TcsValueError("the stream was drained; make a new encoder")
-        frame = check_frame(frame, self.shape, self.dtype, self.frames_pushed)
+        return self.push_checked(check_frame(frame, self.shape, self.dtype, self.frames_pushed))
+
+    def push_checked(self, frame: np.ndarray) -> Measurement | None:
+        """:meth:`push` of a frame :func:`~tcscodec.measurement.check_frame`
+        has passed already (a writer checks each frame before its group
+        policy sees it; a float frame's finiteness is a pass of its own)."""
+        if self._finished:
+            raise TcsValueError("the stream was drained; make a new encoder")
         first = self._b == 0  # the group's first frame sets the sums: no zeroed buffer
         if self._run is not None:
             frame, words = np.ascontiguousarray(frame), self._words[self._b]

@@ -262,11 +262,15 @@ class TcsWriter:
             self._start(tuple(frames.shape[1:]), dtype)
         assert self._encoder is not None  # _start made it
         for frame in frames:
-            if self.policy is not None:
+            if self.policy is None:
+                m = self._encoder.push(frame)  # checks the frame first
+            else:
+                # checked before the policy sees it, and only then (policies
+                # are CPU-only, so the encoder is a CpuEncoder)
                 frame = check_frame(frame, self._encoder.shape, self._encoder.dtype, self.frames_written)
                 if self.policy.starts_group(frame, self._encoder.in_group):
                     self._end_group()
-            m = self._encoder.push(frame)  # checks the frame first
+                m = self._encoder.push_checked(frame)
             if self.auto_quant and len(self._probe) < 2 and self._container is None:
                 self._probe.append(_host_crop(frame, _PROBE_SIZE))
             self.frames_written += 1
@@ -512,12 +516,9 @@ def _group_policy(B, group_lengths, min_B, max_B, auto_tolerance) -> GroupPolicy
             raise TcsValueError(f"B must be an integer in 2..64 or 'auto', got {B!r}")
         if group_lengths is not None:
             raise TcsValueError("group_lengths goes with an integer B (the longest group), not B='auto'")
-        config = AutoGroupsConfig(min_B=AUTO_MIN_B if min_B is None else min_B,
-                                  max_B=AUTO_MAX_B if max_B is None else max_B,
-                                  **({} if auto_tolerance is None else {"tolerance": auto_tolerance}))
-        if config.min_B > config.max_B:
-            raise TcsValueError(f"min_B={config.min_B} is over max_B={config.max_B}")
-        return AutoGroups(config)
+        return AutoGroups(AutoGroupsConfig(min_B=AUTO_MIN_B if min_B is None else min_B,
+                                           max_B=AUTO_MAX_B if max_B is None else max_B,
+                                           **({} if auto_tolerance is None else {"tolerance": auto_tolerance})))
     unused = [n for n, v in (("min_B", min_B), ("max_B", max_B), ("auto_tolerance", auto_tolerance)) if v is not None]
     if unused:
         raise TcsValueError(f"{', '.join(unused)} go with B='auto'")
