@@ -196,10 +196,12 @@ class TcsReader:
 
     def locate(self, frame: int) -> tuple[int, int]:
         """``(group, position in the group)`` of ``frame`` (negative counts
-        from the end): where the frame is measured."""
+        from the end): where the frame is measured.  IndexError out of range."""
         i = int(frame)
         if i < 0:
             i += self.n_frames
+        if not 0 <= i < self.n_frames:
+            raise IndexError(f"{self.path}: frame {frame} out of range 0..{self.n_frames - 1}")
         return self._container.locate(i)
 
     @property
@@ -425,12 +427,7 @@ class TcsReader:
                 y0, y1, x0, x1 = check_region(region, self.header.height, self.header.width)
                 return np.empty((0, y1 - y0, x1 - x0), self.dtype)
             return np.stack(list(self._frames(frames, region, **options)))
-        i = int(index)
-        if i < 0:
-            i += self.n_frames
-        if not 0 <= i < self.n_frames:
-            raise IndexError(f"{self.path}: frame {index} out of range 0..{self.n_frames - 1}")
-        g, b = self._container.locate(i)
+        g, b = self.locate(index)
         return cast_frames(self._group_frames_cached(g, region, **options)[b], self.dtype).copy()
 
     def iter(self, *, region=None, **options) -> Iterator[np.ndarray]:
