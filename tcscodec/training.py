@@ -492,10 +492,11 @@ def export(checkpoint, command: str, dest=None, name: str | None = None, extra: 
     chain of commands that reproduces them.
     """
     from . import weights
+    from .decoders.learned import MODEL_NAME, MOTION_MODEL_NAME
 
     ck = load_checkpoint(checkpoint)
     if name is None:
-        name = "tcs-unfold-motion" if ck["config"].get("motion_prob", 0) > 0 else "tcs-unfold"
+        name = MOTION_MODEL_NAME if ck["config"].get("motion_prob", 0) > 0 else MODEL_NAME
     data = _state_bytes(ck["model"])
     digest = weights.sha256_of(data)
     dest = Path(dest) if dest else Path(weights.__file__).parent
