@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .report import TV_NOTE, bd_table, markdown_table, rows_to_json, summary_table
-from .run import B_order, EvalRow, curve_name
+from .run import AUTO_CURVE, B_order, EvalRow, curve_name
 
 __all__ = ["save_figure", "save_rd_plot", "save_report"]
 
@@ -124,9 +124,10 @@ def save_rd_plot(path, rows: Iterable[EvalRow], *, title: str | None = None) -> 
     fig, axes = plt.subplots(1, len(movies), figsize=(5 * len(movies), 4), squeeze=False)
     for ax, movie in zip(axes[0], movies, strict=True):
         for method, pts in curves[movie].items():
-            if len(pts) >= 2 or method.endswith("(auto)"):  # one -B auto point is worth a marker
+            auto = method.endswith(AUTO_CURVE)
+            if len(pts) >= 2 or auto:  # one -B auto point is worth a marker
                 pts.sort()
-                style = ("s:" if method.endswith("(auto)") else "o-") if method.startswith("tcs") else ".--"
+                style = ("s:" if auto else "o-") if method.startswith("tcs") else ".--"
                 ax.plot(*zip(*pts, strict=True), style, label=method)
         ax.set_xscale("log")
         ax.invert_xaxis()

@@ -18,7 +18,7 @@ import numpy as np
 
 from .codecs import CODECS
 from .rd import bd_psnr, bd_rate, psnr_over_curve
-from .run import B_order, EvalRow, curve_name
+from .run import AUTO_CURVE, B_order, EvalRow, curve_name
 
 __all__ = ["sort_rows", "markdown_table", "summary_table", "margin_table", "bd_table", "rows_to_json", "TV_NOTE"]
 
@@ -165,7 +165,7 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
         order = {m: i for i, m in enumerate(CODECS)}
         against = sorted({r.method for r in rows if r.kind == "codec"}, key=lambda m: order.get(m, len(order)))
     against = [m for m in against if any(r.method == m for r in rows)]
-    auto = f"{decoder} (auto)"
+    auto = decoder + AUTO_CURVE
     with_auto = any(curve_name(r) == auto for r in rows)
     out = ["| movie | B | " + " | ".join(f"{decoder} vs {m}: BD-PSNR / BD-rate" for m in against)
            + (" | auto vs fixed B: BD-PSNR |" if with_auto else " |"),

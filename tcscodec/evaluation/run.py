@@ -42,7 +42,7 @@ from .search import ByteSearch
 from .tv import torch_threads, tune_tv
 
 __all__ = ["EvalRow", "evaluate", "naive_decode", "reference_movie", "grouping", "B_order", "curve_name",
-           "AUTO", "DEFAULT_DECODERS", "NAIVE", "ORACLE", "STILL_SUFFIX", "MOTION_SUFFIX"]
+           "AUTO", "AUTO_CURVE", "DEFAULT_DECODERS", "NAIVE", "ORACLE", "STILL_SUFFIX", "MOTION_SUFFIX"]
 
 #: the decoders :func:`evaluate` runs by default
 DEFAULT_DECODERS = ("tcs-unfold", "gap-tv")
@@ -231,12 +231,16 @@ def B_order(B) -> tuple:
     return (1, float(tol) if tol else AutoGroupsConfig().tolerance)
 
 
+#: what :func:`curve_name` adds to a decoder's name for its ``-B auto`` curve
+AUTO_CURVE = " (auto)"
+
+
 def curve_name(row: EvalRow) -> str:
     """The rate-distortion curve a row belongs to: its method, and for a
     decoder of ``-B auto`` files (which sweep a knob, not B) its own
     curve, "<method> (auto)"; codecs matched to those files' bytes stay on
     their method's curve."""
-    return f"{row.method} (auto)" if isinstance(row.B, str) and row.kind in ("decoder", "naive") else row.method
+    return row.method + AUTO_CURVE if isinstance(row.B, str) and row.kind in ("decoder", "naive") else row.method
 
 
 def _lengths(sizes: Sequence[int]) -> str:
