@@ -271,9 +271,10 @@ def _parse_region(spec: str | None):
 @click.option("--tile", type=int, help="Decoder tile size [decoder default].")
 @click.option("--overlap", type=int, help="Tile overlap [decoder default].")
 @click.option("--motion", type=click.Choice(["auto", "off"]), default="off", show_default=True,
-              help="auto: estimate the drift from the file and decode in the moving frame the groups "
-                   "moving >= 0.9 px/frame on a smooth path in movies of <= 50 e-/px/frame (up to +4 dB "
-                   "on smooth drift, but it can lose: README, 'Motion'); off: decode every group as still.")
+              help=f"auto: estimate the drift from the file and decode in the moving frame the groups "
+                   f"moving >= {MIN_SPEED:g} px/frame on a smooth path, in movies of <= {MAX_DOSE:g} e-/px/frame "
+                   f"whose scene moves as one within a tile (up to +4 dB on smooth drift, but it can lose: "
+                   f"README, 'Motion'); off: decode every group as still.")
 @click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
               help="Groups decoded at once on this machine, each on one torch thread.")
 @click.option("--workers", type=click.IntRange(1, 4096),
