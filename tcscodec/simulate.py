@@ -909,8 +909,12 @@ def _trajectory(cfg: SimConfig, rng: np.random.Generator):
     return drift, v, rot, flick
 
 
+#: the largest value a frame of each output dtype holds
+_INFO_MAX = {"uint8": 255.0, "uint16": 65535.0, "uint32": 4294967295.0, "float32": np.inf}
+
+
 def _scale_output(clean_counts: np.ndarray, cfg_dtype: str, gain, offset: float):
-    info_max = {"uint8": 255.0, "uint16": 65535.0, "uint32": 4294967295.0, "float32": np.inf}[cfg_dtype]
+    info_max = _INFO_MAX[cfg_dtype]
     if gain is None:
         peak = float(clean_counts.max())
         top = peak + 5.0 * math.sqrt(peak) + 5.0
@@ -1345,7 +1349,7 @@ def event_movie(kind: str = "jump", *, shape=(256, 256), n_frames: int = 48, bur
     source = np.clip(np.arange(n_frames) - start + 1, 0, burst)
     clean = rendered.clean[source]
     expected = np.maximum((clean.astype(np.float64) - offset) / gain, 0.0)
-    info_max = {"uint8": 255.0, "uint16": 65535.0, "uint32": 4294967295.0, "float32": np.inf}[cfg.dtype]
+    info_max = _INFO_MAX[cfg.dtype]
     frames = _detect(expected, cfg, gain, info_max, np.random.default_rng([int(seed), 0x0015E]))
     meta = dict(source="event_movie", kind=kind, seed=int(seed), burst=[start, start + burst],
                 event_frames=list(range(start, start + burst)), source_frames=source.tolist(),
