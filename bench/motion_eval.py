@@ -8,7 +8,7 @@ is written as ``tcscodec encode`` writes it by default (``--quantize auto``,
 seed 0, the same files as bench/quality.py), and decoded three ways: the
 shipped weights decoding every group as still (``--motion off``); the
 checkpoint decoding every group that moves at least half a pixel in the
-moving frame (no speed, dose or smoothness gate); and as the checkpoint would ship
+moving frame (no speed, dose, smoothness or rigidity gate); and as the checkpoint would ship
 (``UnfoldDecoder.from_checkpoint(..., moving_only=True)``, ``motion=True``):
 the shipped still weights on still groups, the checkpoint on the groups
 :meth:`MotionPath.compensated` selects.  PSNR against the noise-free movie
@@ -45,7 +45,8 @@ class _EveryMovingGroup(MotionPath):
     """A motion path that compensates every group moving half a pixel or more."""
 
     def compensated(self, group, **_):
-        return super().compensated(group, min_speed=0.0, max_dose=math.inf, max_roughness=math.inf)
+        return super().compensated(group, min_speed=0.0, max_dose=math.inf, max_roughness=math.inf,
+                                   max_non_rigidity=math.inf)
 
 
 def _psnr(x: np.ndarray, ref: np.ndarray) -> float:
