@@ -24,32 +24,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-import tcscodec
-from tcscodec.motion import MotionPath
-from tcscodec.simulate import random_config, simulate_movie, texture_movie
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from motion_eval import _EveryMovingGroup, _psnr  # noqa: E402  (every moving group compensated)
+
+import tcscodec  # noqa: E402
+from tcscodec.simulate import random_config, simulate_movie, texture_movie  # noqa: E402
+
 SOURCES = "hrtem,stem,cryoEM_FEI_micrograph_3838x3710_uint16.npy"
-
-
-class _Forced(MotionPath):
-    """Every moving group compensated, whatever its speed, dose, roughness
-    or rigidity (with or without the gradient, as constructed)."""
-
-    def compensated(self, group, **_):
-        return super().compensated(group, min_speed=0.0, max_dose=math.inf, max_roughness=math.inf,
-                                   max_non_rigidity=math.inf)
-
-
-def _psnr(x: np.ndarray, ref: np.ndarray) -> float:
-    r = float(ref.max() - ref.min())
-    return 10 * math.log10(r * r / float(np.mean((x - ref) ** 2)))
 
 
 def main() -> None:
@@ -101,8 +91,8 @@ def main() -> None:
                 with tcscodec.open(file, dtype=np.float32) as r:
                     est = r.motion()
                     fields = {f.name: getattr(est, f.name) for f in dataclasses.fields(est)}
-                    runs = ((est, False), (_Forced(**{**fields, "gradient": None}), True), (_Forced(**fields), True),
-                            (est, True))
+                    runs = ((est, False), (_EveryMovingGroup(**{**fields, "gradient": None}), True),
+                            (_EveryMovingGroup(**fields), True), (est, True))
                     for motion_path, motion in runs:
                         r._motion = motion_path
                         t0 = time.perf_counter()
