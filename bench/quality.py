@@ -26,7 +26,11 @@ Movies (all with a clean ground truth):
   direction and the scenes come from seeds no training run uses).  Compare
   ``--decoders tcs-unfold,tcs-unfold/motion`` for what motion compensation
   adds (``/motion``: the decoder with ``motion=True``, as ``--motion auto``;
-  ``/still``: with ``motion=False``, today's default).
+  ``/still``: with ``motion=False``, today's default).  ``drift2@240``
+  is made by the same recipe (kind of scene, drift speed and direction,
+  dose, dtype) 240 frames long, so that B = 20 and 30 give the 4 groups
+  the motion gate needs to judge the path (its frames are not those of
+  ``drift2``: the simulator draws the scene for the whole path).
 
 Movies in ../shared are skipped with a message when it is absent.
 
@@ -112,28 +116,30 @@ def load_movie(name: str, shared: Path):
         return tifffile.imread(counts), np.load(clean), f"{counts.name} vs {clean.name}", "auto"
     from tcscodec.simulate import random_config, sample_movie, simulate_movie, texture_movie
 
-    if name in DRIFT_MOVIES:
+    base, _, length = name.partition("@")
+    if base in DRIFT_MOVIES and (not length or length.isdigit() and int(length) >= 2):
         import dataclasses
         import math
 
-        kind, seed, dose, dtype, speed = DRIFT_MOVIES[name]
+        kind, seed, dose, dtype, speed = DRIFT_MOVIES[base]
+        T = int(length) if length else 60
         rng = np.random.default_rng(seed)
         angle = rng.uniform(0, 2 * math.pi)
         drift = (speed * math.sin(angle), speed * math.cos(angle))
         if kind in ("hrtem", "stem"):
             cfg = random_config(rng, shape=(256, 256), n_frames=60)
-            cfg = dataclasses.replace(cfg, mode=kind, dose=dose, dtype=dtype, gain=1.0, offset=0.0, drift_px=drift,
-                                      drift_jitter_px=0.05 * speed, rotation_deg=0.0)
+            cfg = dataclasses.replace(cfg, n_frames=T, mode=kind, dose=dose, dtype=dtype, gain=1.0, offset=0.0,
+                                      drift_px=drift, drift_jitter_px=0.05 * speed, rotation_deg=0.0)
             m = simulate_movie(cfg)
-            what = f"{kind} {cfg.scene} {cfg.lattice}, dose {dose:g}, {dtype}, drift {speed:g} px/frame"
+            what = f"{kind} {cfg.scene} {cfg.lattice}, dose {dose:g}, {dtype}, drift {speed:g} px/frame, {T} frames"
             return m.frames, m.clean, what, None
         path = shared / "data" / "real" / kind
         if not path.exists():
             print(f"skipping {name}: {path} not found (../shared is absent)", file=sys.stderr)
             return None
-        m = texture_movie(np.load(path), 60, rng, dose, shape=(256, 256), drift_px=drift,
+        m = texture_movie(np.load(path), T, rng, dose, shape=(256, 256), drift_px=drift,
                           drift_jitter_px=0.05 * speed, dtype=dtype)
-        return m.frames, m.clean, f"{kind} moved {speed:g} px/frame, dose {dose:g}, {dtype}", None
+        return m.frames, m.clean, f"{kind} moved {speed:g} px/frame, dose {dose:g}, {dtype}, {T} frames", None
     if name in EVENT_MOVIES:
         from tcscodec.simulate import event_movie
 
@@ -154,7 +160,7 @@ def load_movie(name: str, shared: Path):
                 f"{cfg.lattice}, dose {cfg.dose:.3g}, {cfg.dtype}")
         return m.frames, m.clean, what, None  # the simulator's clean is in the frames' units
     raise SystemExit(f"unknown movie {name!r}; known: {', '.join(movie_names())}, simN, "
-                     f"{', '.join(EVENT_MOVIES)}")
+                     f"{', '.join(EVENT_MOVIES)}, driftK@FRAMES")
 
 
 def reference_movies(names, shared: Path):
