@@ -36,9 +36,12 @@ class TrainConfig(ConfigDict):
     steps: int = 20000
     batch: int = 8
     crop: int = 96
-    #: group sizes B drawn uniformly from [n_min, n_max] per step
+    #: group sizes B drawn from [n_min, n_max] per step, as ``n_draw`` says:
+    #: "uniform", or "log-uniform" (each size in proportion to log((n+1)/n),
+    #: so a wide range keeps the short groups' share of the batches)
     n_min: int = 2
     n_max: int = 32
+    n_draw: str = "uniform"
     lr: float = 2e-3
     lr_min: float = 2e-5
     warmup: int = 200
@@ -93,6 +96,8 @@ class TrainConfig(ConfigDict):
         self._check_range("texture_dose", "")
         if self.texture_speed is not None:
             self._check_range("texture_speed", " px/frame")
+        if self.n_draw not in ("uniform", "log-uniform"):
+            raise TcsValueError(f"TrainConfig.n_draw must be 'uniform' or 'log-uniform', got {self.n_draw!r}")
         if self.loss not in ("log-start", "ratio-naive"):
             raise TcsValueError(f"TrainConfig.loss must be 'log-start' or 'ratio-naive', got {self.loss!r}")
 
@@ -103,6 +108,14 @@ class TrainConfig(ConfigDict):
             raise TcsValueError(f"TrainConfig.{name} must be (low, high){unit} with 0 < low <= high, got {value}")
         object.__setattr__(self, name, value)
 
+
+
+def _group_size(rng: np.random.Generator, cfg: TrainConfig) -> int:
+    """One training step's group size (``cfg.n_draw``)."""
+    if cfg.n_draw == "uniform":
+        return int(rng.integers(cfg.n_min, cfg.n_max + 1))
+    n = int(math.exp(rng.uniform(math.log(cfg.n_min), math.log(cfg.n_max + 1))))
+    return min(max(n, cfg.n_min), cfg.n_max)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -350,7 +363,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, log: Callable[[st
     ema = ema_db = ema_start = None
     try:
         while step < end:
-            n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
+            n = _group_size(rng, cfg)
             X, Z, neighbours, D = pool.batch(n, rng, context=net.config.context)
             Y, C, ctx = _measure(X, rng, cfg, neighbours)
             shifts = _estimated_shifts(D, rng, cfg) if cfg.motion_prob and rng.uniform() < cfg.motion_prob else None

@@ -232,6 +232,24 @@ def test_texture_movies_drift_at_the_configured_speed(tmp_path):
         TrainConfig(texture_speed=(0.0, 1.0))
 
 
+def test_group_sizes_are_drawn_uniformly_or_log_uniformly():
+    """n_draw="uniform" draws as before (rng.integers); "log-uniform" covers the
+    range with each size in proportion to log((n + 1) / n)."""
+    from tcscodec.training import TrainConfig, _group_size
+
+    cfg = TrainConfig(n_min=2, n_max=64)
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [_group_size(a, cfg) for _ in range(50)] == [int(b.integers(2, 65)) for _ in range(50)]
+    log = TrainConfig.from_dict({**cfg.to_dict(), "n_draw": "log-uniform"})
+    rng = np.random.default_rng(4)
+    n = np.array([_group_size(rng, log) for _ in range(20000)])
+    assert n.min() == 2 and n.max() == 64
+    # P(n <= 32) = log(33 / 2) / log(65 / 2); uniform over 2..64 would give 31 / 63
+    assert np.mean(n <= 32) == pytest.approx(np.log(33 / 2) / np.log(65 / 2), abs=0.01)
+    with pytest.raises(ValueError, match="n_draw must be 'uniform' or 'log-uniform', got 'normal'"):
+        TrainConfig(n_draw="normal")
+
+
 def test_moving_groups_use_the_motion_network_and_still_ones_the_other(tmp_path):
     still_net, motion_net = small_net(1), small_net(2)
     both = UnfoldDecoder(net=still_net, motion_net=motion_net)
