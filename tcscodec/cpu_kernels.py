@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["masked_accumulate", "accumulate_rows", "binned_sum", "set_threads", "mask_words_all", "mask_sum"]
+__all__ = ["masked_accumulate", "accumulate_rows", "binned_sum", "change_statistics", "set_threads", "mask_words_all",
+           "mask_sum"]
 
 numba: Any
 try:
@@ -168,6 +169,46 @@ if numba is not None:
         hb = out.shape[0]
         for c in numba.prange(n):
             _binned_rows_float(out, frame, s, hb * c // n, hb * (c + 1) // n)
+
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _change_statistics(x, ref, m, mu, flicker, a, g, ref_n, P, clip, local2):
+        n = mu.size
+        level = 0.0
+        for i in range(n):
+            level += a + g * max(mu[i], 0.0)
+        floor = max(g * g, 1e-3 * (level / n) if n else 0.0, 1e-12)
+        widen = 1.0 + 1.0 / ref_n
+        clipped = 0.0
+        moved = 0
+        for i in range(n):
+            var = widen * max(a + g * max(mu[i], 0.0), floor)
+            d = x[i] * flicker - ref[i]
+            clipped += min(d * d / var, clip)
+            e = m[i] * flicker - mu[i]
+            moved += e * e / (var / P) > local2
+        return clipped / n, moved
+
+
+def change_statistics(x: np.ndarray, ref: np.ndarray, m: np.ndarray, mu: np.ndarray, flicker: float, a: float,
+                      g: float, ref_n: int, P: int, clip: float, local2: float) -> tuple[float, int] | None:
+    """The two statistics of ``-B auto``'s change rule
+    (:meth:`tcscodec.grouping.AutoGroups._changed`) in one pass over the
+    bins: the mean over the sample grid of ``min(z^2, clip)`` and how many
+    bin means moved more than ``local2`` in squared noise stds; None
+    without numba (the caller computes them with numpy).  ``x``, ``ref``
+    are the frame's and the reference's samples, ``m``, ``mu`` their bin
+    means, all of one shape; the noise variance of a pixel of mean ``mu``
+    is ``a + g * mu`` (at least ``g^2`` and a thousandth of its mean),
+    widened by ``1 + 1 / ref_n`` for the reference's own noise."""
+    if numba is None:  # pragma: no cover
+        return None
+    arrays = [np.ascontiguousarray(v).reshape(-1) for v in (x, ref, m, mu)]  # compiled per dtype: no copies
+    mean, moved = _change_statistics(*arrays, float(flicker), float(a), float(g), float(ref_n), float(P),
+                                     float(clip), float(local2))
+    return float(mean), int(moved)
 
 
 def binned_sum(frame: np.ndarray, s: int, out: np.ndarray, parallel: bool = True) -> np.ndarray:

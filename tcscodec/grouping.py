@@ -65,7 +65,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .cpu_kernels import binned_sum
+from .cpu_kernels import binned_sum, change_statistics
 from .errors import TcsValueError
 from .format.config import ConfigDict
 from .measurement import MAX_B, check_B
@@ -346,25 +346,34 @@ class AutoGroups:
     def _changed(self, x: np.ndarray, m: np.ndarray, a: float, g: float) -> bool:
         """The change rule: rms change of the sample grid since the group's
         start, scaled to the reference's total intensity, over
-        ``tolerance`` pixel noise stds (after the noise's own share)."""
+        ``tolerance`` pixel noise stds (after the noise's own share); or
+        the local rule on the bin means."""
         assert self._ref is not None and self._ref_bins is not None
         ref, mu = self._ref, self._ref_bins
         total = float(m.sum())  # this frame's bin means
         flicker = float(mu.sum()) / total if total > 0 else 1.0  # beam current is no change
-        scaled = x * flicker
-        # noise variance of (scaled - ref) for a pixel: var(mu) (1 + 1/ref_n), with
-        # mu its bin's mean in the reference (the pixels' own values are too noisy)
-        var = (1 + 1 / self._ref_n) * self._variance(mu, a, g)
-        z2 = np.square(scaled - ref) / var
-        excess = float(np.mean(np.minimum(z2, _CLIP))) - 1.0
+        P = self._s * self._s
+        local2 = (_LOCAL_Z * self.config.tolerance) ** 2
+        found = change_statistics(x, ref, m, mu, flicker, a, g, self._ref_n, P, _CLIP, local2)
+        mean_z2, moved = found if found is not None else self._change_statistics(x, m, flicker, a, g, local2)
         # the noise's own excess has std sqrt(2 / samples): a margin of 4 of
         # them keeps small frames (few samples) from closing groups on noise
-        if excess > self.config.tolerance ** 2 + 4.0 * np.sqrt(2.0 / z2.size):
+        if mean_z2 - 1.0 > self.config.tolerance ** 2 + 4.0 * np.sqrt(2.0 / x.size):
             return True
         # The local rule, on the bin means (P pixels each: P times less noisy
         # than a sample): a change confined to a few bins, which the rms over
         # the whole grid dilutes (a particle growing in place).
-        P = self._s * self._s
-        zb2 = np.square(m * flicker - mu) / (var / P)
-        moved = int(np.count_nonzero(zb2 > (_LOCAL_Z * self.config.tolerance) ** 2))
-        return moved >= max(3, _LOCAL_FRACTION * zb2.size)
+        return moved >= max(3, _LOCAL_FRACTION * m.size)
+
+    def _change_statistics(self, x: np.ndarray, m: np.ndarray, flicker: float, a: float, g: float,
+                           local2: float) -> tuple[float, int]:
+        """:func:`tcscodec.cpu_kernels.change_statistics` in numpy (the
+        reference, and the path without numba)."""
+        assert self._ref is not None and self._ref_bins is not None
+        ref, mu = self._ref, self._ref_bins.astype(np.float64)
+        # noise variance of (scaled - ref) for a pixel: var(mu) (1 + 1/ref_n), with
+        # mu its bin's mean in the reference (the pixels' own values are too noisy)
+        var = (1 + 1 / self._ref_n) * self._variance(mu, a, g)
+        z2 = np.square(x * flicker - ref) / var
+        zb2 = np.square(m * flicker - mu) / (var / (self._s * self._s))
+        return float(np.mean(np.minimum(z2, _CLIP))), int(np.count_nonzero(zb2 > local2))

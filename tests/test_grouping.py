@@ -77,6 +77,36 @@ def test_a_change_in_a_few_percent_of_the_field_ends_the_group():
     assert decide(still, AutoGroups()) == [40]  # and noise alone does not
 
 
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32, np.float64, np.float32), (np.float64,) * 4])
+def test_change_statistics_kernel_matches_the_numpy_reference(dtypes):
+    """The compiled change rule gives the numpy reference's statistics (the
+    mean clipped z^2 to rounding: the sums run in another order; the count
+    of moved bins exactly: each bin's value is computed alike) on random
+    bins with offsets, flicker and outliers."""
+    from tcscodec.cpu_kernels import change_statistics, numba
+
+    if numba is None:
+        pytest.skip("needs numba")
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        shape = tuple(rng.integers(3, 70, 2))
+        mu = rng.uniform(-2, 50, shape) * (1 + 4 * (trial % 2))
+        ref = mu + rng.normal(0, 2, shape)
+        m = mu * rng.uniform(0.9, 1.1) + rng.normal(0, 0.5, shape)
+        m.flat[: m.size // 3] += rng.uniform(0, 8, m.size // 3)  # a third of the bins change, by up to 8
+        x = m + rng.normal(0, 3, shape)
+        x.flat[rng.integers(0, x.size, 3)] += 500  # outliers the clip holds
+        pol = AutoGroups()
+        pol._ref, pol._ref_bins, pol._ref_n, pol._s = ref.astype(dtypes[1]), mu.astype(dtypes[3]), 1 + trial % 4, 8
+        a, g, flicker, local2 = float(rng.uniform(0, 3)), float(rng.uniform(0.2, 2)), float(rng.uniform(0.9, 1.1)), 30.0
+        args = (x.astype(dtypes[0]), m.astype(dtypes[2]))
+        mean, moved = pol._change_statistics(*args, flicker, a, g, local2)
+        k_mean, k_moved = change_statistics(args[0], pol._ref, args[1], pol._ref_bins, flicker, a, g, pol._ref_n,
+                                            64, 400.0, local2)
+        assert k_mean == pytest.approx(mean, rel=1e-6)
+        assert k_moved == moved and 0 < moved < x.size
+
+
 def test_listed_groups():
     assert decide(np.zeros((20, 8, 8)), ListedGroups([3, 1, 5], 6)) == [3, 1, 5, 6, 5]
     with pytest.raises(TcsValueError, match="1..B=6, got 7"):
