@@ -100,11 +100,12 @@ MIN_GROUPS = 4
 #: fraction of its speed (the largest departure of a quarter's velocity from
 #: the quarters' mean, median over pairs of groups) is decoded as still: a
 #: rotation or particles moving on their own, which one shift per tile
-#: misplaces.  A guard, set from bench/motion_eval.py on movies the gate had
-#: not seen: of six whose non-rigidity measured 0.20-0.37, five gained from
-#: compensation (+0.1 to +3.0 dB at B = 10) and one lost (sim99, 0.35,
-#: -1.1 dB); nothing faster than 0.4 px/frame measured above 0.37 (an
-#: earlier limit of 0.2, set on sim99 alone, cost every other one its gain)
+#: misplaces.  A guard, set on movies the gate had not seen
+#: (bench/results/motion/v13.md): of seven whose non-rigidity measured
+#: 0.20-0.37, six gained from compensation at B = 10 (+0.07 to +2.96 dB)
+#: and one lost (sim99, 0.35, -1.1 dB), and five more (movie, B) of 0.22 to
+#: 0.40 in 120-frame movies all gained; an earlier limit of 0.2, set on
+#: sim99 alone, cost every other one its gain
 MAX_NON_RIGIDITY = 0.4
 #: group means are registered over a central window at most this many
 #: pixels on a side (after binning), enough for a global displacement and
