@@ -312,10 +312,15 @@ class AutoGroups:
         quartiles of the bins' means where they span a wide range (STEM,
         dark and bright regions), else ``a = 0`` (Poisson)."""
         poisson = (0.0, float(np.median(v / np.maximum(mu, 1e-12))) / _CHI2_MEDIAN)
+        # the bins in order of their means: each quartile a contiguous slice
+        # (np.array_split's sizes), read without gathers through .flat
         order = np.argsort(mu, axis=None)
-        parts = [p for p in np.array_split(order, 4) if p.size]
-        mq = np.array([float(np.median(mu.flat[p])) for p in parts])
-        vq = np.array([float(np.median(v.flat[p])) / _CHI2_MEDIAN for p in parts])
+        ms, vs = mu.ravel()[order], v.ravel()[order]
+        n = ms.size
+        edges = [k * (n // 4) + min(k, n % 4) for k in range(5)]
+        parts = [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+        mq = np.array([float(np.median(ms[a:b])) for a, b in parts])
+        vq = np.array([float(np.median(vs[a:b])) / _CHI2_MEDIAN for a, b in parts])
         if mu.size < _FIT_BINS or float(mq[-1] - mq[0]) <= 0.5 * max(float(np.mean(np.abs(mq))), 1e-12):
             return poisson  # too few bins, or too narrow a range of means to tell an offset from the gain
         g, a = np.polyfit(mq, vq, 1)
