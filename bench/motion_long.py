@@ -3,6 +3,7 @@ for B = 20 and 30 to give the 4 groups the gate needs.
 
     python bench/motion_long.py                       # seeds 60000-60079, 120 frames, B = 10, 20, 30
     python bench/motion_long.py --seeds 60025 -B 30
+    python bench/motion_long.py --movies sim201,sim202,drift2@240 -B 10   # bench/quality.py's movies
 
 Each movie is ``random_config(default_rng(seed), (256, 256), frames)``
 (seeds no training or bench run uses), written as ``tcscodec encode``
@@ -10,7 +11,8 @@ writes it (``--quantize auto``, mask seed 0) and decoded with the shipped
 weights as ``tcscodec decode --motion off`` and ``--motion auto`` do.  One
 line per movie and B: the estimated speed, dose, roughness and
 non-rigidity, the groups the gate selects and, where it selects any, PSNR
-(dB, against the noise-free movie) still → compensated.
+(dB, against the noise-free movie) still → compensated.  With ``--movies``,
+the named movies of bench/quality.py instead (compared as it compares them).
 """
 
 from __future__ import annotations
@@ -36,6 +38,18 @@ def _seeds(text: str) -> range:
     return range(int(first), int(last) if last else int(first) + 1)
 
 
+def _movies(a):
+    """``(name, frames, reference)`` of each movie the arguments name."""
+    if a.movies:
+        from quality import reference_movies
+
+        yield from reference_movies(a.movies.split(","), a.shared)
+        return
+    for seed in _seeds(a.seeds):
+        movie = simulate_movie(random_config(np.random.default_rng(seed), shape=(256, 256), n_frames=a.frames))
+        yield f"seed {seed}", movie.frames, reference_movie(movie.frames, movie.clean, None)[0]
+
+
 def _num(x) -> str:
     return "-" if x is None else f"{x:.3g}"
 
@@ -45,6 +59,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", default="60000:60080", help="FIRST:END (END excluded), or one seed")
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("-B", default="10,20,30")
+    ap.add_argument("--movies", help="bench/quality.py movie names instead of --seeds")
+    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     a = ap.parse_args(argv)
 
@@ -56,16 +72,14 @@ def main(argv=None) -> None:
     dec = UnfoldDecoder()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "movie.tcs"
-        for seed in _seeds(a.seeds):
-            movie = simulate_movie(random_config(np.random.default_rng(seed), shape=(256, 256), n_frames=a.frames))
-            ref = reference_movie(movie.frames, movie.clean, None)[0]
+        for name, frames, ref in _movies(a):
             for B in (int(b) for b in a.B.split(",")):
-                tcscodec.write(path, movie.frames, B=B, seed=0, quant_step="auto")
+                tcscodec.write(path, frames, B=B, seed=0, quant_step="auto")
                 with tcscodec.open(path, dtype=np.float32) as r:
                     m = r.motion()
                     s = m.summary()
                     gated = s["groups_compensated"]
-                    line = (f"seed {seed} B={B}: speed {s['speed_median_px']:.2f} px/frame, dose {_num(m.dose)}, "
+                    line = (f"{name} B={B}: speed {s['speed_median_px']:.2f} px/frame, dose {_num(m.dose)}, "
                             f"roughness {_num(s['roughness'])}, non-rigidity {_num(s['non_rigidity'])}, "
                             f"compensated {gated}/{r.n_groups}")
                     if gated:
