@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -347,25 +348,31 @@ class MotionPath(ConfigDict):
                 return None
         return s
 
-    def _centre_velocities(self) -> np.ndarray:
-        """``(n_groups - 1, 2)`` velocities between consecutive group centres."""
+    @cached_property
+    def _centre_motion(self) -> tuple[np.ndarray, float]:
+        """``(n_groups - 1, 2)`` velocities between consecutive group centres
+        and their median speed (0 for fewer than 2 groups); kept, as
+        :meth:`compensated` asks for them for every group, through
+        :meth:`roughness` and :meth:`non_rigidity`."""
         starts = np.asarray(self.group_starts, np.float64)
         ends = np.append(starts[1:], self.n_frames)
         centres = (starts + ends - 1) / 2
         t = np.arange(self.n_frames, dtype=np.float64)
         pos = np.stack([np.interp(centres, t, self.frames[:, k]) for k in range(2)], axis=1)
-        return np.diff(pos, axis=0) / np.diff(centres)[:, None]
+        v = np.diff(pos, axis=0) / np.diff(centres)[:, None]
+        return v, float(np.median(np.hypot(*v.T))) if len(v) else 0.0
 
     def roughness(self) -> float | None:
         """How far the drift is from the path's model, linear between group
         centres: the median change of velocity between consecutive pairs of
         groups over the median speed (0 for a constant drift); None for
         fewer than :data:`MIN_GROUPS` groups or a still movie."""
-        if len(self.group_starts) < MIN_GROUPS:
-            return None
-        v = self._centre_velocities()
-        speed = float(np.median(np.hypot(*v.T)))
-        if speed <= 0:
+        return self._roughness
+
+    @cached_property
+    def _roughness(self) -> float | None:
+        v, speed = self._centre_motion
+        if len(self.group_starts) < MIN_GROUPS or speed <= 0:
             return None
         return float(np.median(np.hypot(*np.diff(v, axis=0).T))) / speed
 
@@ -385,7 +392,7 @@ class MotionPath(ConfigDict):
         """
         if self.local_spread is None or len(self.group_starts) < 2:
             return None
-        speed = float(np.median(np.hypot(*self._centre_velocities().T)))
+        speed = self._centre_motion[1]
         if speed <= 0:
             return None
         spread = self.local_spread
@@ -576,12 +583,13 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         path[:, k] = p
     path -= path[0]
     local = [quarters[i] for i in sorted(quarters) if good[i]]
-    if not local:
-        return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose)
-    (gyy, gyx), (gxy, gxx) = np.median([q.gradient for q in local], axis=0)
+    spread = gradient = residual = None
+    if local:
+        spread = float(np.median([q.spread for q in local]))
+        gradient = _four(np.median([q.gradient for q in local], axis=0).ravel())
+        residual = float(np.median([q.residual for q in local]))
     return MotionPath(path, tuple(int(s) for s in starts), tuple(float(c) for c in confidence), dose,
-                      float(np.median([q.spread for q in local])), (float(gyy), float(gyx), float(gxy), float(gxx)),
-                      float(np.median([q.residual for q in local])))
+                      spread, gradient, residual)
 
 
 @dataclass(frozen=True)
