@@ -218,10 +218,7 @@ def register(reference: np.ndarray, moved: np.ndarray, *, coarse_sigma: float = 
     def surface(sigma):
         return _masked_ncc(_blur(a, sigma), ma, _blur(b, sigma), mb, min_overlap)
 
-    if near is None or not math.isfinite(radius):
-        dy, dx, score = _peak(surface(coarse_sigma))
-    else:
-        dy, dx, score = _peak(surface(coarse_sigma), near, radius)
+    dy, dx, score = _peak(surface(coarse_sigma), near, radius)  # near None: the whole surface
     if fine_sigma is not None and fine_sigma < coarse_sigma:
         dy, dx, _ = _peak(surface(fine_sigma), (dy, dx), fine_radius)
     return float(dy), float(dx), score
