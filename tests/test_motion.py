@@ -212,10 +212,12 @@ def test_frame_warp_moves_content_exactly_and_back():
     x = torch.rand(2, 3, 20, 24)
     shifts = torch.tensor([[[0.0, 0.0], [2.2, -3.0], [-1.0, 4.6]]]).expand(2, 3, 2)
     w = FrameWarp(shifts, (20, 24), multiple=4)
-    assert w.margin == 8 and w.canvas == (36, 40)
+    # |dy| <= 2 and |dx| <= 5 px, each margin rounded up to a multiple of 4
+    assert w.margins == (4, 8) and w.canvas == (28, 40)
     z = w.align(x)
     # content of frame b at r + s_b in the detector is at r on the canvas
-    assert torch.equal(z[:, 1, 8 - 2 + 5:8 + 10, 8 + 3:8 + 10], x[:, 1, 5:12, 0:7])
+    assert torch.equal(z[:, 1, 4 - 2 + 5:4 + 10, 8 + 3:8 + 10], x[:, 1, 5:12, 0:7])
+    assert torch.equal(z[:, 2, 4 + 1:4 + 20, 8 - 5:8 - 5 + 24], x[:, 2, 0:19, :])
     assert torch.equal(w.unalign(z), x)
     assert torch.equal(w.unalign(w.align(x, "zero")), x)
     cover = w.coverage(2, 3)

@@ -275,8 +275,8 @@ class UnfoldNet(nn.Module):
             C_seen = warp.align(C, "zero")
             xbar_seen = warp.seen_mean(x)
             if ctx is not None:
-                m = warp.margin
-                ctx = F.pad(ctx, (m, m, m, m), mode="replicate")
+                my, mx = warp.margins
+                ctx = F.pad(ctx, (mx, mx, my, my), mode="replicate")
         else:
             C_seen, xbar_seen = C, xbar
         for step, denoise in zip(self.steps, self.denoisers, strict=True):

@@ -11,8 +11,9 @@ stands still.  Only the prior's correction travels back::
     x = x + warp.unalign(denoise(z) - z)
 
 The aligned frames live on a canvas larger than the frame by the largest
-displacement on every side, so every detector pixel of every frame has a
-canvas pixel of its own: a pixel that entered the field during the group
+displacement along each axis on both of its sides (a drift along x widens
+the canvas only), so every detector pixel of every frame has a canvas
+pixel of its own: a pixel that entered the field during the group
 gets its own correction, never its neighbour's (the first version cropped
 the canvas to the frame and let border pixels share corrections, which
 made GAP diverge there) and nothing wraps around.  Canvas pixels a frame
@@ -49,14 +50,19 @@ class FrameWarp:
     size : (h, w)
         Frame size of the stacks to warp.
     multiple : int, optional
-        The canvas margin is a multiple of this (so a canvas stays a
+        The canvas margins are multiples of this (so a canvas stays a
         multiple of a network's pixel-unshuffle factor when the frame is).
 
     Attributes
     ----------
-    margin : int
-        Canvas pixels on each side of the frame; the canvas is
-        ``(h + 2 * margin, w + 2 * margin)``.
+    margins : (int, int)
+        Canvas pixels above and below the frame, and left and right of it:
+        the largest displacement along that axis, rounded up to
+        ``multiple``; the canvas is ``(h + 2 * my, w + 2 * mx)``.  The
+        decoders' prior runs on the whole canvas, so its area is their
+        cost (a drift of 3 px/frame along x at B = 30 gives
+        ``256 x (256 + 2 * 44)`` for a 256 tile, 1.34x the tile, where one
+        margin for both axes gave 1.8x).
     """
 
     def __init__(self, shifts, size: tuple[int, int], multiple: int = 1):
@@ -68,20 +74,22 @@ class FrameWarp:
         self.shifts = s
         self.size = (int(size[0]), int(size[1]))
         m = max(int(multiple), 1)
-        self.margin = -(-int(np.abs(s).max(initial=0)) // m) * m
+        largest = np.abs(s).reshape(-1, 2).max(0, initial=0)
+        self.margins = (-(-int(largest[0]) // m) * m, -(-int(largest[1]) // m) * m)
         h, w = self.size
-        self.canvas = (h + 2 * self.margin, w + 2 * self.margin)
+        my, mx = self.margins
+        self.canvas = (h + 2 * my, w + 2 * mx)
         self._coverage: torch.Tensor | None = None
 
     def _windows(self, N: int, n: int):
         """(i, b, y0, x0): where frame b of sample i sits on the canvas."""
         if self.shifts.shape[1] != n or self.shifts.shape[0] not in (1, N):
             raise TcsValueError(f"a stack of {N} x {n} frames given to a warp for {self.shifts.shape[:2]}")
-        m = self.margin
+        my, mx = self.margins
         for i in range(N):
             si = self.shifts[i if self.shifts.shape[0] > 1 else 0]
             for b in range(n):
-                yield i, b, m - int(si[b, 0]), m - int(si[b, 1])
+                yield i, b, my - int(si[b, 0]), mx - int(si[b, 1])
 
     def coverage(self, N: int, n: int, device=None) -> torch.Tensor:
         """``(N, n, Hc, Wc)`` float32: 1 where a frame sees the canvas pixel."""
@@ -103,8 +111,8 @@ class FrameWarp:
         N, n, h, w = x.shape
         if (h, w) != self.size:
             raise TcsValueError(f"frames of {(h, w)} given to a warp made for {self.size}")
-        m = self.margin
-        if m == 0:
+        my, mx = self.margins
+        if my == mx == 0:
             return x
         if fill == "zero":
             out = x.new_zeros((N, n, *self.canvas))
@@ -112,11 +120,12 @@ class FrameWarp:
                 out[i, b, y0:y0 + h, x0:x0 + w] = x[i, b]
             return out
         # Each frame on the canvas with its own border extended...
-        xp = F.pad(x.reshape(N * n, 1, h, w), (2 * m,) * 4, mode="replicate").view(N, n, h + 4 * m, w + 4 * m)
+        xp = F.pad(x.reshape(N * n, 1, h, w), (2 * mx, 2 * mx, 2 * my, 2 * my),
+                   mode="replicate").view(N, n, h + 4 * my, w + 4 * mx)
         out = torch.empty((N, n, *self.canvas), dtype=x.dtype, device=x.device)
         Hc, Wc = self.canvas
         for i, b, y0, x0 in self._windows(N, n):
-            out[i, b] = xp[i, b, 2 * m - y0:2 * m - y0 + Hc, 2 * m - x0:2 * m - x0 + Wc]
+            out[i, b] = xp[i, b, 2 * my - y0:2 * my - y0 + Hc, 2 * mx - x0:2 * mx - x0 + Wc]
         if fill == "edge":
             return out
         # ...then, where it is blind, the mean of the frames that see.
@@ -135,7 +144,7 @@ class FrameWarp:
     def unalign(self, z: torch.Tensor) -> torch.Tensor:
         """Canvas ``(N, n, Hc, Wc)`` back to the detector frames ``(N, n, h, w)``."""
         N, n = z.shape[:2]
-        if self.margin == 0:
+        if self.margins == (0, 0):
             return z
         h, w = self.size
         out = z.new_empty((N, n, h, w))
