@@ -4,6 +4,7 @@ for B = 20 and 30 to give the 4 groups the gate needs.
     python bench/motion_long.py                       # seeds 60000-60079, 120 frames, B = 10, 20, 30
     python bench/motion_long.py --seeds 60025 -B 30
     python bench/motion_long.py --movies sim201,sim202,drift2@240 -B 10   # bench/quality.py's movies
+    python bench/motion_long.py --seeds 61000:61012 --dose 1:6 --speed 1:3   # low dose, fast drift
 
 Each movie is ``random_config(default_rng(seed), (256, 256), frames)``
 (seeds no training or bench run uses), written as ``tcscodec encode``
@@ -11,13 +12,23 @@ writes it (``--quantize auto``, mask seed 0) and decoded with the shipped
 weights as ``tcscodec decode --motion off`` and ``--motion auto`` do.  One
 line per movie and B: the estimated speed, dose, roughness and
 non-rigidity, the groups the gate selects and, where it selects any, PSNR
-(dB, against the noise-free movie) still → compensated.  With ``--movies``,
+(dB, against the noise-free movie) still → compensated.  Where the limit
+on long groups of low-dose movies (``motion.MIN_DOSE_LONG``) turns groups
+down, the line says how many, and its figures are the decode without that
+limit: what the limit avoided or cost.  With ``--movies``,
 the named movies of bench/quality.py instead (compared as it compares them).
+``--dose LO:HI`` pins each movie's dose (e-/px/frame, drawn log-uniform in
+that range) and ``--speed LO:HI`` rescales its drift (and the drift's
+jitter with it) to a speed drawn uniform in that range, both from a second
+generator of the same seed, so the rest of the movie is as without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -46,8 +57,24 @@ def _movies(a):
         yield from reference_movies(a.movies.split(","), a.shared)
         return
     for seed in _seeds(a.seeds):
-        movie = simulate_movie(random_config(np.random.default_rng(seed), shape=(256, 256), n_frames=a.frames))
+        pins = np.random.default_rng([seed, 1])
+        kw = {}
+        if a.dose:
+            lo, hi = _range(a.dose)
+            kw["dose"] = float(np.exp(pins.uniform(np.log(lo), np.log(hi))))
+        cfg = random_config(np.random.default_rng(seed), shape=(256, 256), n_frames=a.frames, **kw)
+        if a.speed:
+            lo, hi = _range(a.speed)
+            scale = pins.uniform(lo, hi) / max(float(np.hypot(*cfg.drift_px)), 1e-6)
+            cfg = dataclasses.replace(cfg, drift_px=tuple(scale * d for d in cfg.drift_px),
+                                      drift_jitter_px=scale * cfg.drift_jitter_px)
+        movie = simulate_movie(cfg)
         yield f"seed {seed}", movie.frames, reference_movie(movie.frames, movie.clean, None)[0]
+
+
+def _range(text: str) -> tuple[float, float]:
+    lo, _, hi = text.partition(":")
+    return float(lo), float(hi or lo)
 
 
 def _num(x) -> str:
@@ -59,6 +86,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", default="60000:60080", help="FIRST:END (END excluded), or one seed")
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("-B", default="10,20,30")
+    ap.add_argument("--dose", help="LO:HI e-/px/frame, log-uniform (with --seeds)")
+    ap.add_argument("--speed", help="LO:HI px/frame of drift (with --seeds)")
     ap.add_argument("--movies", help="bench/quality.py movie names instead of --seeds")
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -82,12 +111,37 @@ def main(argv=None) -> None:
                     line = (f"{name} B={B}: speed {s['speed_median_px']:.2f} px/frame, dose {_num(m.dose)}, "
                             f"roughness {_num(s['roughness'])}, non-rigidity {_num(s['non_rigidity'])}, "
                             f"compensated {gated}/{r.n_groups}")
-                    if gated:
-                        still, moving = (np.concatenate([r.decode_group(g, decoder=dec, motion=motion)
-                                                         for g in range(r.n_groups)]) for motion in (False, True))
+                    with _low_dose_guard_lifted():
+                        refused = m.summary()["groups_compensated"] - gated
+                    if gated or refused:
+                        def decode(motion):
+                            return np.concatenate([r.decode_group(g, decoder=dec, motion=motion)
+                                                   for g in range(r.n_groups)])
+
+                        still = decode(False)
+                        if refused:  # what the guard turned down: the decode without it
+                            with _low_dose_guard_lifted():
+                                moving = decode(True)
+                            line += f", {refused} more without the low-dose guard"
+                        else:
+                            moving = decode(True)
                         a0, a1 = _psnr(still, ref), _psnr(moving, ref)
                         line += f": {a0:.2f} -> {a1:.2f} ({a1 - a0:+.2f} dB)"
                 print(line, flush=True)
+
+
+@contextlib.contextmanager
+def _low_dose_guard_lifted():
+    """MotionPath.compensated without its limit on long groups of low-dose
+    movies (``motion.MIN_DOSE_LONG``), to measure what that limit turns down."""
+    from tcscodec.motion import MotionPath
+
+    kept = MotionPath.compensated
+    MotionPath.compensated = functools.partialmethod(kept, min_dose_long=0.0)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        MotionPath.compensated = kept  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":
