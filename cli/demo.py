@@ -55,7 +55,7 @@ def demo(B, size, n_frames, seed, decoder, out_dir):
         click.echo(f"4/4 tcscodec decode {tcs.name} -o {dec.name} --decoder {decoder}")
         t0 = time.perf_counter()
         ctx.invoke(decode, file=tcs, output=dec, decoder=decoder, device="cpu", frames=None, region=None,
-                   dtype="float32", tile=None, overlap=None, motion="off", threads=os.cpu_count() or 1,
+                   dtype="float32", tile=None, overlap=None, motion="auto", threads=os.cpu_count() or 1,
                    workers=None, scheduler=None, skip_damaged=False, force=True, quiet=False)
         dt = time.perf_counter() - t0
         decoded = tifffile.imread(dec)

@@ -49,6 +49,10 @@ def test_reader_skips_and_names_damaged_groups(damaged):
     with tcscodec.open(bad, decoder="gap-tv", dtype="float32", iterations=5) as r:
         with pytest.raises(tcscodec.TcsChecksumError, match=r"group 2 tile \(0, 1\): record checksum mismatch"):
             r.read(7)
+        # the motion estimate (on by default) reads every group, but leaves
+        # the damaged one out: the other groups still decode
+        assert r.motion().confidence[1:3] == (0.0, 0.0)
+        assert np.array_equal(r.read(0), expected[0])
     with tcscodec.open(bad, decoder="gap-tv", dtype="float32", iterations=5, skip_damaged=True) as r:
         with pytest.warns(TcsDamageWarning, match=r"group 2 is damaged, its frames are NaN: .*group 2 tile \(0, 1\)"):
             got = r.read()

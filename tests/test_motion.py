@@ -298,14 +298,15 @@ def test_reader_estimates_motion_and_decodes_in_the_moving_frame(drifting_file):
         assert motion is r.motion()  # computed once
         assert np.median(motion.velocity(), axis=0) == pytest.approx((1.5, 1.0), abs=0.1)
         assert motion.summary()["groups_compensated"] == 4
-        moving = r.read(motion=True)
-        still = r.read()
-        region = r.read(12, region=(20, 70, 10, 60), motion=True)
+        moving = r.read()  # compensation is on by default
+        still = r.read(motion=False)
+        region = r.read(12, region=(20, 70, 10, 60))
     assert _psnr(moving, m.clean) > _psnr(still, m.clean) + 0.8
     # a region decodes as the whole frame does, up to the tiling's blending
     assert _psnr(region, moving[12, 20:70, 10:60]) > 35
     with tcscodec.open(path, decoder="gap-tv", motion=False) as r:
         assert np.array_equal(r.read(), still)
+        assert r._motion is None  # off: the path is never estimated
     with tcscodec.open(path, decoder="gap-tv", motion=True) as r:
         assert np.array_equal(r.read(), moving)
 
@@ -323,12 +324,14 @@ def test_cli_info_shows_motion_and_decode_turns_it_off(drifting_file, tmp_path):
     res = runner.invoke(main, ["info", str(path)])
     assert "\nmotion" not in res.output
     outs = {}
-    for mode in ("auto", "off"):
+    for mode in ("auto", "off", "default"):
         out = tmp_path / f"{mode}.npy"
-        res = runner.invoke(main, ["decode", str(path), "-o", str(out), "--decoder", "gap-tv", "--motion", mode, "-q"])
+        flags = [] if mode == "default" else ["--motion", mode]
+        res = runner.invoke(main, ["decode", str(path), "-o", str(out), "--decoder", "gap-tv", *flags, "-q"])
         assert res.exit_code == 0, res.output
         outs[mode] = np.load(out)
     assert _psnr(outs["auto"], m.clean) > _psnr(outs["off"], m.clean) + 0.8
+    assert np.array_equal(outs["default"], outs["auto"])
 
 
 def test_training_batches_carry_the_crops_drift_oriented_like_the_crop():
