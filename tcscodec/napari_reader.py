@@ -9,6 +9,12 @@ napari's dask cache keeps the group for its other frames.  Only one group
 is decoded on opening, for the contrast limits (napari would otherwise
 compute them over the whole lazy array).  The pixel size becomes the
 layer's scale in nm.
+
+The viewer decodes every group as still (``motion=False``): drift
+compensation, on by default elsewhere, first estimates the path from
+every group of the file (about 0.25 s a group of a 2048 x 2048 frame), which
+would hold up opening a long movie for minutes.  ``tcscodec decode`` and
+``tcscodec.open(path).read()`` give the compensated frames.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ def read_tcs(path) -> list[tuple[Any, dict, str]]:
 
     if isinstance(path, (list, tuple)):
         path = path[0]
-    with TcsReader(path) as r:
+    with TcsReader(path, motion=False) as r:
         data = r.to_dask()
         meta = r.metadata()
         limits = contrast_limits(r)

@@ -91,3 +91,20 @@ def test_installed_entry_point(movie):
     pm = npe2.PluginManager()
     pm.discover(include_npe1=False)
     assert pm.get_manifest("tcscodec").contributions.readers[0].filename_patterns == ["*.tcs"]
+
+
+def test_the_viewer_does_not_estimate_motion(tmp_path, monkeypatch):
+    # 5 groups: enough for the motion gate, whose estimate would read every group on opening
+    frames = np.random.default_rng(7).integers(100, 3000, (20, 24, 20), dtype=np.uint16)
+    path = tmp_path / "long.tcs"
+    tcscodec.write(path, frames, B=4, seed=3, tile=16)
+
+    def refuse(self):
+        raise AssertionError("the viewer estimated the drift")
+
+    monkeypatch.setattr(tcscodec.TcsReader, "motion", refuse)
+    from tcscodec.napari_reader import read_tcs
+
+    ((data, _, _),) = read_tcs(str(path))
+    with tcscodec.open(path, motion=False) as r:
+        assert np.array_equal(np.asarray(data[9]), r[9])
