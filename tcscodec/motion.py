@@ -36,9 +36,12 @@ as still.  Scene changes are left to the decoder's prior.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -147,18 +150,51 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(m) * np.exp(-2 * np.pi**2 * sigma**2 * k2), s=m.shape)[:h, :w]
 
 
-def _masked_ncc(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray, min_overlap: float):
-    """Normalised cross-correlation of ``a`` and ``b`` over their valid
-    pixels (masks ``ma``, ``mb``) at every integer shift ``d`` of ``b``
-    (Padfield, IEEE TIP 21, 2012): each shift is normalised over the pixels
-    the two images share there, so large shifts are not biased towards 0.
-    Returns the fftshifted surface, NaN where the overlap is below
-    ``min_overlap`` of the frame."""
+class _Spectra:
+    """One image's share of :func:`_masked_ncc`: the spectra of ``a m``,
+    ``a^2 m`` (at each low-pass) and ``m`` (``a`` the image with its NaN
+    pixels filled, ``m`` 1 where it was finite), zero padded to twice its
+    size.  Kept, so that a group mean registered against both neighbours
+    is transformed once (the same numbers as transforming it twice)."""
+
+    def __init__(self, image: np.ndarray):
+        a = np.asarray(image, np.float64)
+        self.shape = a.shape
+        self.mask = np.isfinite(a).astype(np.float64)
+        self.filled = _fill(a)
+        self._size = (2 * a.shape[0], 2 * a.shape[1])
+        self.M = np.fft.rfft2(self.mask, s=self._size)
+        self._at: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+        self._quarters: list[_Spectra] | None = None
+
+    def at(self, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """The spectra of ``a m`` and ``a^2 m``, ``a`` low-passed at ``sigma``."""
+        hit = self._at.get(sigma)
+        if hit is None:
+            a, m = _blur(self.filled, sigma), self.mask
+            hit = self._at[sigma] = (np.fft.rfft2(a * m, s=self._size), np.fft.rfft2(a * a * m, s=self._size))
+        return hit
+
+    def quarters(self, bounds) -> list[_Spectra]:
+        """The four quarters' own spectra (``bounds``: their windows)."""
+        if self._quarters is None:
+            self._quarters = [_Spectra(self.filled[a:b, c:e] if self.mask.all()
+                                       else np.where(self.mask > 0, self.filled, np.nan)[a:b, c:e])
+                              for a, b, c, e in bounds]
+        return self._quarters
+
+
+def _masked_ncc(a: _Spectra, b: _Spectra, sigma: float, min_overlap: float):
+    """Normalised cross-correlation of images ``a`` and ``b`` (low-passed
+    at ``sigma``) over their valid pixels at every integer shift ``d`` of
+    ``b`` (Padfield, IEEE TIP 21, 2012): each shift is normalised over the
+    pixels the two images share there, so large shifts are not biased
+    towards 0.  Returns the fftshifted surface, NaN where the overlap is
+    below ``min_overlap`` of the frame."""
     h, w = a.shape
-    s = (2 * h, 2 * w)
-    fft = lambda x: np.fft.rfft2(x, s=s)  # noqa: E731 - zero padded: no wrap
-    A, A2, MA = fft(a * ma), fft(a * a * ma), fft(ma)
-    Bf, B2, MB = fft(b * mb), fft(b * b * mb), fft(mb)
+    s = (2 * h, 2 * w)  # zero padded: no wrap
+    (A, A2), MA = a.at(sigma), a.M
+    (Bf, B2), MB = b.at(sigma), b.M
 
     def x(f, g):  # sum_r f(r) g(r + d)
         return np.fft.fftshift(np.fft.irfft2(np.conj(f) * g, s=s))
@@ -169,7 +205,7 @@ def _masked_ncc(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray, mi
     va = x(A2, MB) - sa * sa / n
     vb = x(MA, B2) - sb * sb / n
     den = np.sqrt(np.maximum(va * vb, 0.0))
-    ok = (n >= min_overlap * ma.sum()) & (den > 1e-12 * max(float(den.max()), 1e-300))
+    ok = (n >= min_overlap * a.mask.sum()) & (den > 1e-12 * max(float(den.max()), 1e-300))
     return np.where(ok, num / np.where(ok, den, 1.0), np.nan)
 
 
@@ -222,18 +258,21 @@ def register(reference: np.ndarray, moved: np.ndarray, *, coarse_sigma: float = 
     the coarse pass searches only within ``radius`` px of that displacement
     (a window's own motion, close to the whole frame's).
     """
-    a, b = np.asarray(reference, np.float64), np.asarray(moved, np.float64)
+    a, b = np.asarray(reference), np.asarray(moved)
     if a.shape != b.shape or a.ndim != 2:
         raise TcsValueError(f"register needs two 2-D images of one shape, got {a.shape} and {b.shape}")
-    ma, mb = np.isfinite(a).astype(np.float64), np.isfinite(b).astype(np.float64)
-    a, b = _fill(a), _fill(b)
+    return _register(_Spectra(a), _Spectra(b), coarse_sigma=coarse_sigma, fine_sigma=fine_sigma,
+                     fine_radius=fine_radius, min_overlap=min_overlap, near=near, radius=radius)
 
-    def surface(sigma):
-        return _masked_ncc(_blur(a, sigma), ma, _blur(b, sigma), mb, min_overlap)
 
-    dy, dx, score = _peak(surface(coarse_sigma), near, radius)  # near None: the whole surface
+def _register(a: _Spectra, b: _Spectra, *, coarse_sigma: float = COARSE_SIGMA,
+              fine_sigma: float | None = FINE_SIGMA, fine_radius: float = FINE_RADIUS,
+              min_overlap: float = MIN_OVERLAP, near: tuple[float, float] | None = None,
+              radius: float = math.inf) -> tuple[float, float, float]:
+    """:func:`register` of two images' :class:`_Spectra`."""
+    dy, dx, score = _peak(_masked_ncc(a, b, coarse_sigma, min_overlap), near, radius)  # near None: everywhere
     if fine_sigma is not None and fine_sigma < coarse_sigma:
-        dy, dx, _ = _peak(surface(fine_sigma), (dy, dx), fine_radius)
+        dy, dx, _ = _peak(_masked_ncc(a, b, fine_sigma, min_overlap), (dy, dx), fine_radius)
     return float(dy), float(dx), score
 
 
@@ -502,7 +541,7 @@ OUTLIER_VELOCITY = 1.0
 
 def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.ndarray],
                     group_sizes: Sequence[int], shape: tuple[int, int], *,
-                    max_side: int = MAX_SIDE,
+                    max_side: int = MAX_SIDE, threads: int = 1,
                     measurement: Callable[[int, tuple[int, int, int, int]], tuple[np.ndarray, np.ndarray]]
                     | None = None) -> MotionPath:
     """Estimate a movie's global motion path from its groups' ``Y / sum C``.
@@ -522,6 +561,9 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
         Registration window: a central window of the frame, binned by the
         smallest factor that makes it at most ``max_side`` pixels on a side
         after binning, and at most ``4 * max_side`` before.
+    threads : int, optional
+        Groups read and pairs registered at once (``group_mean`` is then
+        called from several threads); the same path on any number.
     measurement : callable, optional
         ``measurement(g, (y0, y1, x0, x1))`` returns ``(Y, sum C)`` of group
         ``g`` over that window, or None for a group that cannot be read
@@ -562,15 +604,24 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
     confidence = []
     quarters: dict[int, _Quarters] = {}  # pair (g - 1, g) -> the quarters' own motion
     measured = set(np.linspace(1, G - 1, min(G - 1, RIGIDITY_PAIRS)).round().astype(int).tolist())
-    previous = _bin(_fill(group_mean(0, window)), f)
-    for g in range(1, G):
-        current = _bin(_fill(group_mean(g, window)), f)
-        dy, dx, c = register(previous, current)
+
+    def prepare(g: int) -> _Spectra:
+        spectra = _Spectra(_bin(_fill(group_mean(g, window)), f))
+        spectra.at(COARSE_SIGMA), spectra.at(FINE_SIGMA)  # before the two pairs that share it
+        return spectra
+
+    def pair(g: int, previous: _Spectra, current: _Spectra):
+        dy, dx, c = _register(previous, current)
+        local = None
+        if g in measured and min(current.shape) >= 2 * MIN_QUARTER:
+            local = _quarters(previous, current, (dy, dx), f, gaps[g - 1])
+        return dy, dx, c, local
+
+    for g, (dy, dx, c, local) in enumerate(_pairs_in_order(prepare, pair, G, threads), start=1):
         steps.append((dy * f, dx * f))
         confidence.append(c)
-        if g in measured and min(current.shape) >= 2 * MIN_QUARTER:
-            quarters[g - 1] = _quarters(previous, current, (dy, dx), f, gaps[g - 1])
-        previous = current
+        if local is not None:
+            quarters[g - 1] = local
     moves = np.asarray(steps, np.float64)
     good = np.asarray(confidence) >= MIN_CONFIDENCE
     velocity = moves / gaps[:, None]
@@ -617,7 +668,37 @@ class _Quarters:
     residual: float  # largest distance of a quarter's velocity from that field
 
 
-def _quarters(previous: np.ndarray, current: np.ndarray, shift: tuple[float, float], f: int,
+def _pairs_in_order(prepare: Callable[[int], _Spectra], pair: Callable[[int, _Spectra, _Spectra], Any],
+                    n_groups: int, threads: int) -> Iterator:
+    """``pair(g, prepare(g - 1), prepare(g))`` for ``g = 1 .. n_groups - 1``,
+    in order, with each group prepared once; on ``threads`` threads (numpy's
+    transforms release the GIL), reading at most ``threads`` groups ahead
+    and keeping at most ``threads`` pairs in flight, so memory stays bounded
+    on long movies.  The same numbers on any number of threads."""
+    if threads <= 1 or n_groups < 3:
+        previous = prepare(0)
+        for g in range(1, n_groups):
+            current = prepare(g)
+            yield pair(g, previous, current)
+            previous = current
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        ahead: deque[Future] = deque(pool.submit(prepare, g) for g in range(min(threads, n_groups)))
+        flying: deque[Future] = deque()
+        previous = ahead.popleft().result()
+        for g in range(1, n_groups):
+            if g + threads - 1 < n_groups:
+                ahead.append(pool.submit(prepare, g + threads - 1))
+            current = ahead.popleft().result()
+            flying.append(pool.submit(pair, g, previous, current))
+            previous = current
+            while len(flying) > threads:
+                yield flying.popleft().result()
+        while flying:
+            yield flying.popleft().result()
+
+
+def _quarters(previous: _Spectra, current: _Spectra, shift: tuple[float, float], f: int,
               gap: float) -> _Quarters:
     """Register the four quarters of two binned group means on their own,
     each searched within 2 px plus half the whole window's ``shift`` of it
@@ -627,8 +708,8 @@ def _quarters(previous: np.ndarray, current: np.ndarray, shift: tuple[float, flo
     h, w = previous.shape
     radius = 2.0 + 0.5 * math.hypot(*shift)
     bounds = [(a, b, c, e) for a, b in ((0, h // 2), (h // 2, h)) for c, e in ((0, w // 2), (w // 2, w))]
-    v = np.array([register(previous[a:b, c:e], current[a:b, c:e], near=shift, radius=radius)[:2]
-                  for a, b, c, e in bounds]) * f / gap
+    v = np.array([_register(p, q, near=shift, radius=radius)[:2]
+                  for p, q in zip(previous.quarters(bounds), current.quarters(bounds), strict=True)]) * f / gap
     # quarter centres about the window's (= the frame's) centre, in frame pixels
     r = np.array([((a + b) / 2 - h / 2, (c + e) / 2 - w / 2) for a, b, c, e in bounds]) * f
     design = np.column_stack([np.ones(4), r])

@@ -12,7 +12,7 @@ layer's scale in nm.
 
 The viewer decodes every group as still (``motion=False``): drift
 compensation, on by default elsewhere, first estimates the path from
-every group of the file (about 0.25 s a group of a 2048 x 2048 frame), which
+every group of the file (10 groups of 2048 x 2048 frames: 4-6 s), which
 would hold up opening a long movie for minutes.  ``tcscodec decode`` and
 ``tcscodec.open(path).read()`` give the compensated frames.
 """

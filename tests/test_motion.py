@@ -98,6 +98,23 @@ def test_estimate_motion_follows_a_constant_drift(B):
     assert (path.roughness() or 0.0) < 0.1
 
 
+def test_estimate_motion_gives_the_same_path_on_any_number_of_threads():
+    m = _movie(T=60, rotation_deg=0.3)
+    _, _, means, sizes = _group_means(m.frames.astype(np.float64), 6)
+    read = []
+
+    def mean(g, w):
+        read.append(g)
+        return means[g][w[0]:w[1], w[2]:w[3]]
+
+    one = estimate_motion(mean, sizes, m.frames.shape[1:]).to_dict()
+    assert sorted(read) == list(range(10))  # each group read once
+    for threads in (2, 3, 16):
+        read.clear()
+        assert estimate_motion(mean, sizes, m.frames.shape[1:], threads=threads).to_dict() == one
+        assert sorted(read) == list(range(10))
+
+
 def test_a_rotating_movie_is_measured_as_not_rigid_and_the_limit_decodes_it_as_still():
     drifting = _estimate(_movie(T=60).frames, 10)
     assert drifting.non_rigidity() < 0.1
