@@ -433,3 +433,9 @@ def test_with_checkpoint_stands_in_for_the_learned_decoder(tmp_path):
         assert ev.with_checkpoint(["gap-tv"], tmp_path / "checkpoint.pt") == ["tcs-unfold@step7", "gap-tv"]
     finally:
         _REGISTRY.pop("tcs-unfold@step7", None)
+    # with motion compensation off or on: the checkpoint's network so decoded
+    try:
+        names = ev.with_checkpoint(["tcs-unfold/still", "gap-tv/motion"], tmp_path / "checkpoint.pt")
+        assert names == ["tcs-unfold@step7/still", "gap-tv/motion"]
+    finally:
+        _REGISTRY.pop("tcs-unfold@step7", None)

@@ -81,10 +81,14 @@ def checkpoint_decoder(path, *, name: str | None = None) -> str:
 
 def with_checkpoint(decoders: Sequence[str], checkpoint) -> list[str]:
     """``decoders`` with the network of ``checkpoint`` (registered by
-    :func:`checkpoint_decoder`) in place of ``"tcs-unfold"``, or first when
-    the list has no ``"tcs-unfold"``."""
+    :func:`checkpoint_decoder`) in place of ``"tcs-unfold"`` (and of
+    ``"tcs-unfold/still"`` and ``"tcs-unfold/motion"``, keeping the
+    suffix), or first when the list has none of them."""
+    from .run import MOTION_SUFFIX, STILL_SUFFIX
+
     name = checkpoint_decoder(checkpoint)
-    out = [name if d == "tcs-unfold" else d for d in decoders]
-    if name not in out:
+    swap = {"tcs-unfold" + suffix: name + suffix for suffix in ("", STILL_SUFFIX, MOTION_SUFFIX)}
+    out = [swap.get(d, d) for d in decoders]
+    if not set(out) & set(swap.values()):
         out.insert(0, name)
     return out
