@@ -106,7 +106,8 @@ def test_format_imports_only_format_and_errors():
 
 ENCODING = ["tcscodec.masks", "tcscodec.measurement", "tcscodec.encoder", "tcscodec.cuda_encoder",
             "tcscodec.encoder_factory", "tcscodec.cpu_kernels", "tcscodec.rice_kernels", "tcscodec.quantize",
-            "tcscodec.quantize_kernels", "tcscodec.work_pool", "tcscodec.motion", "tcscodec.grouping"]
+            "tcscodec.quantize_kernels", "tcscodec.work_pool", "tcscodec.motion", "tcscodec.registration",
+            "tcscodec.grouping"]
 ABOVE_DECODERS = ["tcscodec.reader", "tcscodec.writer", "tcscodec.api", "tcscodec.cli", "tcscodec.evaluation"]
 
 
