@@ -369,9 +369,9 @@ class TcsReader:
         ``motion=False``.  Measured: up to +4 dB on smooth drift, and a loss
         of about 1 dB on a few movies the gate lets through (README,
         "Motion").  The first compensating decode of a file of 4 groups or
-        more estimates the path, which reads every group once (about 0.1-1 s
-        a group on one core; see :meth:`motion`): ``motion=False`` skips it,
-        for quick access to single frames of a long file.
+        more estimates the path, which reads and registers every group once
+        (see :meth:`motion`): ``motion=False`` skips it, for quick access to
+        single frames of a long file.
 
         Only the records under the tiles that touch ``region`` are read, and
         the region's frames are exactly that crop of the whole frame's.  A
