@@ -312,17 +312,24 @@ class AutoGroups:
         quartiles of the bins' means where they span a wide range (STEM,
         dark and bright regions), else ``a = 0`` (Poisson)."""
         poisson = (0.0, float(np.median(v / np.maximum(mu, 1e-12))) / _CHI2_MEDIAN)
-        # the bins in order of their means: each quartile a contiguous slice
-        # (np.array_split's sizes), read without gathers through .flat
-        order = np.argsort(mu, axis=None)
-        ms, vs = mu.ravel()[order], v.ravel()[order]
-        n = ms.size
-        edges = [k * (n // 4) + min(k, n % 4) for k in range(5)]
+        if mu.size < _FIT_BINS:
+            return poisson  # too few bins to tell an offset from the gain
+        n = mu.size
+        edges = [k * (n // 4) + min(k, n % 4) for k in range(5)]  # np.array_split's quartiles
         parts = [(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
-        mq = np.array([float(np.median(ms[a:b])) for a, b in parts])
+        # Each quartile's median mean is the middle of its slice of the
+        # sorted means (np.median's: the mean of the two middle values of an
+        # even slice), whatever order ties take: the values are sorted, not
+        # the bins, until the range asks for the fit.
+        ranked = np.sort(mu, axis=None)
+        mq = np.array([(ranked[(a + b - 1) // 2] + ranked[(a + b) // 2]) / 2.0 if (b - a) % 2 == 0
+                       else ranked[(a + b) // 2] for a, b in parts], np.float64)
+        if float(mq[-1] - mq[0]) <= 0.5 * max(float(np.mean(np.abs(mq))), 1e-12):
+            return poisson  # too narrow a range of means to tell an offset from the gain
+        # the bins in order of their means: each quartile a contiguous slice, read without gathers
+        order = np.argsort(mu, axis=None)
+        vs = v.ravel()[order]
         vq = np.array([float(np.median(vs[a:b])) / _CHI2_MEDIAN for a, b in parts])
-        if mu.size < _FIT_BINS or float(mq[-1] - mq[0]) <= 0.5 * max(float(np.mean(np.abs(mq))), 1e-12):
-            return poisson  # too few bins, or too narrow a range of means to tell an offset from the gain
         g, a = np.polyfit(mq, vq, 1)
         if g <= 0 or a < 0:
             return poisson

@@ -107,6 +107,43 @@ def test_change_statistics_kernel_matches_the_numpy_reference(dtypes):
         assert k_moved == moved and 0 < moved < x.size
 
 
+def _pair_noise_by_sorting(mu, v):
+    """The noise model's fit as first written: every quartile's medians
+    from the bins sorted by their means (the reference for the faster
+    one, which sorts only the means until their range asks for the fit)."""
+    from tcscodec.grouping import _CHI2_MEDIAN, _FIT_BINS
+
+    poisson = (0.0, float(np.median(v / np.maximum(mu, 1e-12))) / _CHI2_MEDIAN)
+    order = np.argsort(mu, axis=None)
+    ms, vs = mu.ravel()[order], v.ravel()[order]
+    parts = [p for p in np.array_split(np.arange(ms.size), 4) if p.size]
+    mq = np.array([float(np.median(ms[p])) for p in parts])
+    vq = np.array([float(np.median(vs[p])) / _CHI2_MEDIAN for p in parts])
+    if mu.size < _FIT_BINS or float(mq[-1] - mq[0]) <= 0.5 * max(float(np.mean(np.abs(mq))), 1e-12):
+        return poisson
+    g, a = np.polyfit(mq, vq, 1)
+    return poisson if g <= 0 or a < 0 else (float(a), float(g))
+
+
+def test_noise_model_fit_matches_sorting_every_bin():
+    """The same (a, g), to the last bit, on flat and wide ranges of bin
+    means, with many ties (integer frames make them), odd sizes and 2-D bins."""
+    rng = np.random.default_rng(11)
+    fits = set()
+    for trial in range(400):
+        n = int(rng.choice([600, 1024, 1025, 1027, 4096, 4099, 8191]))
+        mu = [20 + 0.56 * rng.standard_normal(n), rng.uniform(1, 300, n),
+              np.round(rng.gamma(2, 20, n), 1), rng.integers(0, 40, n) / 64.0 + rng.choice([0.5, 50.0], n),
+              rng.choice([1.0, 2.0, 100.0], n)][trial % 5]
+        if trial % 3 == 0 and n % 2 == 0:
+            mu = mu.reshape(2, -1)
+        v = rng.chisquare(1, mu.shape) * (rng.uniform(0, 5) + rng.uniform(0.5, 2) * np.abs(mu))
+        fit = AutoGroups._pair_noise(mu, v)
+        assert fit == _pair_noise_by_sorting(mu, v)
+        fits.add(fit[0] > 0)
+    assert fits == {True, False}  # both branches: Poisson, and an offset fitted
+
+
 def test_listed_groups():
     assert decide(np.zeros((20, 8, 8)), ListedGroups([3, 1, 5], 6)) == [3, 1, 5, 6, 5]
     with pytest.raises(TcsValueError, match="1..B=6, got 7"):
