@@ -26,8 +26,12 @@ from .common import CONTEXT
 @click.option("--stop-at", type=int, help="Stop this call at that step (checkpointed; run again to go on).")
 @click.option("--export", "do_export", is_flag=True,
               help="When training ends, write the weights into the package's zoo with their SHA-256.")
+@click.option("--export-as", type=click.Choice(["tcs-unfold", "tcs-unfold-motion", "tcs-unfold-long"]),
+              help="The zoo entry --export writes [tcs-unfold-motion for a run with motion compensation in "
+                   "the loop, else tcs-unfold]; tcs-unfold-long: the weights for still groups of 48 frames "
+                   "or more.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train(out_dir, config_file, seed, steps, threads, textures, device, stop_at, do_export, quiet):
+def train(out_dir, config_file, seed, steps, threads, textures, device, stop_at, do_export, export_as, quiet):
     """Train the learned decoder 'tcs-unfold' on simulated EM movies.
 
     Reproducible: the same config and seed give the same weights (on the
@@ -48,5 +52,5 @@ def train(out_dir, config_file, seed, steps, threads, textures, device, stop_at,
     click.echo(f"checkpoint: {ckpt}")
     if do_export:
         command = "tcscodec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        path = export(ckpt, command=command)
+        path = export(ckpt, command=command, name=export_as)
         click.echo(f"exported {path}")

@@ -267,3 +267,31 @@ def test_moving_groups_use_the_motion_network_and_still_ones_the_other(tmp_path)
     assert torch.equal(dec.decode(y, C, shifts=shifts), UnfoldDecoder(net=motion_net).decode(y, C, shifts=shifts))
     one = UnfoldDecoder.from_checkpoint(path)
     assert one.motion_net is one.net
+
+
+def test_still_groups_of_48_frames_or_more_use_the_long_network():
+    from tcscodec.decoders.learned import LONG_GROUP_FRAMES
+
+    still_net, long_net, motion_net = small_net(1), small_net(3), small_net(2)
+    dec = UnfoldDecoder(net=still_net, long_net=long_net, motion_net=motion_net)
+    assert LONG_GROUP_FRAMES == 48
+    y = torch.rand(1, 16, 16) * 40
+    for n, expected in ((47, still_net), (48, long_net), (64, long_net)):
+        C = (torch.rand(1, n, 16, 16) > 0.5).float()
+        assert torch.equal(dec.decode(y, C), UnfoldDecoder(net=expected).decode(y, C)), n
+    # a long group decoded in the moving frame keeps the motion network
+    shifts = torch.zeros(1, 48, 2)
+    shifts[0, :, 1] = torch.arange(48) - 23.5
+    assert torch.equal(dec.decode(y, C[:, :48], shifts=shifts),
+                       UnfoldDecoder(net=motion_net).decode(y, C[:, :48], shifts=shifts))
+    # a network given alone decodes every group (training, checkpoints)
+    one = UnfoldDecoder(net=still_net)
+    assert one.long_net is one.net
+
+
+def test_train_can_export_under_every_name_the_decoder_loads():
+    from tcscodec.cli.train import train as train_command
+    from tcscodec.decoders.learned import LONG_MODEL_NAME, MODEL_NAME, MOTION_MODEL_NAME
+
+    option = next(p for p in train_command.params if p.name == "export_as")
+    assert set(option.type.choices) == {MODEL_NAME, MOTION_MODEL_NAME, LONG_MODEL_NAME}

@@ -65,3 +65,23 @@ def test_motion_weights_ship_beside_the_still_ones_and_decode_moving_groups_only
     shifts = torch.tensor([[[0.0, -3.0], [0.0, -1.0], [0.0, 1.0], [0.0, 3.0]]])
     moving = dec.decode(y, C, shifts=shifts)
     assert dec.motion_net is not dec.net and not torch.equal(moving, UnfoldDecoder(net=dec.net).decode(y, C, shifts=shifts))
+
+
+def test_long_group_weights_ship_and_decode_long_still_groups_only():
+    from tcscodec.decoders.learned import LONG_GROUP_FRAMES, LONG_MODEL_NAME, UnfoldDecoder
+
+    assert weights.available(LONG_MODEL_NAME)
+    rec, still = weights.weight_record(LONG_MODEL_NAME), weights.weight_record("tcs-unfold")
+    assert rec["command"].startswith("tcscodec train ") and "--export-as tcs-unfold-long" in rec["command"]
+    assert rec["train_config"]["n_max"] == 64 and rec["train_config"].get("motion_prob", 0) == 0
+    assert rec["parent"]["sha256"] == still["sha256"] == rec["train_config"]["init_sha256"]
+    assert rec["config"] == still["config"]
+    weights.load_state(LONG_MODEL_NAME)  # checks the SHA-256
+    dec = UnfoldDecoder()
+    y = torch.rand(1, 32, 32) * 40 * LONG_GROUP_FRAMES
+    short = (torch.rand(1, LONG_GROUP_FRAMES - 1, 32, 32) > 0.5).float()
+    dec.decode(y, short)
+    assert dec._long_net is None  # loaded only for the first long group
+    long = (torch.rand(1, LONG_GROUP_FRAMES, 32, 32) > 0.5).float()
+    x = dec.decode(y, long)
+    assert dec.long_net is not dec.net and not torch.equal(x, UnfoldDecoder(net=dec.net).decode(y, long))

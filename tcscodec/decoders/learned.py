@@ -13,12 +13,21 @@ from ..errors import TcsValueError
 from .base import Decoder, register_decoder
 from .unfold_net import UnfoldConfig, UnfoldNet
 
-__all__ = ["UnfoldDecoder", "MODEL_NAME", "MOTION_MODEL_NAME"]
+__all__ = ["UnfoldDecoder", "MODEL_NAME", "MOTION_MODEL_NAME", "LONG_MODEL_NAME", "LONG_GROUP_FRAMES"]
 
 MODEL_NAME = "tcs-unfold"
 #: weights fine-tuned with motion compensation in the loop: they decode the
 #: groups reconstructed in the moving frame; the others keep MODEL_NAME's
 MOTION_MODEL_NAME = "tcs-unfold-motion"
+#: weights fine-tuned on groups of 2-64 frames (MODEL_NAME's were trained on
+#: 2-32): they decode still groups of LONG_GROUP_FRAMES frames or more
+LONG_MODEL_NAME = "tcs-unfold-long"
+#: still groups this long or longer use LONG_MODEL_NAME's weights.  Measured
+#: on the bench six and the 17 unseen movies (bench/results/long_groups.md):
+#: against MODEL_NAME's, +0.63 dB mean at 48 frames and +0.81 at 60 (up to
+#: +3.6, none more than 0.24 dB worse), but -3.4 dB on one movie at 40 and
+#: up to -7.4 at 20 (bench/results/v14_check.md)
+LONG_GROUP_FRAMES = 48
 
 
 @register_decoder(MODEL_NAME)
@@ -28,9 +37,11 @@ class UnfoldDecoder(Decoder):
     One model for every B (2..64; trained on 2..32) and any binary masks.
     It outputs denoised frames.  Options: ``half`` (float16 on CUDA).
 
-    Two sets of weights of one architecture ship: ``tcs-unfold`` decodes
-    still groups, and ``tcs-unfold-motion`` (where shipped; fine-tuned with
-    motion compensation in the loop) the groups decoded in the moving frame
+    Three sets of weights of one architecture ship: ``tcs-unfold`` decodes
+    still groups, ``tcs-unfold-long`` (where shipped; fine-tuned on groups
+    of up to 64 frames) still groups of :data:`LONG_GROUP_FRAMES` frames or
+    more, and ``tcs-unfold-motion`` (where shipped; fine-tuned with motion
+    compensation in the loop) the groups decoded in the moving frame
     (``shifts`` given).
 
     Parameters
@@ -39,9 +50,13 @@ class UnfoldDecoder(Decoder):
         "cpu" or "cuda".
     net : UnfoldNet, optional
         Use this network instead of the shipped weights (training, tests);
-        it decodes moving groups too unless ``motion_net`` is given.
+        it decodes moving and long groups too unless ``motion_net`` and
+        ``long_net`` are given.
     motion_net : UnfoldNet, optional
         The network for groups decoded in the moving frame.
+    long_net : UnfoldNet, optional
+        The network for still groups of :data:`LONG_GROUP_FRAMES` frames or
+        more.
     """
 
     receptive_margin = 32
@@ -52,7 +67,7 @@ class UnfoldDecoder(Decoder):
     step: int | None = None
 
     def __init__(self, device: str = "cpu", net: UnfoldNet | None = None, half: bool = False,
-                 motion_net: UnfoldNet | None = None, **options):
+                 motion_net: UnfoldNet | None = None, long_net: UnfoldNet | None = None, **options):
         if options:
             raise TcsValueError(f"decoder {MODEL_NAME!r} takes no option(s) {', '.join(sorted(options))} "
                                 f"(only 'half'); GAP-TV's options need decoder='gap-tv'")
@@ -62,7 +77,10 @@ class UnfoldDecoder(Decoder):
         # moving frame; a given network decodes moving groups too.
         self._motion_net = self.net if net is not None and motion_net is None else motion_net
         if self._motion_net is not None:
-            self._motion_net = self._checked_motion_net(self._motion_net)
+            self._motion_net = self._checked_net(self._motion_net)
+        self._long_net = self.net if net is not None and long_net is None else long_net
+        if self._long_net is not None:
+            self._long_net = self._checked_net(self._long_net)
         self.half = half and str(device).startswith("cuda")
         self.uses_context = bool(self.net.config.context)
 
@@ -73,12 +91,22 @@ class UnfoldDecoder(Decoder):
         else the still network."""
         if self._motion_net is None:
             shipped = weights.available(MOTION_MODEL_NAME)
-            self._motion_net = self._checked_motion_net(_shipped(MOTION_MODEL_NAME)) if shipped else self.net
+            self._motion_net = self._checked_net(_shipped(MOTION_MODEL_NAME)) if shipped else self.net
         return self._motion_net
 
-    def _checked_motion_net(self, net: UnfoldNet) -> UnfoldNet:
+    @property
+    def long_net(self) -> UnfoldNet:
+        """The network for still groups of :data:`LONG_GROUP_FRAMES` frames
+        or more: the one given, else the shipped ``tcs-unfold-long`` weights
+        (loaded on first use), else the still network."""
+        if self._long_net is None:
+            shipped = weights.available(LONG_MODEL_NAME)
+            self._long_net = self._checked_net(_shipped(LONG_MODEL_NAME)) if shipped else self.net
+        return self._long_net
+
+    def _checked_net(self, net: UnfoldNet) -> UnfoldNet:
         if net.config.context != self.net.config.context:
-            raise TcsValueError("the still and the motion network must read the same context")
+            raise TcsValueError("the still, motion and long-group networks must read the same context")
         return net.to(self.device).eval()
 
     @classmethod
@@ -120,7 +148,10 @@ class UnfoldDecoder(Decoder):
         if context is not None:
             context = context.float()
         with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.half):
-            net = self.net if shifts is None else self.motion_net
+            if shifts is not None:
+                net = self.motion_net
+            else:
+                net = self.long_net if masks.shape[1] >= LONG_GROUP_FRAMES else self.net
             x = net(y.float(), masks.float(), context, shifts=shifts).float()
         return x[..., :h, :w]
 

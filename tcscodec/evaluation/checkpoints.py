@@ -49,7 +49,8 @@ class CheckpointFactory:
         self.uses_context = self.prototype.uses_context and bool(context)
 
     def __call__(self, device: str = "cpu", **options) -> UnfoldDecoder:
-        dec = type(self.prototype)(device, net=self.prototype.net, motion_net=self.prototype.motion_net, **options)
+        dec = type(self.prototype)(device, net=self.prototype.net, motion_net=self.prototype.motion_net,
+                                   long_net=self.prototype.long_net, **options)
         dec.name, dec.checkpoint, dec.step = self.name, self.checkpoint, self.step
         dec.uses_context = self.uses_context
         return dec
