@@ -12,10 +12,7 @@ writes it (``--quantize auto``, mask seed 0) and decoded with the shipped
 weights as ``tcscodec decode --motion off`` and ``--motion auto`` do.  One
 line per movie and B: the estimated speed, dose, roughness and
 non-rigidity, the groups the gate selects and, where it selects any, PSNR
-(dB, against the noise-free movie) still → compensated.  Where the limit
-on long groups of low-dose movies (``motion.MIN_DOSE_LONG``) turns groups
-down, the line says how many, and its figures are the decode without that
-limit: what the limit avoided or cost.  With ``--movies``,
+(dB, against the noise-free movie) still → compensated.  With ``--movies``,
 the named movies of bench/quality.py instead (compared as it compares them).
 ``--dose LO:HI`` pins each movie's dose (e-/px/frame, drawn log-uniform in
 that range) and ``--speed LO:HI`` rescales its drift (and the drift's
@@ -26,9 +23,7 @@ generator of the same seed, so the rest of the movie is as without them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -111,37 +106,12 @@ def main(argv=None) -> None:
                     line = (f"{name} B={B}: speed {s['speed_median_px']:.2f} px/frame, dose {_num(m.dose)}, "
                             f"roughness {_num(s['roughness'])}, non-rigidity {_num(s['non_rigidity'])}, "
                             f"compensated {gated}/{r.n_groups}")
-                    with _low_dose_guard_lifted():
-                        refused = m.summary()["groups_compensated"] - gated
-                    if gated or refused:
-                        def decode(motion):
-                            return np.concatenate([r.decode_group(g, decoder=dec, motion=motion)
-                                                   for g in range(r.n_groups)])
-
-                        still = decode(False)
-                        if refused:  # what the guard turned down: the decode without it
-                            with _low_dose_guard_lifted():
-                                moving = decode(True)
-                            line += f", {refused} more without the low-dose guard"
-                        else:
-                            moving = decode(True)
+                    if gated:
+                        still, moving = (np.concatenate([r.decode_group(g, decoder=dec, motion=motion)
+                                                         for g in range(r.n_groups)]) for motion in (False, True))
                         a0, a1 = _psnr(still, ref), _psnr(moving, ref)
                         line += f": {a0:.2f} -> {a1:.2f} ({a1 - a0:+.2f} dB)"
                 print(line, flush=True)
-
-
-@contextlib.contextmanager
-def _low_dose_guard_lifted():
-    """MotionPath.compensated without its limit on long groups of low-dose
-    movies (``motion.MIN_DOSE_LONG``), to measure what that limit turns down."""
-    from tcscodec.motion import MotionPath
-
-    kept = MotionPath.compensated
-    MotionPath.compensated = functools.partialmethod(kept, min_dose_long=0.0)  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        MotionPath.compensated = kept  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 
 from tcscodec import TcsError
 from tcscodec.format import CODECS
-from tcscodec.motion import LONG_GROUP, MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_DOSE_LONG, MIN_SPEED
+from tcscodec.motion import MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_SPEED
 
 from .common import CONTEXT, GroupSize, check_output, parse_quant_step, safe_text
 
@@ -228,8 +228,7 @@ def info(file, as_json, with_motion):
                    f"(from the shot noise); path roughness {'-' if rough is None else format(rough, '.2f')}, "
                    f"non-rigidity {'-' if rigid is None else format(rigid, '.2f')} "
                    f"(decode compensates groups at >= {MIN_SPEED:g} px/frame, <= {MAX_DOSE:g} "
-                   f"e-/px/frame, >= {MIN_DOSE_LONG:g} in groups of {LONG_GROUP} or more, "
-                   f"roughness <= {MAX_ROUGHNESS:g} and non-rigidity <= {MAX_NON_RIGIDITY:g})")
+                   f"e-/px/frame, roughness <= {MAX_ROUGHNESS:g} and non-rigidity <= {MAX_NON_RIGIDITY:g})")
     for k, v in m["user"].items():
         click.echo(f"metadata    {safe_text(k)} = {safe_text(v)}")
 
@@ -274,7 +273,6 @@ def _parse_region(spec: str | None):
 @click.option("--motion", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
               help=f"auto: estimate the drift from the file and decode in the moving frame the groups "
                    f"moving >= {MIN_SPEED:g} px/frame on a smooth path, in movies of <= {MAX_DOSE:g} e-/px/frame "
-                   f"(>= {MIN_DOSE_LONG:g} in groups of {LONG_GROUP} frames or more) "
                    f"whose scene moves as one within a tile; the others decode as still (up to +4 dB on smooth "
                    f"drift, but some movies lose: README, 'Motion'). off: decode every group as still, and "
                    f"skip the estimate (which reads every group once).")

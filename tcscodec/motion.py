@@ -64,8 +64,6 @@ __all__ = [
     "MAX_ROUGHNESS",
     "MIN_GROUPS",
     "MAX_NON_RIGIDITY",
-    "LONG_GROUP",
-    "MIN_DOSE_LONG",
     "MAX_SIDE",
 ]
 
@@ -106,17 +104,6 @@ MIN_GROUPS = 4
 #: 0.40 in 120-frame movies all gained; an earlier limit of 0.2, set on
 #: sim99 alone, cost every other one its gain
 MAX_NON_RIGIDITY = 0.4
-#: a group of at least this many frames ...
-LONG_GROUP = 20
-#: ... in a movie of fewer electrons per pixel per frame than this decodes
-#: as still.  Below 4 e-/px, groups of 10 frames gained from compensation
-#: (+0.01 to +2.9 dB) but groups of 20 and 30 lost on 7 of the 9 (movie, B)
-#: the limit was set on (down to -2.5 dB), and on 4 of the 7 fresh ones it
-#: was then checked on (-0.04 to -1.5 dB; the 3 others gained +0.09 to
-#: +0.88): bench/results/motion/low_dose.md.  A weak guard, kept because
-#: compensation is on by default and it trims the losses: the moving-frame
-#: weights unmix a long, nearly empty group worse than the still ones
-MIN_DOSE_LONG = 4.0
 #: group means are registered over a central window at most this many
 #: pixels on a side (after binning), enough for a global displacement and
 #: cheap on 4k frames
@@ -203,8 +190,7 @@ class MotionPath(ConfigDict):
     def compensated(self, group: int, min_excursion: float = MIN_EXCURSION,
                     max_excursion: float = MAX_EXCURSION, min_speed: float = MIN_SPEED,
                     max_dose: float = MAX_DOSE, max_roughness: float = MAX_ROUGHNESS,
-                    max_non_rigidity: float = MAX_NON_RIGIDITY, extent: float | None = None,
-                    min_dose_long: float = MIN_DOSE_LONG) -> np.ndarray | None:
+                    max_non_rigidity: float = MAX_NON_RIGIDITY, extent: float | None = None) -> np.ndarray | None:
         """:meth:`group_shifts` where decoding in the moving frame pays,
         else None (decode the group as still).
 
@@ -212,8 +198,7 @@ class MotionPath(ConfigDict):
         ``max_excursion`` px from its middle (:func:`worth_compensating`), at
         ``min_speed`` px/frame or faster, in a movie of at most ``max_dose``
         electrons per pixel per frame (:attr:`dose`; not checked where
-        unknown), and at least ``min_dose_long`` where the group holds
-        :data:`LONG_GROUP` frames or more, whose path is smooth: :meth:`roughness` at most
+        unknown) whose path is smooth: :meth:`roughness` at most
         ``max_roughness`` (a movie of fewer than :data:`MIN_GROUPS` groups
         cannot show it and is decoded as still, unless ``max_roughness`` is
         infinite), and whose scene moves as one: :meth:`non_rigidity` at
@@ -228,8 +213,6 @@ class MotionPath(ConfigDict):
             return None
         speed = float(np.hypot(*(s[-1] - s[0]))) / max(len(s) - 1, 1)
         if speed < min_speed or (self.dose is not None and self.dose > max_dose):
-            return None
-        if len(s) >= LONG_GROUP and self.dose is not None and self.dose < min_dose_long:
             return None
         if max_roughness < math.inf:
             rough = self.roughness()

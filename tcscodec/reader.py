@@ -361,8 +361,8 @@ class TcsReader:
         then uses its ``tcs-unfold-motion`` weights) gets the group's frame
         displacements from :meth:`motion` where
         :meth:`~tcscodec.motion.MotionPath.compensated` selects the group
-        (>= 0.9 px/frame, <= 50 e-/px/frame and >= 4 in groups of 20 frames
-        or more, a smooth path, a scene that moves as one within a tile);
+        (>= 0.9 px/frame, <= 50 e-/px/frame, a smooth path, a scene that
+        moves as one within a tile);
         on a frame of several tiles each tile is aligned by the path's
         affine field at its centre (a rotation moves the corners unlike the
         centre).  Every other group decodes as still, exactly as with

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from tcscodec.masks import masks as spec_masks, measured_mean
-from tcscodec.motion import (LONG_GROUP, MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_DOSE_LONG, MIN_EXCURSION,
-                             MIN_GROUPS, MIN_SPEED,
+from tcscodec.motion import (MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_EXCURSION, MIN_GROUPS, MIN_SPEED,
                              MotionPath,
                              estimate_motion, register)
 from tcscodec.simulate import texture_movie
@@ -195,21 +194,6 @@ def test_motion_path_compensates_only_fast_smooth_groups_of_low_dose_movies():
     assert MotionPath(frames[:20], (0, 10), (), 5.0).compensated(0) is None
     three = MotionPath(frames[:30], starts[:3], (), 5.0)
     assert three.roughness() is None and three.compensated(0) is None and MIN_GROUPS == 4
-
-
-def test_long_groups_of_a_low_dose_movie_decode_as_still():
-    frames = np.cumsum(np.full((120, 2), 1.0), axis=0)  # 1.41 px/frame
-    assert (LONG_GROUP, MIN_DOSE_LONG) == (20, 4.0)
-    long_dim = MotionPath(frames, (0, 20, 40, 60, 80, 100), (), 3.0)
-    assert all(long_dim.compensated(g) is None for g in range(6))
-    assert long_dim.summary()["groups_compensated"] == 0
-    assert long_dim.compensated(1, min_dose_long=2.0) is not None
-    # groups of 10 at the same dose, and groups of 20 at 4 e-/px, are compensated
-    assert MotionPath(frames, tuple(range(0, 120, 10)), (), 3.0).compensated(1) is not None
-    assert MotionPath(frames, (0, 20, 40, 60, 80, 100), (), 4.0).compensated(1) is not None
-    # a short last group of a long-group movie is judged by its own length
-    short_tail = MotionPath(frames[:110], (0, 20, 40, 60, 80, 100), (), 3.0)
-    assert short_tail.compensated(5) is not None and short_tail.compensated(4) is None
 
 
 
