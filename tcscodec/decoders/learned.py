@@ -34,7 +34,8 @@ LONG_GROUP_FRAMES = 48
 class UnfoldDecoder(Decoder):
     """Deep-unfolding decoder trained on simulated in-situ EM movies.
 
-    One model for every B (2..64; trained on 2..32) and any binary masks.
+    One model for every B (2..64; its still weights trained on 2..32) and
+    any binary masks.
     It outputs denoised frames.  Options: ``half`` (float16 on CUDA).
 
     Three sets of weights of one architecture ship: ``tcs-unfold`` decodes
