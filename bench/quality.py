@@ -20,13 +20,15 @@ Movies (all with a clean ground truth):
 * ``event_jump``, ``event_growth``, ``event_rotation``, ``event_sinter``
   (:data:`EVENT_MOVIES`, by name only): 48 frames still, a 10-frame burst,
   still again (``tcscodec.simulate.event_movie``, seeds 30000 + k);
-* ``drift0`` ... ``drift5``: drift-dominated movies (:data:`DRIFT_MOVIES`),
+* ``drift0`` ... ``drift9``: drift-dominated movies (:data:`DRIFT_MOVIES`),
   simulated HRTEM and STEM drifting 0.5 to 3 px/frame, and real micrographs
   of ../shared/data/real moved 1 to 6 px/frame (60 x 256^2; the drift's
-  direction and the scenes come from seeds no training run uses).  Compare
-  ``--decoders tcs-unfold,tcs-unfold/motion`` for what motion compensation
-  adds (``/motion``: the decoder with ``motion=True``, as ``--motion auto``;
-  ``/still``: with ``motion=False``, today's default).  ``drift2@240``
+  direction and the scenes come from seeds no training run uses; drift6 to
+  drift9 were added for a last check, after every motion setting was
+  made).  Compare ``--decoders tcs-unfold/still,tcs-unfold`` for what
+  motion compensation adds (``/still``: the decoder with ``motion=False``;
+  the plain name and ``/motion``: with ``motion=True``, the default, as
+  ``tcscodec decode``).  ``drift2@240``
   is made by the same recipe (kind of scene, drift speed and direction,
   dose, dtype) 240 frames long, so that B = 20 and 30 give the 4 groups
   the motion gate needs to judge the path (its frames are not those of
@@ -84,6 +86,11 @@ DRIFT_MOVIES = {
     "drift3": ("HAADF_multi_signal_dm3_512_uint16.npy", 20_003, 5.0, "uint16", 6.0),
     "drift4": ("SrTiO3_STEM_TitanCubed_1024_uint16.npy", 20_004, 20.0, "uint16", 2.0),
     "drift5": ("MoS2_Se_ADF_STEM_60kV_1024_uint32.npy", 20_005, 2.0, "uint16", 1.0),
+    # real micrographs no decision was set on, moved for the check of issue 20 (session 13)
+    "drift6": ("atomic_lattice_Acquisition18_1024_uint16.npy", 20_006, 10.0, "uint16", 1.5),
+    "drift7": ("HAADF_Velox_fei_emd_image_512_uint16.npy", 20_007, 5.0, "uint16", 2.5),
+    "drift8": ("hologram_Fe_needle_Titan_512_uint16.npy", 20_008, 50.0, "uint16", 3.0),
+    "drift9": ("cryoEM_EPU_micrograph_4096_uint16.npy", 20_009, 1.0, "uint16", 1.0),
 }
 #: event movies (still, a burst, still again; tcscodec.simulate.event_movie):
 #: name -> (kind, seed); selectable with --movies, not in the default run
