@@ -537,7 +537,10 @@ class TcsReader:
         by path in its own thread or process (the reader pickles as its path
         and options) and decodes its window exactly as :meth:`read` does,
         so ``to_dask(...).compute()`` equals ``read()`` with the threaded,
-        process and distributed schedulers alike.
+        process and distributed schedulers alike.  Where decoding
+        compensates motion and this reader has not estimated the path yet,
+        the estimate is one task of the graph, run once at the first compute
+        (it reads every group), so making the array stays instant.
         """
         try:
             import dask.array as da
@@ -547,8 +550,13 @@ class TcsReader:
         if chunks is None:
             chunks = (tuple(int(n) for n in self.group_lengths()) if self.variable_groups else self.B, th, tw)
         chunks = da.core.normalize_chunks(chunks, self.shape, dtype=self.dtype)
+        state, motion = self.__getstate__(), None
+        if state["motion"] is None and self._compensates(self.decode_options):
+            import dask
+
+            motion = dask.delayed(_motion_task, pure=True)(state)
         return da.map_blocks(_dask_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0, 0), self.dtype),
-                             state=self._task_state(), name=f"tcs-{self.path.name}-{id(self):x}")
+                             state=state, motion=motion, name=f"tcs-{self.path.name}-{id(self):x}")
 
     def iter_groups(self, groups=None, *, region=None, executor=None, ahead: int | None = None,
                     **options) -> Iterator[tuple[int, np.ndarray]]:
@@ -622,13 +630,24 @@ def _task_reader(state: dict) -> TcsReader:
             readers.pop(next(iter(readers))).close()
         reader = readers[key] = TcsReader.__new__(TcsReader)
         reader.__setstate__(state)
+    elif reader._motion is None and state.get("motion") is not None:
+        reader._motion = MotionPath.from_dict(state["motion"])
     return reader
 
 
-def _dask_block(block_info=None, state=None) -> np.ndarray:
+def _motion_task(state: dict) -> dict:
+    """The motion path of the file ``state`` describes, as a dict: the one
+    task of a :meth:`TcsReader.to_dask` graph that every chunk waits for."""
+    return _task_reader(state).motion().to_dict()
+
+
+def _dask_block(block_info=None, state=None, motion=None) -> np.ndarray:
     """One chunk of :meth:`TcsReader.to_dask`: the chunk's window, decoded
-    by this thread's reader of the file."""
+    by this thread's reader of the file (with ``motion``, the path
+    :func:`_motion_task` estimated)."""
     (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    if motion is not None:
+        state = {**state, "motion": motion}
     return _task_reader(state)[t0:t1, y0:y1, x0:x1]
 
 

@@ -380,9 +380,29 @@ def test_to_dask_estimates_the_motion_once_and_equals_read(tmp_path):
     path = tcscodec.write(tmp_path / "drift.tcs", m.frames, B=5, seed=2, tile=(32, 32))
     with tcscodec.open(path, decoder="gap-tv", iterations=4, motion=True, dtype=np.float32) as r:
         x = r.to_dask()
-        assert r._motion is not None  # estimated here, and sent to every task with the file's path
+        assert r._motion is None  # not estimated to make the array: one task of its graph does it
         assert r.motion().summary()["groups_compensated"] == 4
-        assert np.array_equal(x.compute(scheduler="threads"), r.read())
+        expected = r.read()
+        assert np.array_equal(x.compute(scheduler="threads"), expected)
+        # a reader that has the path already hands it to the tasks: no estimate in the graph
+        assert not any("_motion_task" in str(k) for k in dict(r.to_dask().dask))
+    # the path is estimated once per compute, however many chunks and threads
+    # (the file's state below is new to every thread: no reader holds it yet)
+    calls = []
+    real = tcscodec.TcsReader.motion
+
+    def counted(self, threads=None):
+        if self._motion is None:
+            calls.append(1)
+        return real(self, threads)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tcscodec.TcsReader, "motion", counted)
+        with tcscodec.open(path, decoder="gap-tv", iterations=4, dtype=np.float32) as fresh:
+            y = fresh.to_dask(chunks=(5, 32, 32))
+            assert calls == [] and len(y.chunks[1]) == 2
+            assert np.array_equal(y.compute(scheduler="threads", num_workers=3), expected)
+        assert calls == [1]
 
 
 # -- motion across the field: a tile's own translation ------------------------------------------
