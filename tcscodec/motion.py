@@ -428,15 +428,24 @@ def estimate_motion(group_mean: Callable[[int, tuple[int, int, int, int]], np.nd
     quarters: dict[int, _Quarters] = {}  # pair (g - 1, g) -> the quarters' own motion
     measured = set(np.linspace(1, G - 1, min(G - 1, RIGIDITY_PAIRS)).round().astype(int).tolist())
 
+    def quartered(shape: tuple[int, ...]) -> bool:
+        return min(shape) >= 2 * MIN_QUARTER
+
     def prepare(g: int) -> Spectra:
         spectra = Spectra(bin_mean(fill_invalid(group_mean(g, window)), f))
-        spectra.at(COARSE_SIGMA), spectra.at(FINE_SIGMA)  # before the two pairs that share it
+        # transformed here, before the two pairs that share them run (on
+        # two threads they would both transform them)
+        parts = [spectra]
+        if (g in measured or g + 1 in measured) and quartered(spectra.shape):
+            parts += spectra.parts(_quarter_bounds(spectra.shape))
+        for p in parts:
+            p.at(COARSE_SIGMA), p.at(FINE_SIGMA)
         return spectra
 
     def pair(g: int, previous: Spectra, current: Spectra):
         dy, dx, c = register_spectra(previous, current)
         local = None
-        if g in measured and min(current.shape) >= 2 * MIN_QUARTER:
+        if g in measured and quartered(current.shape):
             local = _quarters(previous, current, (dy, dx), f, gaps[g - 1])
         return dy, dx, c, local
 
@@ -521,6 +530,12 @@ def _pairs_in_order(prepare: Callable[[int], Spectra], pair: Callable[[int, Spec
             yield flying.popleft().result()
 
 
+def _quarter_bounds(shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """The four quarters ``(y0, y1, x0, x1)`` of an image of ``shape``."""
+    h, w = shape[0], shape[1]
+    return [(a, b, c, e) for a, b in ((0, h // 2), (h // 2, h)) for c, e in ((0, w // 2), (w // 2, w))]
+
+
 def _quarters(previous: Spectra, current: Spectra, shift: tuple[float, float], f: int,
               gap: float) -> _Quarters:
     """Register the four quarters of two binned group means on their own,
@@ -530,9 +545,9 @@ def _quarters(previous: Spectra, current: Spectra, shift: tuple[float, float], f
     velocities (``f``: the binning, ``gap``: frames between the groups)."""
     h, w = previous.shape
     radius = 2.0 + 0.5 * math.hypot(*shift)
-    bounds = [(a, b, c, e) for a, b in ((0, h // 2), (h // 2, h)) for c, e in ((0, w // 2), (w // 2, w))]
+    bounds = _quarter_bounds((h, w))
     v = np.array([register_spectra(p, q, near=shift, radius=radius)[:2]
-                  for p, q in zip(previous.quarters(bounds), current.quarters(bounds), strict=True)]) * f / gap
+                  for p, q in zip(previous.parts(bounds), current.parts(bounds), strict=True)]) * f / gap
     # quarter centres about the window's (= the frame's) centre, in frame pixels
     r = np.array([((a + b) / 2 - h / 2, (c + e) / 2 - w / 2) for a, b, c, e in bounds]) * f
     design = np.column_stack([np.ones(4), r])

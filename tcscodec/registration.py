@@ -66,7 +66,7 @@ class Spectra:
         self._size = (2 * a.shape[0], 2 * a.shape[1])
         self.M = np.fft.rfft2(self.mask, s=self._size)
         self._at: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-        self._quarters: list[Spectra] | None = None
+        self._parts: dict[tuple, list[Spectra]] = {}
 
     def at(self, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """The spectra of ``a m`` and ``a^2 m``, ``a`` low-passed at ``sigma``."""
@@ -76,13 +76,15 @@ class Spectra:
             hit = self._at[sigma] = (np.fft.rfft2(a * m, s=self._size), np.fft.rfft2(a * a * m, s=self._size))
         return hit
 
-    def quarters(self, bounds) -> list[Spectra]:
-        """The four quarters' own spectra (``bounds``: their windows)."""
-        if self._quarters is None:
-            self._quarters = [Spectra(self.filled[a:b, c:e] if self.mask.all()
-                                       else np.where(self.mask > 0, self.filled, np.nan)[a:b, c:e])
-                              for a, b, c, e in bounds]
-        return self._quarters
+    def parts(self, bounds) -> list[Spectra]:
+        """The spectra of the windows ``bounds`` (``(y0, y1, x0, x1)`` each)
+        of the image, each its own image; kept per ``bounds``."""
+        key = tuple(tuple(int(v) for v in b) for b in bounds)
+        hit = self._parts.get(key)
+        if hit is None:
+            image = self.filled if self.mask.all() else np.where(self.mask > 0, self.filled, np.nan)
+            hit = self._parts[key] = [Spectra(image[a:b, c:e]) for a, b, c, e in key]
+        return hit
 
 
 def _masked_ncc(a: Spectra, b: Spectra, sigma: float, min_overlap: float):
@@ -92,8 +94,7 @@ def _masked_ncc(a: Spectra, b: Spectra, sigma: float, min_overlap: float):
     pixels the two images share there, so large shifts are not biased
     towards 0.  Returns the fftshifted surface, NaN where the overlap is
     below ``min_overlap`` of the frame."""
-    h, w = a.shape
-    s = (2 * h, 2 * w)  # zero padded: no wrap
+    s = a._size  # zero padded: no wrap
     (A, A2), MA = a.at(sigma), a.M
     (Bf, B2), MB = b.at(sigma), b.M
 
