@@ -362,12 +362,12 @@ class TcsReader:
         displacements from :meth:`motion` where
         :meth:`~tcscodec.motion.MotionPath.compensated` selects the group
         (>= 0.9 px/frame, <= 50 e-/px/frame, a smooth path, a scene that
-        moves as one within a tile);
-        on a frame of several tiles each tile is aligned by the path's
-        affine field at its centre (a rotation moves the corners unlike the
-        centre).  Every other group decodes as still, exactly as with
-        ``motion=False``.  Measured: up to +4 dB on smooth drift, and a loss
-        of about 1 dB on a few movies the gate lets through (README,
+        moves as one within a tile); on a frame of several tiles each tile
+        is aligned by the path's affine field at its centre (a rotation
+        moves the corners unlike the centre).  Every other group decodes as
+        still, exactly as with ``motion=False``.  Measured: up to +4 dB on
+        smooth drift, but 1-4.6 dB lost on some movies the gate lets
+        through, smooth scenes and low-dose long groups among them (README,
         "Motion").  The first compensating decode of a file of 4 groups or
         more estimates the path, which reads and registers every group once
         (see :meth:`motion`): ``motion=False`` skips it, for quick access to
