@@ -295,3 +295,34 @@ def test_train_can_export_under_every_name_the_decoder_loads():
 
     option = next(p for p in train_command.params if p.name == "export_as")
     assert set(option.type.choices) == {MODEL_NAME, MOTION_MODEL_NAME, LONG_MODEL_NAME}
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_cpu_inference_by_frame_chunks_is_bit_identical(monkeypatch, context):
+    """On the CPU without gradients the denoisers run a few frames at a time
+    (cache-sized chunks); the frames are the same, bit for bit, as a whole
+    group at once, for every chunk size, with context and shifts, and
+    training (gradients on) runs the whole group."""
+    import tcscodec.decoders.unfold_net as unfold_net
+
+    torch.manual_seed(2)
+    net = UnfoldNet(UnfoldConfig(stages=2, width=8, blocks=2, factor=2, context=context))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    n = 7
+    C = torch.from_numpy(masks(4, n, 24, 20)).float()[None].repeat(2, 1, 1, 1)
+    X = torch.rand(2, n, 24, 20) * 10 + 1
+    y = (C * X).sum(1)
+    ctx = torch.rand(2, 2, 24, 20) * 10 if context else None
+    shifts = torch.tensor([[0.0, 2.0 * b - n] for b in range(n)])
+    frame = 2 * 8 * 12 * 10 * 4  # bytes of one frame's features (2 samples)
+    outs = []
+    for chunk_bytes in (1 << 40, frame, 3 * frame, 4 * frame):
+        monkeypatch.setattr(unfold_net, "CHUNK_BYTES", chunk_bytes)
+        with torch.inference_mode():
+            assert net.denoisers[0]._chunk(X) == min(chunk_bytes // frame, 2**40 // frame)
+            outs.append((net(y, C, ctx), net(y, C, ctx, shifts=shifts)))
+    for still, moving in outs[1:]:
+        assert torch.equal(still, outs[0][0]) and torch.equal(moving, outs[0][1])
+    assert not torch.equal(outs[0][0], outs[0][1])  # the shifts did something
+    assert net.denoisers[0]._chunk(X) is None  # gradients on: the whole group
