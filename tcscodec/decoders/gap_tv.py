@@ -48,6 +48,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..errors import TcsValueError
+from . import tv_kernels
 from .base import Decoder, register_decoder
 from .noise import counts_per_pixel, dark_level
 from .warp import FrameWarp
@@ -184,6 +185,10 @@ def tv_denoise(
     a = float(temporal_weight)
     temporal = a > 0 and x.shape[1] > 1
     ws = workspace if workspace is not None else _TvWorkspace(x, temporal)
+    if _compiled(x, ws):
+        tv_kernels.tv_chambolle(x.numpy(), weight, iterations, a, eps, [p.numpy() for p in ws.p], ws.out.numpy(),
+                                torch.get_num_threads())
+        return ws.out
     if iterations <= 1:
         ws.out.copy_(x)
         return ws.out
@@ -230,6 +235,16 @@ def tv_denoise(
             if temporal:
                 ws.p[2].sub_(ws.g[2], alpha=tau * a).div_(norm)
     return out
+
+
+def _compiled(x: torch.Tensor, ws: _TvWorkspace) -> bool:
+    """Whether :func:`tv_denoise` runs the compiled CPU kernel
+    (:mod:`.tv_kernels`): float32 CPU stacks outside autograd, where numba
+    is installed."""
+    tensors = [x, ws.out, *ws.p]
+    return (tv_kernels.available() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and x.requires_grad)
+            and all(t.is_contiguous() and t.dtype == torch.float32 for t in tensors))
 
 
 def gap_tv(
