@@ -1,27 +1,30 @@
-"""CPU decode time of tcs-unfold, still and motion-compensated, with the
-CPU paths of session 14 and without them.
+"""CPU decode time of tcs-unfold: still, compensated where the gate
+selects (the default), and with the held-out check too, with the CPU paths
+of session 14 and without them.
 
     python bench/decode_motion.py --movies drift2@120,drift4,sample -B 10,20,30 --threads 2 --rounds 3
 
 For each movie (bench/quality.py's names) and B, the file is written as
 ``tcscodec encode`` writes it by default and its motion path estimated once
-(not timed).  Then the whole movie is decoded four ways, in alternating
+(not timed).  Then the whole movie is decoded five ways, in alternating
 rounds in one process, the best round of each counted:
 
 * ``before``: the tensor-only paths (each denoiser on the whole group at
   once, ``CHUNK_BYTES`` unlimited; the TV step as tensor operations), as
-  decoding ran before the CPU kernels;
-* ``now``: the shipped paths (denoisers a few frames at a time, the TV step
-  compiled);
+  decoding ran before the CPU kernels, still (``motion=False``) and
+  compensated where the gate selects (``motion=True``, the default);
+* ``now``: the shipped paths, still, gated (the default), and checked
+  (``motion_check=True``: :meth:`TcsReader.motion_check` decodes each
+  selected group twice over a central window, and on frames of at most 512
+  pixels keeps the frames of its verdict).  Each round opens the file
+  afresh, so the check runs in every round.
 
-each with ``motion=False`` (still) and ``motion=True`` (the default: the
-groups the gate selects decoded in the moving frame).  Printed: seconds
-per frame of each, and the ratios issue 20's time target reads, compensated
-over still with both in ``before`` (the cost of compensation as it was),
-both in ``now``, and ``now`` compensated over ``before`` still (against the
-decoder as it was when the target was set).  The largest difference
-between the ``before`` and ``now`` frames is printed too (the chunked
-denoisers are exact; the compiled TV step agrees to float32 rounding).
+Printed: milliseconds per frame of each, and the ratios issue 20's time
+target reads: gated ``now`` over still ``before`` (against the decoder as
+it was when the target was set), and gated and checked over ``now`` still.
+The largest difference between the ``before`` and ``now`` gated frames is
+printed too (the chunked denoisers are exact; the compiled TV step agrees
+to float32 rounding).
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main() -> None:
 
     import tcscodec
     from tcscodec.decoders import tv_kernels, unfold_net
+    from tcscodec.motion import MotionPath
 
     torch.set_num_threads(a.threads)
     chunk_bytes, compiled = unfold_net.CHUNK_BYTES, tv_kernels.available
@@ -61,9 +65,12 @@ def main() -> None:
         unfold_net.CHUNK_BYTES = chunk_bytes if now else 1 << 62
         tv_kernels.available = compiled if now else (lambda: False)
 
-    print("| movie | B | groups compensated | still before | still now | compensated before | compensated now "
-          "| comp/still before | comp/still now | comp now / still before | largest difference |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    ways = {"still before": (False, {"motion": False}), "gated before": (False, {}),
+            "still now": (True, {"motion": False}), "gated now": (True, {}),
+            "checked now": (True, {"motion_check": True})}
+    print("| movie | B | groups gated | checked and kept | " + " | ".join(ways)
+          + " | gated now / still before | gated / still now | checked / still now | largest difference |")
+    print("|---|---|---|---|" + "---|" * len(ways) + "---|---|---|---|")
     tmp = Path(tempfile.mkdtemp())
     for name in a.movies.split(","):
         loaded = load_movie(name, a.shared)
@@ -75,24 +82,25 @@ def main() -> None:
             tcscodec.write(path, frames, B=B)
             with tcscodec.open(path) as r:
                 motion = r.motion(threads=a.threads)
-                n_comp = sum(motion.compensated(g) is not None for g in range(r.n_groups))
-                best: dict = {}
-                out: dict = {}
-                for _ in range(a.rounds):
-                    for now in (False, True):
-                        use(now)
-                        for moving in (False, True):
-                            t0 = time.perf_counter()
-                            out[now, moving] = r.read(motion=moving)
-                            dt = (time.perf_counter() - t0) / r.n_frames
-                            best[now, moving] = min(best.get((now, moving), np.inf), dt)
-                use(True)
-            diff = max(float(np.abs(out[True, m].astype(np.float64) - out[False, m]).max()) for m in (False, True))
-            ms = {k: v * 1e3 for k, v in best.items()}
-            print(f"| {name} | {B} | {n_comp}/{r.n_groups} | {ms[False, False]:.1f} ms | {ms[True, False]:.1f} ms "
-                  f"| {ms[False, True]:.1f} ms | {ms[True, True]:.1f} ms | {best[False, True] / best[False, False]:.2f} "
-                  f"| {best[True, True] / best[True, False]:.2f} | {best[True, True] / best[False, False]:.2f} "
-                  f"| {diff:.3g} |", flush=True)
+                state = motion.to_dict()
+                gated = [g for g in range(r.n_groups) if motion.compensated(g) is not None]
+                kept = sum(bool((s := r.motion_check(g)) is None or s > 0) for g in gated)
+            best: dict = {}
+            out: dict = {}
+            for _ in range(a.rounds):
+                for way, (now, options) in ways.items():
+                    use(now)
+                    with tcscodec.open(path) as r:
+                        r._motion = MotionPath.from_dict(state)  # estimated above: not timed
+                        t0 = time.perf_counter()
+                        out[way] = r.read(**options)
+                        best[way] = min(best.get(way, np.inf), (time.perf_counter() - t0) / r.n_frames)
+            use(True)
+            diff = float(np.abs(out["gated now"].astype(np.float64) - out["gated before"]).max())
+            ms = " | ".join(f"{best[w] * 1e3:.1f} ms" for w in ways)
+            print(f"| {name} | {B} | {len(gated)}/{r.n_groups} | {kept} | {ms} "
+                  f"| {best['gated now'] / best['still before']:.2f} | {best['gated now'] / best['still now']:.2f} "
+                  f"| {best['checked now'] / best['still now']:.2f} | {diff:.3g} |", flush=True)
             path.unlink()
 
 

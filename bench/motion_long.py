@@ -12,7 +12,10 @@ writes it (``--quantize auto``, mask seed 0) and decoded with the shipped
 weights as ``tcscodec decode --motion off`` and ``--motion auto`` do.  One
 line per movie and B: the estimated speed, dose, roughness and
 non-rigidity, the groups the gate selects and, where it selects any, PSNR
-(dB, against the noise-free movie) still → compensated.  With ``--movies``,
+(dB, against the noise-free movie) decoded still, compensated where the
+gate selects (``--motion auto``, the default) and with the held-out check
+too (``--motion checked``, :meth:`TcsReader.motion_check`), with the
+groups the check kept.  With ``--movies``,
 the named movies of bench/quality.py instead (compared as it compares them).
 ``--dose LO:HI`` pins each movie's dose (e-/px/frame, drawn log-uniform in
 that range) and ``--speed LO:HI`` rescales its drift (and the drift's
@@ -107,10 +110,14 @@ def main(argv=None) -> None:
                             f"roughness {_num(s['roughness'])}, non-rigidity {_num(s['non_rigidity'])}, "
                             f"compensated {gated}/{r.n_groups}")
                     if gated:
-                        still, moving = (np.concatenate([r.decode_group(g, decoder=dec, motion=motion)
-                                                         for g in range(r.n_groups)]) for motion in (False, True))
-                        a0, a1 = _psnr(still, ref), _psnr(moving, ref)
-                        line += f": {a0:.2f} -> {a1:.2f} ({a1 - a0:+.2f} dB)"
+                        still, gate, default = (
+                            np.concatenate([r.decode_group(g, decoder=dec, **kw) for g in range(r.n_groups)])
+                            for kw in ({"motion": False}, {}, {"motion_check": True}))
+                        kept = sum(bool((s := r.motion_check(g, decoder=dec)) is None or s > 0)
+                                   for g in range(r.n_groups) if m.compensated(g) is not None)
+                        a0, a1, a2 = _psnr(still, ref), _psnr(gate, ref), _psnr(default, ref)
+                        line += (f": still {a0:.2f}, gate {a1:.2f} ({a1 - a0:+.2f} dB), gate + check {a2:.2f} "
+                                 f"({a2 - a0:+.2f} dB; the check kept {kept} of {gated})")
                 print(line, flush=True)
 
 

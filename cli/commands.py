@@ -270,12 +270,15 @@ def _parse_region(spec: str | None):
               help="Output dtype: the input's (rounded and clipped), or float32.")
 @click.option("--tile", type=int, help="Decoder tile size [decoder default].")
 @click.option("--overlap", type=int, help="Tile overlap [decoder default].")
-@click.option("--motion", type=click.Choice(["auto", "off"]), default="auto", show_default=True,
+@click.option("--motion", type=click.Choice(["auto", "checked", "off"]), default="auto", show_default=True,
               help=f"auto: estimate the drift from the file and decode in the moving frame the groups "
                    f"moving >= {MIN_SPEED:g} px/frame on a smooth path, in movies of <= {MAX_DOSE:g} e-/px/frame "
                    f"whose scene moves as one within a tile; the others decode as still (up to +4 dB on smooth "
-                   f"drift, but some movies lose: README, 'Motion'). off: decode every group as still, and "
-                   f"skip the estimate (which reads every group once).")
+                   f"drift, but some movies lose up to 3 dB: README, 'Motion'). checked: also decode as still "
+                   f"the groups whose compensated frames predict the neighbouring groups' measurements worse "
+                   f"than their still frames (each group is decoded twice over a central window to check; "
+                   f"smaller losses, smaller gains). off: decode every group as still, and skip the estimate "
+                   f"(which reads every group once).")
 @click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
               help="Groups decoded at once on this machine, each on one torch thread.")
 @click.option("--workers", type=click.IntRange(1, 4096),
@@ -308,7 +311,8 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
 
     check_output(output, force)
     opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
-    opts["motion"] = motion == "auto"
+    opts["motion"] = motion != "off"
+    opts["motion_check"] = motion == "checked"
     if skip_damaged:
         opts["skip_damaged"] = True
     with warnings.catch_warnings(), tcscodec.open(file, decoder=decoder, device=device, dtype=dtype, **opts) as r:

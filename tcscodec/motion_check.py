@@ -1,0 +1,115 @@
+"""The held-out check of a motion-compensated decode.
+
+:meth:`~tcscodec.motion.MotionPath.compensated` decides from the path and
+the dose whether a group should decode in the moving frame.  It cannot see
+how well the decoder then does, and on some movies the compensated frames
+are worse than the still ones (a smooth HAADF micrograph moving 2.5
+px/frame: -3.4 dB at B = 10; bench/results/motion/check.md).  The decoded
+frames can show it, against data they were not decoded from: the
+measurements of the neighbouring groups.
+
+Each decode of a group (still and compensated) is turned into one image of
+the scene, its frames aligned by the path and averaged, and that image,
+moved along the path to each frame of a neighbouring group and multiplied
+by its masks, predicts that group's measurement.  The decode whose
+prediction is nearer (mean squared error over the pixels every shift keeps
+inside the field) is the better model of the scene; both are judged with
+the same path and the same noisy data, so the path's errors and the shot
+noise weigh on both alike.  :func:`prediction_score` is the ratio of the two
+errors in dB, positive where the compensated decode predicts better.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score"]
+
+#: pixels kept beyond the largest shift at the borders of the compared area
+EDGE = 2
+#: a neighbour is left out when the compared area would be narrower than this
+MIN_SIDE = 16
+
+
+def shift_image(image: np.ndarray, shift) -> np.ndarray:
+    """``image`` with its content moved by ``shift`` ``(dy, dx)`` pixels
+    (``out[r] = image[r - shift]``), bilinear between pixels and the
+    border pixels extended outside the field."""
+    h, w = image.shape
+    out = np.asarray(image, np.float64)
+    for axis, s, n in ((0, float(shift[0]), h), (1, float(shift[1]), w)):
+        whole = math.floor(s)
+        frac = s - whole
+        src = np.clip(np.arange(n) - whole, 0, n - 1)
+        prev = np.clip(np.arange(n) - whole - 1, 0, n - 1)
+        a, b = np.take(out, src, axis=axis), np.take(out, prev, axis=axis)
+        out = a if frac == 0 else (1 - frac) * a + frac * b
+    return out
+
+
+def aligned_mean(frames: np.ndarray, displacements: np.ndarray, reference) -> np.ndarray:
+    """The scene as it sits at displacement ``reference``: each of the
+    ``(n, h, w)`` frames moved by ``reference - displacements[b]`` and
+    averaged."""
+    ref = np.asarray(reference, np.float64)
+    return np.mean([shift_image(f, ref - d) for f, d in zip(frames, displacements, strict=True)], axis=0)
+
+
+def predicted_measurement(scene: np.ndarray, reference, displacements: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """``sum_b C_b * X_b`` of frames that show ``scene`` (which sits at
+    displacement ``reference``) moved to ``displacements[b]``."""
+    ref = np.asarray(reference, np.float64)
+    y = np.zeros(scene.shape, np.float64)
+    for c, d in zip(masks, displacements, strict=True):
+        y += c * shift_image(scene, np.asarray(d, np.float64) - ref)
+    return y
+
+
+def prediction_score(still: np.ndarray, moving: np.ndarray, displacements: np.ndarray,
+                     neighbours: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float | None:
+    """How much better the compensated decode of a group predicts its
+    neighbours' measurements than the still decode, in dB.
+
+    Parameters
+    ----------
+    still, moving : numpy.ndarray
+        ``(n, h, w)``: the group decoded as still and in the moving frame.
+    displacements : numpy.ndarray
+        ``(n, 2)``: the path's displacement of each of the group's frames
+        (:attr:`~tcscodec.motion.MotionPath.frames`).
+    neighbours : iterable of (displacements, measurement, masks)
+        For each neighbouring group: its frames' displacements ``(m, 2)``,
+        its measurement ``(h, w)`` and its masks ``(m, h, w)``, over the
+        same pixels as the decoded frames.
+
+    Returns
+    -------
+    float or None
+        ``10 log10(E_still / E_moving)``, the squared errors of the two
+        predictions summed over the neighbours, each over the pixels that
+        every shift of its prediction keeps inside the field; None when no
+        neighbour leaves :data:`MIN_SIDE` pixels (the path moves too far
+        within the field).
+    """
+    d = np.asarray(displacements, np.float64)
+    reference = d[len(d) // 2]
+    scenes = [aligned_mean(x, d, reference) for x in (still, moving)]
+    errors = [0.0, 0.0]
+    used = False
+    for dn, y, masks in neighbours:
+        dn = np.asarray(dn, np.float64)
+        h, w = y.shape
+        m = int(math.ceil(float(np.abs(dn - reference).max(initial=0.0)))) + EDGE
+        if min(h, w) - 2 * m < MIN_SIDE:
+            continue
+        inner = np.s_[m:h - m, m:w - m]
+        for k, scene in enumerate(scenes):
+            e = np.asarray(y, np.float64)[inner] - predicted_measurement(scene, reference, dn, masks)[inner]
+            errors[k] += float(np.mean(e * e))
+        used = True
+    if not used or errors[1] <= 0:
+        return None
+    return 10 * math.log10(max(errors[0], 1e-300) / errors[1])
