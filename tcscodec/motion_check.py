@@ -26,8 +26,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score"]
+from .errors import TcsFormatError
 
+__all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score", "check_group", "CHECK_SIDE"]
+
+#: side of the central window over which :func:`check_group` decodes a
+#: group twice: wide enough for a neighbour's frames to stay in the field
+#: at 3 px/frame and B = 30 (the prediction moves the scene up to 1.5 B
+#: frames' drift), small beside a detector frame
+CHECK_SIDE = 512
 #: pixels kept beyond the largest shift at the borders of the compared area
 EDGE = 2
 #: a neighbour is left out when the compared area would be narrower than this
@@ -113,3 +120,33 @@ def prediction_score(still: np.ndarray, moving: np.ndarray, displacements: np.nd
     if not used or errors[1] <= 0:
         return None
     return 10 * math.log10(max(errors[0], 1e-300) / errors[1])
+
+
+def check_group(reader, group: int, decode) -> tuple[float | None, tuple[np.ndarray, np.ndarray], bool]:
+    """The check of ``group`` of ``reader`` (a :class:`~tcscodec.TcsReader`
+    whose :meth:`~tcscodec.TcsReader.motion` path selects it).
+
+    ``decode(window, compensated)`` decodes the group over ``window``
+    ``(y0, y1, x0, x1)``, still or in the moving frame.  The window is the
+    frame's central :data:`CHECK_SIDE` x :data:`CHECK_SIDE` pixels (the
+    whole frame where it is smaller); a damaged neighbour is left out.
+    Returns ``(score, (still, moving), whole)``: :func:`prediction_score`,
+    the two decodes, and whether the window is the whole frame.
+    """
+    H, W = reader.header.height, reader.header.width
+    hc, wc = min(H, CHECK_SIDE), min(W, CHECK_SIDE)
+    y0, x0 = (H - hc) // 2, (W - wc) // 2
+    window = (y0, y0 + hc, x0, x0 + wc)
+    still, moving = (decode(window, compensated) for compensated in (False, True))
+    path = reader.motion()
+    starts = [reader.group_start(g) for g in range(reader.n_groups)] + [reader.n_frames]
+    neighbours = []
+    for h in (group - 1, group + 1):
+        if 0 <= h < reader.n_groups:
+            try:
+                y = reader.measurements(h, window)
+            except TcsFormatError:
+                continue
+            neighbours.append((path.frames[starts[h]:starts[h + 1]], y, reader.masks(h, window)))
+    score = prediction_score(still, moving, path.frames[starts[group]:starts[group + 1]], neighbours)
+    return score, (still, moving), (hc, wc) == (H, W)

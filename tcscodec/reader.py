@@ -13,7 +13,6 @@ Reading one group or a region touches only the records it needs.
 from __future__ import annotations
 
 import operator
-import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -28,9 +27,9 @@ from .format import ContainerReader, TcsDamageWarning
 from .format.region import check_region
 from .masks import GENERATOR_NAME, mask_sum, measured_mean, tile_mask_sum
 from .masks import masks as spec_masks
-from .motion import MIN_GROUPS, MotionPath, estimate_motion
-from .motion_check import prediction_score
+from .motion import MotionPath
 from .quantize import cast_frames, dequantize
+from .reader_motion import MotionDecoding
 
 __all__ = ["TcsReader", "TcsProperties"]
 
@@ -48,11 +47,6 @@ class TcsProperties:
 
 #: decoded groups larger than this go to a temporary memory-mapped file
 RAM_LIMIT = 1 << 30
-#: side of the central window over which :meth:`TcsReader.motion_check`
-#: decodes a group twice: wide enough for a neighbour's frames to stay in
-#: the field at 3 px/frame and B = 30 (the prediction moves the scene up to
-#: 1.5 B frames' drift), small beside a detector frame
-CHECK_SIDE = 512
 
 
 def _frames_buffer(shape) -> np.ndarray:
@@ -84,7 +78,7 @@ class _GroupMeasurement:
         return self.reader.measurements(self.group, (y0, y1, x0, x1)).astype(np.float32)
 
 
-class TcsReader:
+class TcsReader(MotionDecoding):
     """Reader of a ``.tcs`` file.
 
     Parameters
@@ -160,19 +154,6 @@ class TcsReader:
         if state["motion"] is None and self._compensates({**self.decode_options, **(options or {})}):
             state["motion"] = self.motion().to_dict()
         return state
-
-    def _compensates(self, options: dict, decoder=None) -> bool:
-        """Whether decoding with ``options`` (``motion``, on by default)
-        and ``decoder`` asks :meth:`motion` which groups to compensate: a
-        decoder that can (``uses_motion``) on a file of at least
-        :data:`~tcscodec.motion.MIN_GROUPS` groups, as fewer cannot show
-        how smooth the drift is and always decode as still."""
-        from .decoders import Decoder, decoder_class, default_decoder
-
-        if not options.get("motion", True) or self.n_groups < MIN_GROUPS:
-            return False
-        name = decoder or self.decoder or default_decoder()
-        return bool((name if isinstance(name, Decoder) else decoder_class(name)).uses_motion)
 
     def __setstate__(self, state: dict) -> None:
         TcsReader.__init__(self, state["path"], decoder=state["decoder"], device=state["device"],
@@ -304,43 +285,6 @@ class TcsReader:
         s = mask_sum(self.header.mask_seed, self.group_frames(group), H, W, region=bounds)
         return np.asarray(self.measurements(group, bounds), np.float64), s
 
-    def motion(self, threads: int | None = None) -> MotionPath:
-        """The movie's global motion, estimated from the measurements
-        (:func:`tcscodec.motion.estimate_motion`): registration of
-        consecutive groups' :meth:`group_mean` over a central window of at
-        most 2048 x 2048 pixels, and the dose that the shot noise of a few
-        groups implies.  Computed once per reader (it reads that window of
-        every group); a file of one group is still.  Decoders that
-        compensate motion use it (``motion=True``, the default), on the
-        groups :meth:`MotionPath.compensated` selects.  Its cost is mostly
-        the registrations, over at most 512 x 512 binned pixels whatever
-        the frame size, on ``threads`` threads (default: 2; the same path
-        on any number).  Measured on 10 groups of 2048 x 2048: 6.4 s and a
-        peak of 205 MiB on one thread, 3.7-4.2 s and 354 MiB on two, 565
-        MiB on four."""
-        if self._motion is None:
-            # A damaged group is left out of the estimate (its pairs take
-            # the others' velocity), so that damage in one group never
-            # stops the others from decoding; decoding it still raises.
-            def mean(g, window):
-                try:
-                    return self.group_mean(g, window)
-                except TcsFormatError:
-                    y0, y1, x0, x1 = window
-                    return np.full((y1 - y0, x1 - x0), np.nan, np.float32)
-
-            def measurement(g, window):
-                try:
-                    return self._measurement_and_sum(g, window)
-                except TcsFormatError:
-                    return None
-
-            sizes = [self.group_frames(g) for g in range(self.n_groups)]
-            n = min(2, os.cpu_count() or 1) if threads is None else max(1, int(threads))
-            self._motion = estimate_motion(mean, sizes, (self.header.height, self.header.width),
-                                           measurement=measurement, threads=n)
-        return self._motion
-
     def masks(self, group: int | None = None, region=None) -> np.ndarray:
         """The masks C_b as 0/1 uint8, shape (B, H, W) (or the region's).
 
@@ -445,82 +389,6 @@ class TcsReader:
             progress=progress, region=(y0, y1, x0, x1), context_fn=context_fn, shifts=shifts,
             shift_gradient=gradient, **opts,
         )
-
-    def motion_check(self, group: int, *, decoder=None, device=None, **options) -> float | None:
-        """The held-out check of decoding ``group`` in the moving frame
-        (:func:`tcscodec.motion_check.prediction_score`), in dB: how much
-        better its compensated frames predict the neighbouring groups'
-        measurements than its still frames; positive where compensation
-        pays.  None where :meth:`~tcscodec.motion.MotionPath.compensated`
-        does not select the group (it decodes as still), or where the path
-        moves too far for any neighbour to be compared.
-
-        With ``motion_check=True``, :meth:`decode_group` decodes a selected
-        group in the moving frame only where this is positive or None.
-        The check decodes the group twice, still and compensated, over
-        the central :data:`CHECK_SIDE` x :data:`CHECK_SIDE` pixels (the
-        whole frame where it is smaller, and then the frames of the verdict
-        are those :meth:`decode_group` returns), once per reader, decoder
-        and options.  ``decoder``, ``device`` and ``options`` as for
-        :meth:`decode_group`.
-        """
-        from .decoders import default_decoder
-
-        group = self._group_index(group)
-        opts = {**self.decode_options, **options}
-        opts.pop("skip_damaged", None)
-        opts.pop("motion_check", None)
-        name = decoder or self.decoder or default_decoder()
-        if self._group_shifts(group, name, opts.pop("motion", True), opts)[0] is None:
-            return None
-        (score, _), _ = self._check(group, name, device, opts)
-        return score
-
-    def _group_shifts(self, group: int, name, motion: bool, opts: dict):
-        """``(shifts, gradient)`` the gate gives ``group`` (both None where
-        it decodes as still) for decoder ``name`` with ``opts``."""
-        if not self._compensates({"motion": motion}, name):
-            return None, None
-        # A tile aligned by its own translation (the path's shift plus its
-        # gradient at the tile's centre) is judged over a tile's extent.
-        from .decoders.tiling import TilingOptions
-
-        H, W = self.header.height, self.header.width
-        path = self.motion()
-        tile = TilingOptions.take(opts.get("tiling"), {k: opts[k] for k in ("tile",) if k in opts}).tile
-        shifts = path.compensated(group, extent=None if max(H, W) <= int(tile) else int(tile))
-        return shifts, None if shifts is None else path.group_shift_gradient(group)
-
-    def _check(self, group: int, name, device, opts: dict) -> tuple[tuple[float | None, bool], np.ndarray | None]:
-        """``((score, compensate), frames)`` of the held-out check of
-        ``group`` (:meth:`motion_check`), run once per decoder and options;
-        ``frames`` are the whole frame's decoded frames of the verdict when
-        this call ran the check on the whole frame, else None."""
-        key = (group, name if isinstance(name, str) else id(name), device,
-               tuple(sorted((k, repr(v)) for k, v in opts.items())))
-        if key in self._checks:
-            return self._checks[key], None
-        H, W = self.header.height, self.header.width
-        hc, wc = min(H, CHECK_SIDE), min(W, CHECK_SIDE)
-        y0, x0 = (H - hc) // 2, (W - wc) // 2
-        window = (y0, y0 + hc, x0, x0 + wc)
-        decoded = [self.decode_group(group, region=window, decoder=name, device=device, motion=moving,
-                                     motion_check=False, **opts) for moving in (False, True)]
-        path = self.motion()
-        starts = [self.group_start(g) for g in range(self.n_groups)] + [self.n_frames]
-        neighbours = []
-        for h in (group - 1, group + 1):
-            if 0 <= h < self.n_groups:
-                try:
-                    y = self.measurements(h, window)
-                except TcsFormatError:  # a damaged neighbour is left out
-                    continue
-                neighbours.append((path.frames[starts[h]:starts[h + 1]], y, self.masks(h, window)))
-        score = prediction_score(decoded[0], decoded[1], path.frames[starts[group]:starts[group + 1]], neighbours)
-        verdict = (score, score is None or score > 0)
-        self._checks[key] = verdict
-        whole = (hc, wc) == (H, W)
-        return verdict, (decoded[1] if verdict[1] else decoded[0]) if whole else None
 
     def _decode_or_nan(self, group: int, *, region=None, out=None, **options) -> np.ndarray:
         """:meth:`decode_group` that gives NaN frames for a damaged group."""

@@ -106,9 +106,9 @@ def test_format_imports_only_format_and_errors():
 
 ENCODING = ["tcscodec.masks", "tcscodec.measurement", "tcscodec.encoder", "tcscodec.cuda_encoder",
             "tcscodec.encoder_factory", "tcscodec.cpu_kernels", "tcscodec.rice_kernels", "tcscodec.quantize",
-            "tcscodec.quantize_kernels", "tcscodec.work_pool", "tcscodec.motion", "tcscodec.registration",
+            "tcscodec.quantize_kernels", "tcscodec.work_pool", "tcscodec.motion", "tcscodec.motion_check", "tcscodec.registration",
             "tcscodec.grouping"]
-ABOVE_DECODERS = ["tcscodec.reader", "tcscodec.writer", "tcscodec.api", "tcscodec.cli", "tcscodec.evaluation"]
+ABOVE_DECODERS = ["tcscodec.reader", "tcscodec.reader_motion", "tcscodec.writer", "tcscodec.api", "tcscodec.cli", "tcscodec.evaluation"]
 
 
 def test_masks_and_encoders_import_no_decoder_or_front_end():

@@ -103,9 +103,9 @@ def test_the_reader_compensates_only_groups_the_check_approves(drifting_file, mo
     frames are returned; larger ones are checked on a central window, then
     decoded as the verdict says."""
     import tcscodec
-    import tcscodec.reader as reader_module
+    import tcscodec.motion_check as check_module
 
-    monkeypatch.setattr(reader_module, "CHECK_SIDE", side)
+    monkeypatch.setattr(check_module, "CHECK_SIDE", side)
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32) as r:
         still, gated = r.read(motion=False), r.read()
         assert not np.array_equal(still, gated)
@@ -120,7 +120,7 @@ def test_the_reader_compensates_only_groups_the_check_approves(drifting_file, mo
         calls.append(len(neighbours))
         return -1.0
 
-    monkeypatch.setattr(reader_module, "prediction_score", vetoing)
+    monkeypatch.setattr(check_module, "prediction_score", vetoing)
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32, motion_check=True) as r:
         assert np.array_equal(r.read(), still)  # every group vetoed: decoded as still, bit for bit
         assert calls == [1, 2, 2, 1]  # once per group; the first and last have one neighbour
@@ -128,7 +128,7 @@ def test_the_reader_compensates_only_groups_the_check_approves(drifting_file, mo
         assert r.motion_check(2) == -1.0 and len(calls) == 4
         out = np.empty((8, 64, 64), np.uint16)
         assert r.decode_group(1, out=out) is out and np.array_equal(out, cast_frames(r.decode_group(1), np.uint16))
-    monkeypatch.setattr(reader_module, "prediction_score", lambda *a: None)  # cannot be checked: the gate decides
+    monkeypatch.setattr(check_module, "prediction_score", lambda *a: None)  # cannot be checked: the gate decides
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32) as r:
         assert np.array_equal(r.read(motion_check=True), gated)
 
@@ -138,10 +138,10 @@ def test_cli_decode_motion_checked_checks_and_auto_does_not(drifting_file, tmp_p
     from click.testing import CliRunner
 
     import tcscodec
-    import tcscodec.reader as reader_module
+    import tcscodec.motion_check as check_module
     from tcscodec.cli.main import main
 
-    monkeypatch.setattr(reader_module, "prediction_score", lambda *a: -1.0)  # the check turns every group down
+    monkeypatch.setattr(check_module, "prediction_score", lambda *a: -1.0)  # the check turns every group down
     outs = {}
     for mode in ("auto", "checked", "off"):
         out = tmp_path / f"{mode}.npy"

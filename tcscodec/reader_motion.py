@@ -1,0 +1,153 @@
+"""How a :class:`~tcscodec.TcsReader` decodes in the moving frame: the
+motion path it estimates once, the groups the gate selects (per tile, on
+frames of several tiles) and the held-out check of those groups
+(:mod:`tcscodec.motion_check`).  A mixin of the reader, apart so that the
+reader stays readable in one sitting."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import TcsFormatError
+from .motion import MIN_GROUPS, MotionPath, estimate_motion
+from .motion_check import check_group
+
+__all__ = ["MotionDecoding"]
+
+
+class MotionDecoding:
+    """The motion methods of :class:`~tcscodec.TcsReader` (which provides
+    the attributes below)."""
+
+    header: Any
+    decoder: Any
+    decode_options: dict
+    _motion: MotionPath | None
+    #: held-out checks of compensated groups: key -> (score in dB or None, compensate)
+    _checks: dict[tuple, tuple[float | None, bool]]
+
+    if TYPE_CHECKING:  # what the reader defines
+        @property
+        def n_groups(self) -> int: ...
+
+        def group_frames(self, group: int) -> int: ...
+
+        def group_mean(self, group: int, region=None) -> np.ndarray: ...
+
+        def _measurement_and_sum(self, group: int, region=None) -> tuple[np.ndarray, np.ndarray]: ...
+
+        def _group_index(self, group) -> int: ...
+
+        def decode_group(self, group: int, **options) -> np.ndarray: ...
+
+    def _compensates(self, options: dict, decoder=None) -> bool:
+        """Whether decoding with ``options`` (``motion``, on by default)
+        and ``decoder`` asks :meth:`motion` which groups to compensate: a
+        decoder that can (``uses_motion``) on a file of at least
+        :data:`~tcscodec.motion.MIN_GROUPS` groups, as fewer cannot show
+        how smooth the drift is and always decode as still."""
+        from .decoders import Decoder, decoder_class, default_decoder
+
+        if not options.get("motion", True) or self.n_groups < MIN_GROUPS:
+            return False
+        name = decoder or self.decoder or default_decoder()
+        return bool((name if isinstance(name, Decoder) else decoder_class(name)).uses_motion)
+
+    def motion(self, threads: int | None = None) -> MotionPath:
+        """The movie's global motion, estimated from the measurements
+        (:func:`tcscodec.motion.estimate_motion`): registration of
+        consecutive groups' :meth:`group_mean` over a central window of at
+        most 2048 x 2048 pixels, and the dose that the shot noise of a few
+        groups implies.  Computed once per reader (it reads that window of
+        every group); a file of one group is still.  Decoders that
+        compensate motion use it (``motion=True``, the default), on the
+        groups :meth:`MotionPath.compensated` selects.  Its cost is mostly
+        the registrations, over at most 512 x 512 binned pixels whatever
+        the frame size, on ``threads`` threads (default: 2; the same path
+        on any number).  Measured on 10 groups of 2048 x 2048: 6.4 s and a
+        peak of 205 MiB on one thread, 3.7-4.2 s and 354 MiB on two, 565
+        MiB on four."""
+        if self._motion is None:
+            # A damaged group is left out of the estimate (its pairs take
+            # the others' velocity), so that damage in one group never
+            # stops the others from decoding; decoding it still raises.
+            def mean(g, window):
+                try:
+                    return self.group_mean(g, window)
+                except TcsFormatError:
+                    y0, y1, x0, x1 = window
+                    return np.full((y1 - y0, x1 - x0), np.nan, np.float32)
+
+            def measurement(g, window):
+                try:
+                    return self._measurement_and_sum(g, window)
+                except TcsFormatError:
+                    return None
+
+            sizes = [self.group_frames(g) for g in range(self.n_groups)]
+            n = min(2, os.cpu_count() or 1) if threads is None else max(1, int(threads))
+            self._motion = estimate_motion(mean, sizes, (self.header.height, self.header.width),
+                                           measurement=measurement, threads=n)
+        return self._motion
+
+    def motion_check(self, group: int, *, decoder=None, device=None, **options) -> float | None:
+        """The held-out check of decoding ``group`` in the moving frame
+        (:func:`tcscodec.motion_check.prediction_score`), in dB: how much
+        better its compensated frames predict the neighbouring groups'
+        measurements than its still frames; positive where compensation
+        pays.  None where :meth:`~tcscodec.motion.MotionPath.compensated`
+        does not select the group (it decodes as still), or where the path
+        moves too far for any neighbour to be compared.
+
+        With ``motion_check=True``, :meth:`decode_group` decodes a selected
+        group in the moving frame only where this is positive or None.
+        The check decodes the group twice, still and compensated, over
+        the central :data:`~tcscodec.motion_check.CHECK_SIDE` pixels square (the
+        whole frame where it is smaller, and then the frames of the verdict
+        are those :meth:`decode_group` returns), once per reader, decoder
+        and options.  ``decoder``, ``device`` and ``options`` as for
+        :meth:`decode_group`.
+        """
+        from .decoders import default_decoder
+
+        group = self._group_index(group)
+        opts = {**self.decode_options, **options}
+        opts.pop("skip_damaged", None)
+        opts.pop("motion_check", None)
+        name = decoder or self.decoder or default_decoder()
+        if self._group_shifts(group, name, opts.pop("motion", True), opts)[0] is None:
+            return None
+        (score, _), _ = self._check(group, name, device, opts)
+        return score
+
+    def _group_shifts(self, group: int, name, motion: bool, opts: dict):
+        """``(shifts, gradient)`` the gate gives ``group`` (both None where
+        it decodes as still) for decoder ``name`` with ``opts``."""
+        if not self._compensates({"motion": motion}, name):
+            return None, None
+        # A tile aligned by its own translation (the path's shift plus its
+        # gradient at the tile's centre) is judged over a tile's extent.
+        from .decoders.tiling import TilingOptions
+
+        H, W = self.header.height, self.header.width
+        path = self.motion()
+        tile = TilingOptions.take(opts.get("tiling"), {k: opts[k] for k in ("tile",) if k in opts}).tile
+        shifts = path.compensated(group, extent=None if max(H, W) <= int(tile) else int(tile))
+        return shifts, None if shifts is None else path.group_shift_gradient(group)
+
+    def _check(self, group: int, name, device, opts: dict) -> tuple[tuple[float | None, bool], np.ndarray | None]:
+        """``((score, compensate), frames)`` of the held-out check of
+        ``group`` (:meth:`motion_check`), run once per decoder and options;
+        ``frames`` are the whole frame's decoded frames of the verdict when
+        this call ran the check on the whole frame, else None."""
+        key = (group, name if isinstance(name, str) else id(name), device,
+               tuple(sorted((k, repr(v)) for k, v in opts.items())))
+        if key in self._checks:
+            return self._checks[key], None
+        score, (still, moving), whole = check_group(self, group, lambda window, compensated: self.decode_group(
+            group, region=window, decoder=name, device=device, motion=compensated, motion_check=False, **opts))
+        verdict = self._checks[key] = (score, score is None or score > 0)
+        return verdict, ((moving if verdict[1] else still) if whole else None)
