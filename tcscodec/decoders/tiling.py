@@ -333,17 +333,18 @@ def decode_tiled(
         ``(n_frames, 2)`` displacement ``(dy, dx)`` in pixels of each
         frame's content (a global motion, :mod:`tcscodec.motion`), for
         decoders that compensate it (``Decoder.uses_motion``; others ignore
-        it).  Every tile gets the same shifts, and the overlap grows by twice
-        the largest one so that each tile also sees the content that moves
-        into it during the group (the tile size grows with it, to at least
-        twice the overlap).
+        it).  Every tile gets the same shifts, and the overlap along each
+        axis grows by twice the largest shift along it, so that each tile
+        also sees the content that moves into it during the group (the tile
+        size along that axis grows with it, to at least twice the overlap;
+        a drift along y leaves the tiling along x as it is).
     shift_gradient : array_like, optional
         ``(n_frames, 2, 2)``: how ``shifts`` change across the field (a
         rotation, a zoom; :meth:`~tcscodec.motion.MotionPath.group_shift_gradient`).
         Each tile then gets the shifts at its centre ``c``,
         ``shifts[b] + shift_gradient[b] @ (c - frame centre)``, and the
-        overlap grows by twice the largest shift any point of the frame
-        gets.
+        overlap along each axis grows by twice the largest shift along it
+        that any point of the frame gets.
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
@@ -385,6 +386,7 @@ def decode_tiled(
         raise TcsValueError(f"tile ({tile}) must be larger than the overlap ({overlap})")
     with_context = context_fn is not None and bool(getattr(dec, "uses_context", False))
     tile_shifts = None  # (y, x) of a tile's centre -> its (n, 2) shifts
+    tiles, overlaps = [tile, tile], [overlap, overlap]  # along y and along x
     if shifts is not None and bool(getattr(dec, "uses_motion", False)):
         s = np.asarray(shifts, np.float64)
         if s.shape != (n, 2) or not np.isfinite(s).all():
@@ -395,10 +397,11 @@ def decode_tiled(
         centre = np.array([(H - 1) / 2, (W - 1) / 2])
         # The field is affine: its largest shift is at a corner of the frame.
         corners = np.array([[0, 0], [0, W - 1], [H - 1, 0], [H - 1, W - 1]], np.float64) - centre
-        reach = int(math.ceil(float(np.abs(s[:, None] + corners @ grad.transpose(0, 2, 1)).max(initial=0.0))))
-        if reach:
-            overlap += 2 * reach
-            tile = max(tile, 2 * overlap)
+        field = np.abs(s[:, None] + corners @ grad.transpose(0, 2, 1)).reshape(-1, 2)
+        reach = np.ceil(field.max(0, initial=0.0)).astype(int)  # along y and along x
+        if reach.any():
+            overlaps = [overlap + 2 * int(r) for r in reach]
+            tiles = [max(tile, 2 * o) if r else tile for r, o in zip(reach, overlaps, strict=True)]
 
             def tile_shifts(cy: float, cx: float) -> torch.Tensor:
                 return torch.from_numpy((s + grad @ (np.array([cy, cx]) - centre)).astype(np.float32))
@@ -414,10 +417,10 @@ def decode_tiled(
     # tiles that touch it, blended with the same weights: a region is then
     # the same numbers as that crop of the whole frame, which lets any
     # window (a dask chunk, a napari view) be decoded on its own.
-    th, ys_all = tile_layout(H, tile, overlap, multiple)
-    tw, xs_all = tile_layout(W, tile, overlap, multiple)
-    wys = _axis_weights(H, th, ys_all, overlap)
-    wxs_all = _axis_weights(W, tw, xs_all, overlap)
+    th, ys_all = tile_layout(H, tiles[0], overlaps[0], multiple)
+    tw, xs_all = tile_layout(W, tiles[1], overlaps[1], multiple)
+    wys = _axis_weights(H, th, ys_all, overlaps[0])
+    wxs_all = _axis_weights(W, tw, xs_all, overlaps[1])
     rows = [k for k, s in enumerate(ys_all) if s < ry1 and s + th > ry0]
     cols = [k for k, s in enumerate(xs_all) if s < rx1 and s + tw > rx0]
     # The decoded window: the columns of those tiles, in frame coordinates.
