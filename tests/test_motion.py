@@ -457,6 +457,36 @@ def test_each_tile_gets_the_shifts_of_the_field_at_its_centre():
                      shift_gradient=np.zeros((n, 2)), **kw)
 
 
+def test_the_tiling_grows_only_along_the_axes_the_scene_moves_along():
+    """The overlap (and tile) grow by twice the largest shift along each
+    axis apart: a drift along y leaves the tiling along x as still."""
+    from tcscodec.decoders import decode_tiled
+
+    n, H, W = 4, 200, 200
+    C = spec_masks(3, n, H, W)
+    y = (C * 7.0).sum(0).astype(np.float32)
+
+    def tiles(shifts):
+        rec = _shift_recorder()
+        sizes = []
+        real = rec.decode
+
+        def decode(y, masks, shifts=None):
+            sizes.append(tuple(y.shape[-2:]))
+            return real(y, masks, shifts)
+
+        rec.decode = decode
+        decode_tiled(y, lambda *w: C[:, w[0]:w[1], w[2]:w[3]], n, decoder=rec, shifts=shifts, tile=64, overlap=8)
+        return sizes
+
+    still = tiles(None)
+    along_y = tiles(np.array([[-9.0, 0.0], [-3.0, 0.0], [3.0, 0.0], [9.0, 0.0]]))
+    along_x = tiles(np.array([[0.0, -9.0], [0.0, -3.0], [0.0, 3.0], [0.0, 9.0]]))
+    assert {w for _, w in along_y} == {w for _, w in still} != {h for h, _ in along_y}
+    assert {h for h, _ in along_x} == {h for h, _ in still} != {w for _, w in along_x}
+    assert len(along_y) == len(along_x) > len(still)
+
+
 def test_a_turning_scene_is_measured_as_an_affine_field():
     turning = _estimate(_movie(T=60, rotation_deg=0.6).frames, 10)
     w = math.radians(0.6)  # turning +x towards +y
