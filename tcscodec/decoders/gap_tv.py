@@ -239,12 +239,11 @@ def tv_denoise(
 
 def _compiled(x: torch.Tensor, ws: _TvWorkspace) -> bool:
     """Whether :func:`tv_denoise` runs the compiled CPU kernel
-    (:mod:`.tv_kernels`): float32 CPU stacks outside autograd, where numba
-    is installed."""
+    (:mod:`.tv_kernels`): float32 CPU stacks that autograd does not
+    follow, where numba is installed."""
     tensors = [x, ws.out, *ws.p]
-    return (tv_kernels.available() and x.device.type == "cpu" and x.dtype == torch.float32
-            and not (torch.is_grad_enabled() and x.requires_grad)
-            and all(t.is_contiguous() and t.dtype == torch.float32 for t in tensors))
+    return (tv_kernels.available() and x.device.type == "cpu"
+            and all(t.is_contiguous() and t.dtype == torch.float32 and not t.requires_grad for t in tensors))
 
 
 def gap_tv(
