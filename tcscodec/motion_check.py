@@ -28,13 +28,18 @@ import numpy as np
 
 from .errors import TcsFormatError
 
-__all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score", "check_group", "CHECK_SIDE"]
+__all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score", "check_group", "CHECK_SIDE",
+           "WHOLE_SIDE"]
 
 #: side of the central window over which :func:`check_group` decodes a
 #: group twice: wide enough for a neighbour's frames to stay in the field
 #: at 3 px/frame and B = 30 (the prediction moves the scene up to 1.5 B
 #: frames' drift), small beside a detector frame
 CHECK_SIDE = 512
+#: frames no larger than this are checked whole: the tiles under a central
+#: CHECK_SIDE window would be most of the frame anyway (768²: all 16 of
+#: 256), and a whole-frame check's frames are the output
+WHOLE_SIDE = 768
 #: pixels kept beyond the largest shift at the borders of the compared area
 EDGE = 2
 #: a neighbour is left out when the compared area would be narrower than this
@@ -128,13 +133,15 @@ def check_group(reader, group: int, decode) -> tuple[float | None, tuple[np.ndar
 
     ``decode(window, compensated)`` decodes the group over ``window``
     ``(y0, y1, x0, x1)``, still or in the moving frame.  The window is the
-    frame's central :data:`CHECK_SIDE` x :data:`CHECK_SIDE` pixels (the
-    whole frame where it is smaller); a damaged neighbour is left out.
+    frame's central :data:`CHECK_SIDE` x :data:`CHECK_SIDE` pixels, or the
+    whole frame where no side exceeds :data:`WHOLE_SIDE`; a damaged
+    neighbour is left out.
     Returns ``(score, (still, moving), whole)``: :func:`prediction_score`,
     the two decodes, and whether the window is the whole frame.
     """
     H, W = reader.header.height, reader.header.width
-    hc, wc = min(H, CHECK_SIDE), min(W, CHECK_SIDE)
+    side = max(H, W) if max(H, W) <= WHOLE_SIDE else CHECK_SIDE
+    hc, wc = min(H, side), min(W, side)
     y0, x0 = (H - hc) // 2, (W - wc) // 2
     window = (y0, y0 + hc, x0, x0 + wc)
     still, moving = (decode(window, compensated) for compensated in (False, True))

@@ -106,11 +106,12 @@ class MotionDecoding:
         group in the moving frame only where this is positive or None.
         The check decodes the group twice, still and compensated, over a
         central window :data:`~tcscodec.motion_check.CHECK_SIDE` pixels on
-        a side (the whole frame where it is smaller, and then the frames of
+        a side, or over the whole frame where no side exceeds
+        :data:`~tcscodec.motion_check.WHOLE_SIDE` (and then the frames of
         the verdict are those :meth:`decode_group` returns), once per
         reader, decoder and options: :meth:`to_dask` tasks check a group
-        once in each thread that decodes part of it.  ``decoder``, ``device`` and ``options`` as for
-        :meth:`decode_group`.
+        once in each thread that decodes part of it.  ``decoder``,
+        ``device`` and ``options`` as for :meth:`decode_group`.
         """
         from .decoders import default_decoder
 

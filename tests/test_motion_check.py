@@ -106,6 +106,7 @@ def test_the_reader_compensates_only_groups_the_check_approves(drifting_file, mo
     import tcscodec.motion_check as check_module
 
     monkeypatch.setattr(check_module, "CHECK_SIDE", side)
+    monkeypatch.setattr(check_module, "WHOLE_SIDE", min(side, 64))
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32) as r:
         still, gated = r.read(motion=False), r.read()
         assert not np.array_equal(still, gated)
