@@ -15,8 +15,8 @@ rounds in one process, the best round of each counted:
   compensated where the gate selects (``motion=True``, the default);
 * ``now``: the shipped paths, still, gated (the default), and checked
   (``motion_check=True``: :meth:`TcsReader.motion_check` decodes each
-  selected group twice over a central window, and on frames of at most 512
-  pixels keeps the frames of its verdict).  Each round opens the file
+  selected group twice, whole on frames of at most 768 pixels, where it
+  keeps the frames of its verdict).  Each round opens the file
   afresh, so the check runs in every round.
 
 Printed: milliseconds per frame of each, and the ratios issue 20's time
