@@ -118,8 +118,9 @@ def prediction_score(still: np.ndarray, moving: np.ndarray, displacements: np.nd
         if min(h, w) - 2 * m < MIN_SIDE:
             continue
         inner = np.s_[m:h - m, m:w - m]
+        measured = np.asarray(y, np.float64)[inner]
         for k, scene in enumerate(scenes):
-            e = np.asarray(y, np.float64)[inner] - predicted_measurement(scene, reference, dn, masks)[inner]
+            e = measured - predicted_measurement(scene, reference, dn, masks)[inner]
             errors[k] += float(np.mean(e * e))
         used = True
     if not used or errors[1] <= 0:

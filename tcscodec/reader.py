@@ -343,7 +343,7 @@ class TcsReader(MotionDecoding):
         are damaged decodes to NaN frames instead of raising; it is named
         in :attr:`damaged` and in a :class:`~tcscodec.format.TcsDamageWarning`.
         """
-        from .decoders import decode_tiled, default_decoder
+        from .decoders import decode_tiled
 
         group = self._group_index(group)
         if {**self.decode_options, **options}.get("skip_damaged"):
@@ -351,12 +351,8 @@ class TcsReader(MotionDecoding):
                                        progress=progress, motion=motion, **options)
         H, W = self.header.height, self.header.width
         y0, y1, x0, x1 = check_region(region, H, W)
-        opts = {**self.decode_options, **options}
-        opts.pop("skip_damaged", None)
-        given = opts.pop("motion", True)  # the reader's option, or one passed in options
+        name, given, check, opts = self._decode_setup(decoder, options)
         motion = given if motion is None else motion
-        check = opts.pop("motion_check", False)
-        name = decoder or self.decoder or default_decoder()
         shifts, gradient = self._group_shifts(group, name, motion, opts)
         if shifts is not None and check:
             (_, keep), frames = self._check(group, name, device, opts)

@@ -113,17 +113,25 @@ class MotionDecoding:
         once in each thread that decodes part of it.  ``decoder``,
         ``device`` and ``options`` as for :meth:`decode_group`.
         """
-        from .decoders import default_decoder
-
         group = self._group_index(group)
-        opts = {**self.decode_options, **options}
-        opts.pop("skip_damaged", None)
-        opts.pop("motion_check", None)
-        name = decoder or self.decoder or default_decoder()
-        if self._group_shifts(group, name, opts.pop("motion", True), opts)[0] is None:
+        name, motion, _, opts = self._decode_setup(decoder, options)
+        if self._group_shifts(group, name, motion, opts)[0] is None:
             return None
         (score, _), _ = self._check(group, name, device, opts)
         return score
+
+    def _decode_setup(self, decoder, options: dict) -> tuple[Any, bool, bool, dict]:
+        """``(decoder name, motion, motion_check, opts)`` of a decode with
+        ``decoder`` and ``options`` over the reader's own: ``opts`` what the
+        decoder and the tiling get (and what keys :meth:`_check`'s cache, so
+        :meth:`decode_group` and :meth:`motion_check` must share it)."""
+        from .decoders import default_decoder
+
+        opts = {**self.decode_options, **options}
+        opts.pop("skip_damaged", None)
+        motion = opts.pop("motion", True)
+        check = opts.pop("motion_check", False)
+        return decoder or self.decoder or default_decoder(), motion, check, opts
 
     def _group_shifts(self, group: int, name, motion: bool, opts: dict):
         """``(shifts, gradient)`` the gate gives ``group`` (both None where
