@@ -89,6 +89,8 @@ def main(argv=None) -> None:
     ap.add_argument("--movies", help="bench/quality.py movie names instead of --seeds")
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--also", default="", help="more decoders to compare on every movie, e.g. gap-tv,rigid-tv "
+                    "(each decoded as tcscodec decode --decoder NAME decodes, gain over tcs-unfold still)")
     a = ap.parse_args(argv)
 
     import torch
@@ -109,7 +111,8 @@ def main(argv=None) -> None:
                     line = (f"{name} B={B}: speed {s['speed_median_px']:.2f} px/frame, dose {_num(m.dose)}, "
                             f"roughness {_num(s['roughness'])}, non-rigidity {_num(s['non_rigidity'])}, "
                             f"compensated {gated}/{r.n_groups}")
-                    if gated:
+                    extra = [d for d in a.also.split(",") if d]
+                    if gated or extra:
                         still, gate, default = (
                             np.concatenate([r.decode_group(g, decoder=dec, **kw) for g in range(r.n_groups)])
                             for kw in ({"motion": False}, {}, {"motion_check": True}))
@@ -118,6 +121,9 @@ def main(argv=None) -> None:
                         a0, a1, a2 = _psnr(still, ref), _psnr(gate, ref), _psnr(default, ref)
                         line += (f": still {a0:.2f}, gate {a1:.2f} ({a1 - a0:+.2f} dB), gate + check {a2:.2f} "
                                  f"({a2 - a0:+.2f} dB; the check kept {kept} of {gated})")
+                        for other in extra:
+                            x = np.concatenate([r.decode_group(g, decoder=other) for g in range(r.n_groups)])
+                            line += f", {other} {_psnr(x, ref):.2f} ({_psnr(x, ref) - a0:+.2f} dB)"
                 print(line, flush=True)
 
 

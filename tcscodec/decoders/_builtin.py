@@ -3,4 +3,5 @@
 from . import (
     gap_tv,  # noqa: F401
     learned,  # noqa: F401
+    rigid_tv,  # noqa: F401
 )
