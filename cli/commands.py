@@ -276,8 +276,10 @@ def _parse_region(spec: str | None):
                    f"whose scene moves as one within a tile; the others decode as still (up to +4 dB on smooth "
                    f"drift, but some movies lose up to 3 dB: README, 'Motion'). checked: also decode as still "
                    f"the groups whose compensated frames predict the neighbouring groups' measurements worse "
-                   f"than their still frames (each group is decoded twice, whole or a central window, to check; "
-                   f"smaller losses, smaller gains). off: decode every group as still, and skip the estimate "
+                   f"than their still frames, and as one rigid image moved along the path (decoder rigid-tv) "
+                   f"those where that predicts them far better (each group is decoded three times, whole or a "
+                   f"central window, to check; smaller losses, smaller gains, and large gains on a specimen "
+                   f"that only drifts). off: decode every group as still, and skip the estimate "
                    f"(which reads every group once).")
 @click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
               help="Groups decoded at once on this machine, each on one torch thread.")

@@ -135,8 +135,8 @@ class TcsReader(MotionDecoding):
             raise TcsValueError(f"dtype must be an integer or float dtype, got {self.dtype}")
         self._cache: tuple[Any, np.ndarray] | None = None
         self._motion: MotionPath | None = None
-        #: held-out checks of compensated groups: key -> (score in dB or None, compensate)
-        self._checks: dict[tuple, tuple[float | None, bool]] = {}
+        #: held-out checks of compensated groups: key -> (scores in dB by mode, verdict)
+        self._checks: dict[tuple, tuple[dict, str]] = {}
         #: groups found damaged while decoding with ``skip_damaged``: group -> the error
         self.damaged: dict[int, str] = {}
 
@@ -343,8 +343,6 @@ class TcsReader(MotionDecoding):
         are damaged decodes to NaN frames instead of raising; it is named
         in :attr:`damaged` and in a :class:`~tcscodec.format.TcsDamageWarning`.
         """
-        from .decoders import decode_tiled
-
         group = self._group_index(group)
         if {**self.decode_options, **options}.get("skip_damaged"):
             return self._decode_or_nan(group, region=region, decoder=decoder, device=device, out=out,
@@ -355,8 +353,8 @@ class TcsReader(MotionDecoding):
         motion = given if motion is None else motion
         shifts, gradient = self._group_shifts(group, name, motion, opts)
         if shifts is not None and check:
-            (_, keep), frames = self._check(group, name, device, opts)
-            if frames is not None:  # the check decoded the whole frame: no third decode
+            (_, mode), frames = self._check(group, name, device, opts)
+            if frames is not None:  # the check decoded the whole frame: no more decoding
                 crop = frames[:, y0:y1, x0:x1]
                 if out is None:
                     return np.ascontiguousarray(crop)
@@ -364,8 +362,19 @@ class TcsReader(MotionDecoding):
                     raise TcsValueError(f"out has shape {tuple(out.shape)}, expected {crop.shape}")
                 out[...] = cast_frames(crop, out.dtype)
                 return out
-            if not keep:
+            if mode == "rigid":
+                return self._decode_rigid(group, (y0, y1, x0, x1), device, opts, out=out, progress=progress)
+            if mode == "still":
                 shifts = gradient = None
+        return self._decode_tiled(group, (y0, y1, x0, x1), name, device, out, progress, shifts, gradient, opts)
+
+    def _decode_tiled(self, group: int, region, name, device, out, progress, shifts, gradient, opts: dict):
+        """:meth:`decode_group`'s decode of ``group`` over ``region`` by
+        decoder ``name`` with ``opts`` (its options and the tiling's) along
+        ``shifts`` (None: still) and their ``gradient``."""
+        from .decoders import decode_tiled
+
+        H, W = self.header.height, self.header.width
         n = self.group_frames(group)
         seed = self.header.mask_seed
 
@@ -382,7 +391,7 @@ class TcsReader(MotionDecoding):
 
         return decode_tiled(
             _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
-            progress=progress, region=(y0, y1, x0, x1), context_fn=context_fn, shifts=shifts,
+            progress=progress, region=region, context_fn=context_fn, shifts=shifts,
             shift_gradient=gradient, **opts,
         )
 

@@ -13,9 +13,13 @@ import numpy as np
 
 from .errors import TcsFormatError
 from .motion import MIN_GROUPS, MotionPath, estimate_motion
-from .motion_check import check_group
+from .motion_check import check_group, verdict
 
 __all__ = ["MotionDecoding"]
+
+#: the decoder a checked group decodes with where the scene moves as one
+#: rigid image (:func:`tcscodec.motion_check.verdict`)
+RIGID_DECODER = "rigid-tv"
 
 
 class MotionDecoding:
@@ -26,8 +30,8 @@ class MotionDecoding:
     decoder: Any
     decode_options: dict
     _motion: MotionPath | None
-    #: held-out checks of compensated groups: key -> (score in dB or None, compensate)
-    _checks: dict[tuple, tuple[float | None, bool]]
+    #: held-out checks of compensated groups: key -> (scores in dB by mode, verdict)
+    _checks: dict[tuple, tuple[dict, str]]
 
     if TYPE_CHECKING:  # what the reader defines
         @property
@@ -42,6 +46,9 @@ class MotionDecoding:
         def _group_index(self, group) -> int: ...
 
         def decode_group(self, group: int, **options) -> np.ndarray: ...
+
+        def _decode_tiled(self, group: int, region, name, device, out, progress, shifts, gradient,
+                          opts: dict) -> np.ndarray: ...
 
     def _compensates(self, options: dict, decoder=None) -> bool:
         """Whether decoding with ``options`` (``motion``, on by default)
@@ -103,9 +110,11 @@ class MotionDecoding:
         moves too far for any neighbour to be compared.
 
         With ``motion_check=True``, :meth:`decode_group` decodes a selected
-        group in the moving frame only where this is positive or None.
-        The check decodes the group twice, still and compensated, over a
-        central window :data:`~tcscodec.motion_check.CHECK_SIDE` pixels on
+        group as :meth:`motion_verdict` says: in the moving frame only where
+        this is positive or None, unless one rigid image moved along the
+        path predicts better still.  The check decodes the group still,
+        compensated and (with any decoder but ``rigid-tv``) as one rigid
+        image, over a central window :data:`~tcscodec.motion_check.CHECK_SIDE` pixels on
         a side, or over the whole frame where no side exceeds
         :data:`~tcscodec.motion_check.WHOLE_SIDE` (and then the frames of
         the verdict are those :meth:`decode_group` returns), once per
@@ -113,12 +122,29 @@ class MotionDecoding:
         once in each thread that decodes part of it.  ``decoder``,
         ``device`` and ``options`` as for :meth:`decode_group`.
         """
+        checked = self._checked(group, decoder, device, options)
+        return None if checked is None else checked[0].get("moving")
+
+    def motion_verdict(self, group: int, *, decoder=None, device=None, **options) -> str | None:
+        """How ``group`` decodes with ``motion_check=True``: ``"still"``,
+        ``"moving"`` (in the moving frame, with the decoder) or ``"rigid"``
+        (as one image moved along the path, by the ``rigid-tv`` decoder:
+        where that predicts the neighbours :data:`~tcscodec.motion_check.RIGID_MARGIN`
+        dB better than the still decode and better than the compensated
+        one; :func:`tcscodec.motion_check.verdict`).  None where the gate
+        does not select the group (it decodes as still).  Arguments and
+        cost as for :meth:`motion_check`, whose check this shares."""
+        checked = self._checked(group, decoder, device, options)
+        return None if checked is None else checked[1]
+
+    def _checked(self, group: int, decoder, device, options: dict) -> tuple[dict, str] | None:
+        """``(scores, verdict)`` of the check of ``group``, or None where
+        the gate does not select it."""
         group = self._group_index(group)
         name, motion, _, opts = self._decode_setup(decoder, options)
         if self._group_shifts(group, name, motion, opts)[0] is None:
             return None
-        (score, _), _ = self._check(group, name, device, opts)
-        return score
+        return self._check(group, name, device, opts)[0]
 
     def _decode_setup(self, decoder, options: dict) -> tuple[Any, bool, bool, dict]:
         """``(decoder name, motion, motion_check, opts)`` of a decode with
@@ -148,16 +174,33 @@ class MotionDecoding:
         shifts = path.compensated(group, extent=None if max(H, W) <= int(tile) else int(tile))
         return shifts, None if shifts is None else path.group_shift_gradient(group)
 
-    def _check(self, group: int, name, device, opts: dict) -> tuple[tuple[float | None, bool], np.ndarray | None]:
-        """``((score, compensate), frames)`` of the held-out check of
-        ``group`` (:meth:`motion_check`), run once per decoder and options;
-        ``frames`` are the whole frame's decoded frames of the verdict when
-        this call ran the check on the whole frame, else None."""
+    def _check(self, group: int, name, device, opts: dict) -> tuple[tuple[dict, str], np.ndarray | None]:
+        """``((scores, verdict), frames)`` of the held-out check of ``group``
+        (:meth:`motion_check`), run once per decoder and options; ``frames``
+        are the whole frame's decoded frames of the verdict when this call
+        ran the check on the whole frame, else None."""
         key = (group, name if isinstance(name, str) else id(name), device,
                tuple(sorted((k, repr(v)) for k, v in opts.items())))
         if key in self._checks:
             return self._checks[key], None
-        score, (still, moving), whole = check_group(self, group, lambda window, compensated: self.decode_group(
-            group, region=window, decoder=name, device=device, motion=compensated, motion_check=False, **opts))
-        verdict = self._checks[key] = (score, score is None or score > 0)
-        return verdict, ((moving if verdict[1] else still) if whole else None)
+
+        def decode(window, mode):
+            if mode == "rigid":
+                return self._decode_rigid(group, window, device, opts)
+            return self.decode_group(group, region=window, decoder=name, device=device, motion=mode == "moving",
+                                     motion_check=False, **opts)
+
+        rigid = getattr(name, "name", name) != RIGID_DECODER
+        scores, frames, whole = check_group(self, group, decode, rigid=rigid)
+        result = self._checks[key] = (scores, verdict(scores))
+        return result, (frames[result[1]] if whole else None)
+
+    def _decode_rigid(self, group: int, region, device, opts: dict, out=None, progress=None) -> np.ndarray:
+        """``group`` decoded by the rigid-scene decoder along the path, with
+        the tiling options of ``opts`` only (the reader's decoder's own
+        options are not the rigid decoder's)."""
+        from .decoders.tiling import TilingOptions
+
+        tiling = {k: v for k, v in opts.items() if k == "tiling" or k in TilingOptions.__dataclass_fields__}
+        shifts, gradient = self._group_shifts(group, RIGID_DECODER, True, tiling)
+        return self._decode_tiled(group, region, RIGID_DECODER, device, out, progress, shifts, gradient, tiling)

@@ -107,6 +107,7 @@ def test_the_reader_compensates_only_groups_the_check_approves(drifting_file, mo
 
     monkeypatch.setattr(check_module, "CHECK_SIDE", side)
     monkeypatch.setattr(check_module, "WHOLE_SIDE", min(side, 64))
+    monkeypatch.setattr(check_module, "RIGID_MARGIN", float("inf"))  # still or moving only (rigid: below)
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32) as r:
         still, gated = r.read(motion=False), r.read()
         assert not np.array_equal(still, gated)
@@ -124,14 +125,51 @@ def test_the_reader_compensates_only_groups_the_check_approves(drifting_file, mo
     monkeypatch.setattr(check_module, "prediction_score", vetoing)
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32, motion_check=True) as r:
         assert np.array_equal(r.read(), still)  # every group vetoed: decoded as still, bit for bit
-        assert calls == [1, 2, 2, 1]  # once per group; the first and last have one neighbour
+        # twice per group (compensated and rigid); the first and last have one neighbour
+        assert calls == [1, 1, 2, 2, 2, 2, 1, 1]
         assert np.array_equal(r.read(5, region=(10, 40, 20, 50)), still[5, 10:40, 20:50])
-        assert r.motion_check(2) == -1.0 and len(calls) == 4
+        assert r.motion_check(2) == -1.0 and r.motion_verdict(2) == "still" and len(calls) == 8
         out = np.empty((8, 64, 64), np.uint16)
         assert r.decode_group(1, out=out) is out and np.array_equal(out, cast_frames(r.decode_group(1), np.uint16))
     monkeypatch.setattr(check_module, "prediction_score", lambda *a: None)  # cannot be checked: the gate decides
     with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32) as r:
         assert np.array_equal(r.read(motion_check=True), gated)
+
+
+def test_the_verdict_takes_the_rigid_decode_only_by_a_margin():
+    from tcscodec.motion_check import RIGID_MARGIN, verdict
+
+    assert verdict({"moving": 0.3}) == "moving"
+    assert verdict({"moving": -0.3}) == "still"
+    assert verdict({"moving": None}) == "moving"  # nothing to compare: the gate decides
+    assert verdict({"moving": -0.3, "rigid": RIGID_MARGIN}) == "rigid"
+    assert verdict({"moving": -0.3, "rigid": RIGID_MARGIN - 0.01}) == "still"
+    assert verdict({"moving": 0.3, "rigid": 0.9}) == "moving"  # near zero the score's sign is not trusted
+    assert verdict({"moving": 5.0, "rigid": 4.0}) == "moving"
+    assert verdict({"moving": None, "rigid": 2.0}) == "rigid"
+    assert verdict({"moving": -1.0, "rigid": None}) == "still"
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+@pytest.mark.parametrize("side", [512, 40])
+def test_a_group_judged_rigid_decodes_as_the_rigid_decoder_does(drifting_file, monkeypatch, side):
+    import tcscodec
+    import tcscodec.motion_check as check_module
+    import tcscodec.reader_motion as reader_motion
+
+    monkeypatch.setattr(check_module, "CHECK_SIDE", side)
+    monkeypatch.setattr(check_module, "WHOLE_SIDE", min(side, 64))
+    with tcscodec.open(drifting_file, dtype=np.float32) as r:
+        rigid = r.read(decoder="rigid-tv")
+    with tcscodec.open(drifting_file, decoder="rigid-tv", dtype=np.float32, motion_check=True) as r:
+        r.read(0)
+        assert set(r._checks[next(iter(r._checks))][0]) == {"moving"}  # no second rigid candidate
+    monkeypatch.setattr(reader_motion, "verdict", lambda scores: "rigid")
+    # the decoder's own options (GAP-TV's iterations) do not reach the rigid decoder
+    with tcscodec.open(drifting_file, decoder="gap-tv", iterations=6, dtype=np.float32, motion_check=True) as r:
+        assert np.array_equal(r.read(), rigid)
+        assert r.motion_verdict(1) == "rigid" and set(r._checks[next(iter(r._checks))][0]) == {"moving", "rigid"}
+        assert np.array_equal(r.read(3, region=(5, 30, 10, 40)), rigid[3, 5:30, 10:40])
 
 
 @pytest.mark.usefixtures("torch_one_thread")
