@@ -2,12 +2,14 @@
 
     python bench/motion_figure.py --movie drift4 -B 10 --out bench/results/motion/drift4_B10.png
     python bench/motion_figure.py --checkpoint runs/tcs-unfold-v13/checkpoint.pt ...   # a training checkpoint
+    python bench/motion_figure.py --movie drift7 --group 0 --at 56,103 --out bench/results/motion/drift7_B10.png
 
 For the first, middle and last frame of one group of a drift-dominated
 movie (``bench/quality.py --list``), encoded as ``tcscodec encode`` does
 by default: the noise-free frame, the learned decoder and GAP-TV without
-and with motion compensation, each with its PSNR against the noise-free
-frame, over a 96 x 96 crop so the lattice shows.  Small PNG (~100 KB).
+and with motion compensation, and the rigid-scene decoder (rigid-tv), each
+with its PSNR against the noise-free frame, over a 96 x 96 crop (at the
+frame's centre, or ``--at``) so the lattice shows.  Small PNG (~100 KB).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("-B", type=int, default=10)
     ap.add_argument("--group", type=int, default=2)
     ap.add_argument("--crop", type=int, default=96)
+    ap.add_argument("--at", help="Y,X: centre of the crop in the group's middle frame [the frame's centre]")
     ap.add_argument("--checkpoint", type=Path, help="training checkpoint used as the learned decoder")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "motion" / "lattice.png")
@@ -67,11 +70,13 @@ def main() -> None:
                 for motion in (False, True):
                     rows[f"{label}, {'moving frame' if motion else 'still'}"] = r.decode_group(
                         g, decoder=dec, motion=motion)
+            rows["rigid-tv"] = r.decode_group(g, decoder="rigid-tv")
             speed = r.motion().summary()["speed_median_px"]
     ref = rows["noise-free"]
     H, W = ref.shape[1:]
     c = a.crop
-    y0, x0 = (H - c) // 2, (W - c) // 2
+    cy, cx = (H // 2, W // 2) if not a.at else (int(v) for v in a.at.split(","))
+    y0, x0 = min(max(cy - c // 2, 0), H - c), min(max(cx - c // 2, 0), W - c)
     lo, hi = np.percentile(ref[:, y0:y0 + c, x0:x0 + c], [0.5, 99.5])
     R = float(ref.max() - ref.min())
     picks = [0, n // 2, n - 1]

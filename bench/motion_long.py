@@ -15,7 +15,8 @@ non-rigidity, the groups the gate selects and, where it selects any, PSNR
 (dB, against the noise-free movie) decoded still, compensated where the
 gate selects (``--motion auto``, the default) and with the held-out check
 too (``--motion checked``, :meth:`TcsReader.motion_check`), with the
-groups the check kept.  With ``--movies``,
+groups the check kept in the moving frame and those it decoded as one
+rigid image (:meth:`TcsReader.motion_verdict`).  With ``--movies``,
 the named movies of bench/quality.py instead (compared as it compares them).
 ``--dose LO:HI`` pins each movie's dose (e-/px/frame, drawn log-uniform in
 that range) and ``--speed LO:HI`` rescales its drift (and the drift's
@@ -116,11 +117,11 @@ def main(argv=None) -> None:
                         still, gate, default = (
                             np.concatenate([r.decode_group(g, decoder=dec, **kw) for g in range(r.n_groups)])
                             for kw in ({"motion": False}, {}, {"motion_check": True}))
-                        kept = sum(bool((s := r.motion_check(g, decoder=dec)) is None or s > 0)
-                                   for g in range(r.n_groups) if m.compensated(g) is not None)
+                        verdicts = [r.motion_verdict(g, decoder=dec) for g in range(r.n_groups)]
+                        kept, rigid = verdicts.count("moving"), verdicts.count("rigid")
                         a0, a1, a2 = _psnr(still, ref), _psnr(gate, ref), _psnr(default, ref)
                         line += (f": still {a0:.2f}, gate {a1:.2f} ({a1 - a0:+.2f} dB), gate + check {a2:.2f} "
-                                 f"({a2 - a0:+.2f} dB; the check kept {kept} of {gated})")
+                                 f"({a2 - a0:+.2f} dB; the check kept {kept} of {gated}, rigid {rigid})")
                         for other in extra:
                             x = np.concatenate([r.decode_group(g, decoder=other) for g in range(r.n_groups)])
                             line += f", {other} {_psnr(x, ref):.2f} ({_psnr(x, ref) - a0:+.2f} dB)"
