@@ -323,9 +323,11 @@ class TcsReader(MotionDecoding):
         through (README, "Motion").  With ``motion_check=True`` a selected
         group is also checked (:meth:`motion_check`: do its compensated
         frames predict the neighbouring groups' measurements better than
-        its still ones?) and decodes as still where they do not: on the
-        movies measured it lost at most 0.9 dB against still, where the
-        gate alone lost up to 3.3, but it gave up some gains the gate
+        its still ones?) and decodes as still where they do not, and as
+        one rigid image moved along the path (the ``rigid-tv`` decoder)
+        where that predicts them far better (:meth:`motion_verdict`): on
+        the movies measured it lost at most 0.9 dB against still, where
+        the gate alone lost up to 3.3, but it gave up some gains the gate
         keeps.  The first compensating decode of a file of 4 groups or more
         estimates the path, which reads and registers every group once
         (see :meth:`motion`): ``motion=False`` skips it, for quick access to

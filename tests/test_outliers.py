@@ -76,6 +76,19 @@ def test_find_outliers_flags_hot_and_dead_pixels():
     assert torch.all(out[0, :, 20, 30] == ybar[0, 20, 30]) and torch.all(out[0, :, 21, 30] == 7.0)
 
 
+def test_bright_pixels_two_apart_are_a_moving_feature_not_hot_pixels():
+    """A compact feature far brighter than the scene, moving fast, leaves
+    single bright pixels in Y / sum C where the masks opened on it; its
+    trail has another bright pixel within two pixels, a stuck pixel has not."""
+    rng = np.random.default_rng(4)
+    ybar = 4.0 + rng.normal(0, 1.0, (1, 48, 48))
+    ybar[0, 20, 20], ybar[0, 22, 21] = 300.0, 260.0  # two pixels of one trail, two apart
+    ybar[0, 35, 10] = 300.0  # a stuck pixel: nothing bright within two
+    csum = torch.full((1, 48, 48), 5.0)
+    bad, _ = find_outliers(torch.tensor(ybar, dtype=torch.float32) * csum, csum)
+    assert sorted(map(tuple, torch.nonzero(bad[0]).tolist())) == [(35, 10)]
+
+
 @pytest.mark.parametrize("decoder", ["tcs-unfold", "gap-tv"])
 def test_hot_pixel_does_not_smear(decoder):
     clean, noisy, hot = _hot_movie()
