@@ -6,7 +6,7 @@ of session 14 and without them.
 
 For each movie (bench/quality.py's names) and B, the file is written as
 ``tcscodec encode`` writes it by default and its motion path estimated once
-(not timed).  Then the whole movie is decoded five ways, in alternating
+(not timed).  Then the whole movie is decoded six ways, in alternating
 rounds in one process, the best round of each counted:
 
 * ``before``: the tensor-only paths (each denoiser on the whole group at
@@ -15,9 +15,11 @@ rounds in one process, the best round of each counted:
   compensated where the gate selects (``motion=True``, the default);
 * ``now``: the shipped paths, still, gated (the default), and checked
   (``motion_check=True``: :meth:`TcsReader.motion_check` decodes each
-  selected group twice, whole on frames of at most 768 pixels, where it
-  keeps the frames of its verdict).  Each round opens the file
-  afresh, so the check runs in every round.
+  selected group three times, still, compensated and by the rigid-scene
+  decoder, whole on frames of at most 768 pixels, where it keeps the
+  frames of its verdict).  Each round opens the file
+  afresh, so the check runs in every round;
+* ``rigid-tv``: the rigid-scene decoder (``decoder="rigid-tv"``).
 
 Printed: milliseconds per frame of each, and the ratios issue 20's time
 target reads: gated ``now`` over still ``before`` (against the decoder as
@@ -67,10 +69,11 @@ def main() -> None:
 
     ways = {"still before": (False, {"motion": False}), "gated before": (False, {}),
             "still now": (True, {"motion": False}), "gated now": (True, {}),
-            "checked now": (True, {"motion_check": True})}
-    print("| movie | B | groups gated | checked and kept | " + " | ".join(ways)
-          + " | gated now / still before | gated / still now | checked / still now | largest difference |")
-    print("|---|---|---|---|" + "---|" * len(ways) + "---|---|---|---|")
+            "checked now": (True, {"motion_check": True}), "rigid-tv": (True, {"decoder": "rigid-tv"})}
+    print("| movie | B | groups gated | check's verdicts (moving / rigid) | " + " | ".join(ways)
+          + " | gated now / still before | gated / still now | checked / still now | rigid-tv / still now "
+            "| largest difference |")
+    print("|---|---|---|---|" + "---|" * len(ways) + "---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp())
     for name in a.movies.split(","):
         loaded = load_movie(name, a.shared)
@@ -84,7 +87,7 @@ def main() -> None:
                 motion = r.motion(threads=a.threads)
                 state = motion.to_dict()
                 gated = [g for g in range(r.n_groups) if motion.compensated(g) is not None]
-                kept = sum(bool((s := r.motion_check(g)) is None or s > 0) for g in gated)
+                verdicts = [r.motion_verdict(g) for g in gated]
             best: dict = {}
             out: dict = {}
             for _ in range(a.rounds):
@@ -98,9 +101,11 @@ def main() -> None:
             use(True)
             diff = float(np.abs(out["gated now"].astype(np.float64) - out["gated before"]).max())
             ms = " | ".join(f"{best[w] * 1e3:.1f} ms" for w in ways)
-            print(f"| {name} | {B} | {len(gated)}/{r.n_groups} | {kept} | {ms} "
+            print(f"| {name} | {B} | {len(gated)}/{r.n_groups} | {verdicts.count('moving')} / "
+                  f"{verdicts.count('rigid')} | {ms} "
                   f"| {best['gated now'] / best['still before']:.2f} | {best['gated now'] / best['still now']:.2f} "
-                  f"| {best['checked now'] / best['still now']:.2f} | {diff:.3g} |", flush=True)
+                  f"| {best['checked now'] / best['still now']:.2f} | {best['rigid-tv'] / best['still now']:.2f} "
+                  f"| {diff:.3g} |", flush=True)
             path.unlink()
 
 
