@@ -41,7 +41,7 @@ __all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_s
            "CHECK_SIDE", "WHOLE_SIDE", "RIGID_MARGIN", "MODES"]
 
 #: side of the central window over which :func:`check_group` decodes a
-#: group twice: wide enough for a neighbour's frames to stay in the field
+#: group in each way it compares: wide enough for a neighbour's frames to stay in the field
 #: at 3 px/frame and B = 30 (the prediction moves the scene up to 1.5 B
 #: frames' drift), small beside a detector frame
 CHECK_SIDE = 512

@@ -326,10 +326,11 @@ class TcsReader(MotionDecoding):
         its still ones?) and decodes as still where they do not, and as
         one rigid image moved along the path (the ``rigid-tv`` decoder)
         where that predicts them far better (:meth:`motion_verdict`): on
-        the movies measured it lost at most 0.9 dB against still, where
-        the gate alone lost up to 3.3, but it gave up some gains the gate
-        keeps.  The first compensating decode of a file of 4 groups or more
-        estimates the path, which reads and registers every group once
+        the 51 (movie, B) of bench/results/motion/rigid.md it lost at most
+        1.9 dB against still, where the gate alone lost up to 4.6, and
+        gained up to 9 dB where the specimen only drifts, but it gave up
+        some gains the gate keeps on fresh simulator movies.  The first
+        compensating decode of a file of 4 groups or more estimates the path, which reads and registers every group once
         (see :meth:`motion`): ``motion=False`` skips it, for quick access to
         single frames of a long file.
 

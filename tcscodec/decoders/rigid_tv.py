@@ -20,10 +20,11 @@ operator and the back-projection by its column sums, which converges for
 any non-negative operator) with a 2-D total-variation step after each
 iteration, whose weight decays along the iterations.
 
-Measured on drifting 256² movies at B = 10 (``bench/motion_rigid.py``):
-far ahead of every other decoder where the scene really is rigid (a real
-HAADF micrograph moved 2.75 px/frame: 48.1 dB against 37.6 for tcs-unfold
-decoding still), behind where the scene changes within a group (particles
+Measured on drifting 256² movies (``python bench/motion_long.py --movies
+... --also rigid-tv``, bench/results/motion/rigid.md): far ahead of every
+other decoder where the scene really is rigid (a real HAADF micrograph
+moved 2.5 px/frame, B = 10: 48.2 dB against 37.6 for tcs-unfold decoding
+still, 34.3 in the moving frame), behind where the scene changes within a group (particles
 that diffuse, rotate or grow; scan jitter): there the frames are not one
 image and the soft temporal prior of :func:`.gap_tv.gap_tv` or the learned
 decoder does better.  Hence a decoder to choose (``decoder="rigid-tv"``),
