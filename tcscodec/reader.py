@@ -330,8 +330,9 @@ class TcsReader(MotionDecoding):
         1.9 dB against still, where the gate alone lost up to 4.6, and
         gained up to 9 dB where the specimen only drifts, but it gave up
         some gains the gate keeps on fresh simulator movies.  The first
-        compensating decode of a file of 4 groups or more estimates the path, which reads and registers every group once
-        (see :meth:`motion`): ``motion=False`` skips it, for quick access to
+        compensating decode of a file of 4 groups or more estimates the
+        path, which reads and registers every group once (see
+        :meth:`motion`): ``motion=False`` skips it, for quick access to
         single frames of a long file.
 
         Only the records under the tiles that touch ``region`` are read, and
@@ -356,7 +357,7 @@ class TcsReader(MotionDecoding):
         motion = given if motion is None else motion
         shifts, gradient = self._group_shifts(group, name, motion, opts)
         if shifts is not None and check:
-            (_, mode), frames = self._check(group, name, device, opts)
+            (_, mode), frames = self._check(group, name, device, opts, (shifts, gradient))
             if frames is not None:  # the check decoded the whole frame: no more decoding
                 crop = frames[:, y0:y1, x0:x1]
                 if out is None:
@@ -366,7 +367,8 @@ class TcsReader(MotionDecoding):
                 out[...] = cast_frames(crop, out.dtype)
                 return out
             if mode == "rigid":
-                return self._decode_rigid(group, (y0, y1, x0, x1), device, opts, out=out, progress=progress)
+                return self._decode_rigid(group, (y0, y1, x0, x1), device, opts, (shifts, gradient), out=out,
+                                          progress=progress)
             if mode == "still":
                 shifts = gradient = None
         return self._decode_tiled(group, (y0, y1, x0, x1), name, device, out, progress, shifts, gradient, opts)

@@ -142,9 +142,10 @@ class MotionDecoding:
         the gate does not select it."""
         group = self._group_index(group)
         name, motion, _, opts = self._decode_setup(decoder, options)
-        if self._group_shifts(group, name, motion, opts)[0] is None:
+        moving = self._group_shifts(group, name, motion, opts)
+        if moving[0] is None:
             return None
-        return self._check(group, name, device, opts)[0]
+        return self._check(group, name, device, opts, moving)[0]
 
     def _decode_setup(self, decoder, options: dict) -> tuple[Any, bool, bool, dict]:
         """``(decoder name, motion, motion_check, opts)`` of a decode with
@@ -174,11 +175,12 @@ class MotionDecoding:
         shifts = path.compensated(group, extent=None if max(H, W) <= int(tile) else int(tile))
         return shifts, None if shifts is None else path.group_shift_gradient(group)
 
-    def _check(self, group: int, name, device, opts: dict) -> tuple[tuple[dict, str], np.ndarray | None]:
+    def _check(self, group: int, name, device, opts: dict, moving) -> tuple[tuple[dict, str], np.ndarray | None]:
         """``((scores, verdict), frames)`` of the held-out check of ``group``
-        (:meth:`motion_check`), run once per decoder and options; ``frames``
-        are the whole frame's decoded frames of the verdict when this call
-        ran the check on the whole frame, else None."""
+        (:meth:`motion_check`), whose gated ``(shifts, gradient)`` are
+        ``moving``, run once per decoder and options; ``frames`` are the
+        whole frame's decoded frames of the verdict when this call ran the
+        check on the whole frame, else None."""
         key = (group, name if isinstance(name, str) else id(name), device,
                tuple(sorted((k, repr(v)) for k, v in opts.items())))
         if key in self._checks:
@@ -186,21 +188,22 @@ class MotionDecoding:
 
         def decode(window, mode):
             if mode == "rigid":
-                return self._decode_rigid(group, window, device, opts)
-            return self.decode_group(group, region=window, decoder=name, device=device, motion=mode == "moving",
-                                     motion_check=False, **opts)
+                return self._decode_rigid(group, window, device, opts, moving)
+            shifts, gradient = moving if mode == "moving" else (None, None)
+            return self._decode_tiled(group, window, name, device, None, None, shifts, gradient, opts)
 
         rigid = getattr(name, "name", name) != RIGID_DECODER
         scores, frames, whole = check_group(self, group, decode, rigid=rigid)
         result = self._checks[key] = (scores, verdict(scores))
         return result, (frames[result[1]] if whole else None)
 
-    def _decode_rigid(self, group: int, region, device, opts: dict, out=None, progress=None) -> np.ndarray:
-        """``group`` decoded by the rigid-scene decoder along the path, with
-        the tiling options of ``opts`` only (the reader's decoder's own
-        options are not the rigid decoder's)."""
+    def _decode_rigid(self, group: int, region, device, opts: dict, moving, out=None, progress=None) -> np.ndarray:
+        """``group`` decoded by the rigid-scene decoder along its gated
+        ``(shifts, gradient)`` ``moving``, with the tiling options of
+        ``opts`` only (the reader's decoder's own options are not the rigid
+        decoder's)."""
         from .decoders.tiling import TilingOptions
 
         tiling = {k: v for k, v in opts.items() if k == "tiling" or k in TilingOptions.__dataclass_fields__}
-        shifts, gradient = self._group_shifts(group, RIGID_DECODER, True, tiling)
+        shifts, gradient = moving
         return self._decode_tiled(group, region, RIGID_DECODER, device, out, progress, shifts, gradient, tiling)

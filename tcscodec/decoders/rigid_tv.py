@@ -90,23 +90,21 @@ class SubpixelShift:
         # Frame pixel r reads canvas pixel r + a with a = margin - s: the
         # corner floor(a) and the bilinear fraction of the next pixel.
         a = np.array(self.margins, np.float64) - s
-        self._corner = np.floor(a).astype(np.int64)
-        self._frac = a - self._corner
+        corner = np.floor(a).astype(np.int64)
+        frac = a - corner
         self.n = s.shape[1]
+        self._samples = s.shape[0]
+        # (i, b, [(y, x, weight) of the four bilinear taps]) per frame, made
+        # once: the solver applies the shift twice per iteration.
+        self._taps = [(i, b, [(int(corner[i, b, 0]) + dy, int(corner[i, b, 1]) + dx, float(wy * wx))
+                              for dy, wy in ((0, 1 - frac[i, b, 0]), (1, frac[i, b, 0]))
+                              for dx, wx in ((0, 1 - frac[i, b, 1]), (1, frac[i, b, 1])) if wy * wx > 0])
+                      for i in range(self._samples) for b in range(self.n)]
 
     def _check(self, N: int) -> int:
-        if self._corner.shape[0] not in (1, N):
-            raise TcsValueError(f"{N} samples given to a shift made for {self._corner.shape[0]}")
-        return self._corner.shape[0]
-
-    def _taps(self):
-        """(i, b, [(dy, dx, weight) of the four bilinear taps]) per frame."""
-        for i in range(self._corner.shape[0]):
-            for b in range(self.n):
-                (y0, x0), (fy, fx) = self._corner[i, b], self._frac[i, b]
-                yield i, b, [(int(y0) + dy, int(x0) + dx, float(wy * wx))
-                             for dy, wy in ((0, 1 - fy), (1, fy)) for dx, wx in ((0, 1 - fx), (1, fx))
-                             if wy * wx > 0]
+        if self._samples not in (1, N):
+            raise TcsValueError(f"{N} samples given to a shift made for {self._samples}")
+        return self._samples
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Canvas images ``(N, Hc, Wc)`` to shifted frames ``(N, n, h, w)``."""
@@ -116,7 +114,7 @@ class SubpixelShift:
         shared = self._check(N) == 1
         h, w = self.size
         out = z.new_zeros((N, self.n, h, w))
-        for i, b, taps in self._taps():
+        for i, b, taps in self._taps:
             dst = out[:, b] if shared else out[i, b]
             src = z if shared else z[i]
             for y0, x0, wt in taps:
@@ -131,7 +129,7 @@ class SubpixelShift:
         shared = self._check(N) == 1
         h, w = self.size
         out = x.new_zeros((N, *self.canvas))
-        for i, b, taps in self._taps():
+        for i, b, taps in self._taps:
             src = x[:, b] if shared else x[i, b]
             dst = out if shared else out[i]
             for y0, x0, wt in taps:
