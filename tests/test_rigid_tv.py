@@ -134,3 +134,22 @@ def test_it_is_a_registered_decoder_the_reader_runs_along_the_path(tmp_path):
         soft = r.read(decoder="gap-tv")
     # measured: rigid-tv 27.1 dB, gap-tv in the moving frame 24.7, still 23.8
     assert _psnr(rigid, m.clean) > _psnr(soft, m.clean) + 1.5
+
+
+def test_a_network_with_rigid_start_begins_from_the_rigid_solution_where_samples_move():
+    from tcscodec.decoders.unfold_net import UnfoldConfig, UnfoldNet
+
+    frames, C, y, shifts = _drifting_group()
+    y2, C2 = torch.cat([y, y]), torch.cat([C, C])
+    cfg = dict(stages=1, width=8, factor=2, warm_start=5)
+    rigid, soft = UnfoldNet(UnfoldConfig(**cfg, rigid_start=7)), UnfoldNet(UnfoldConfig(**cfg))
+    per_sample = torch.stack([torch.as_tensor(shifts, dtype=torch.float32), torch.zeros(len(shifts), 2)])
+    _, start = rigid(y2, C2, shifts=per_sample, with_start=True)
+    _, gap_start = soft(y2, C2, shifts=per_sample, with_start=True)
+    # a moving sample starts from the rigid solution, a still one (zero shifts) from GAP-TV as before
+    assert torch.allclose(start[0], rigid_tv(y, C, shifts, iterations=7)[0], rtol=1e-5, atol=1e-4)
+    assert torch.equal(start[1], gap_start[1])
+    # one path for every sample, and no shifts at all: as without the option
+    _, shared = rigid(y2, C2, shifts=torch.as_tensor(shifts, dtype=torch.float32), with_start=True)
+    assert torch.allclose(shared, torch.cat([start[:1], start[:1]]), rtol=1e-5, atol=1e-4)
+    assert torch.equal(rigid(y2, C2, with_start=True)[1], soft(y2, C2, with_start=True)[1])

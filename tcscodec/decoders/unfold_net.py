@@ -53,6 +53,7 @@ from ..errors import TcsRuntimeError, TcsValueError
 from ..format.config import ConfigDict
 from .gap_tv import gap_tv
 from .noise import dark_level, noise_level
+from .rigid_tv import rigid_tv
 from .warp import FrameWarp
 
 #: context inputs of the denoiser: two neighbours and their presence flags
@@ -83,6 +84,13 @@ class UnfoldConfig(ConfigDict):
     #: electrons of the group alone, which the denoiser can use where they
     #: agree with it.
     context: bool = False
+    #: With ``shifts``: start from this many iterations of the rigid-scene
+    #: solution (:func:`.rigid_tv.rigid_tv`: the group as one image moved
+    #: along the shifts) instead of motion-compensated GAP-TV (0).  A rigid
+    #: start keeps a compact bright feature whole where GAP-TV smears it
+    #: along the path; the stages learn to put back what changes within
+    #: the group.  Samples whose shifts are all zero start from GAP-TV.
+    rigid_start: int = 0
 
 
 def normalise(y: torch.Tensor, csum: torch.Tensor):
@@ -332,6 +340,8 @@ class UnfoldNet(nn.Module):
         if self.config.warm_start:
             with torch.no_grad():
                 x = gap_tv(y, C, iterations=self.config.warm_start, shifts=shifts)
+                if shifts is not None and self.config.rigid_start:
+                    x = self._rigid_start(x, y, C, shifts)
                 x = (x - offset[:, None]) / scale[:, None]
         else:
             x = xbar[:, None].expand_as(C).contiguous()
@@ -359,6 +369,20 @@ class UnfoldNet(nn.Module):
         x = x * scale[:, None] + offset[:, None]
         if with_start:
             return x, start * scale[:, None] + offset[:, None]
+        return x
+
+    def _rigid_start(self, x: torch.Tensor, y: torch.Tensor, C: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """The warm start ``x`` (input units) with the rigid-scene solution
+        in place of each sample whose shifts are not all zero."""
+        s = torch.as_tensor(shifts, dtype=torch.float32)
+        # (n, 2): one path for all samples, which the solver shares
+        moving = s.flatten(-2).abs().amax(-1) > 0 if s.dim() == 3 else s.abs().max().gt(0).expand(y.shape[0])
+        if not bool(moving.any()):
+            return x
+        if bool(moving.all()):
+            return rigid_tv(y, C, s, iterations=self.config.rigid_start)
+        x = x.clone()
+        x[moving] = rigid_tv(y[moving], C[moving], s[moving], iterations=self.config.rigid_start)
         return x
 
     @staticmethod
