@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from tcscodec import TcsValueError
 from tcscodec.quantize import spatial_gain, spatial_gain_reference, quantize, quantize_reference
-from tcscodec.quantize import noise_std
+from tcscodec.quantize import NOISE_SAMPLE_BANDS, NOISE_SAMPLE_PIXELS, noise_rows, noise_std, temporal_gain
+from tcscodec.quantize import temporal_gain_reference
 from tcscodec.quantize_kernels import abs_deviation_median, median
+from tcscodec.quantize_kernels import temporal_gain as kernel_temporal_gain
 from tcscodec.work_pool import WorkPool
 
 #: measurement dtype -> stored dtype of a quantised file
@@ -112,3 +114,54 @@ def test_noise_std_on_a_pool_in_bands_gives_the_same_number(bands):
             assert noise_std(y, csum, probe, run=pool.run, bands=bands) == noise_std(y, csum, probe)
     finally:
         pool.shutdown()
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from([np.uint8, np.uint16, np.int16]), H=st.integers(1, 40), W=st.integers(2, 40),
+       mean=st.floats(0.05, 300), jump=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_temporal_gain_equals_the_reference(dtype, H, W, mean, jump, seed):
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    f0 = np.clip(rng.poisson(mean, (H, W)), info.min, info.max).astype(dtype)
+    f1 = np.clip(rng.poisson(mean, (H, W)), info.min, info.max).astype(dtype)
+    if jump:  # a hot pixel or a jump: the 0.1 % the estimate leaves out
+        f1[rng.integers(H), rng.integers(W)] = info.max
+    ours, reference = temporal_gain(f0, f1), temporal_gain_reference(f0, f1)
+    assert ours == pytest.approx(reference, rel=1e-12, abs=1e-300)
+
+
+def test_temporal_gain_of_frames_without_signal_is_zero_and_other_inputs_take_the_reference():
+    zero = np.zeros((8, 8), np.uint16)
+    assert temporal_gain(zero, zero) == 0.0
+    rng = np.random.default_rng(3)
+    f0, f1 = (rng.poisson(50, (16, 16)).astype(np.uint32) for _ in range(2))  # 32-bit: numpy's path
+    assert temporal_gain(f0, f1) == temporal_gain_reference(f0, f1)
+    with pytest.raises(TypeError, match="8- or 16-bit"):
+        kernel_temporal_gain(f0, f1)
+
+
+def test_noise_rows_spread_bands_over_a_large_measurement():
+    assert noise_rows((512, 512)) is None  # 2**18 pixels: all of them
+    rows = noise_rows((2048, 2048))
+    assert len(rows) == NOISE_SAMPLE_BANDS and rows[0][0] == 0 and rows[-1][1] == 2048
+    assert all(b - a == rows[0][1] - rows[0][0] >= 3 for a, b in rows)
+    assert all(b0 <= a1 for (_, b0), (a1, _) in zip(rows, rows[1:]))
+    # each band's high-pass keeps all but its first and last rows: at least the sample's pixels
+    assert sum(b - a - 2 for a, b in rows) * 2046 >= NOISE_SAMPLE_PIXELS
+
+
+def test_a_large_measurement_estimates_its_noise_from_bands_of_rows(monkeypatch):
+    from tcscodec import quantize, quantize_kernels
+
+    rng = np.random.default_rng(11)
+    scene = 1 + 0.5 * np.sin(np.arange(1100)[:, None] / 9.0) * np.cos(np.arange(900)[None] / 13.0)
+    csum = rng.integers(0, 10, scene.shape, endpoint=True).astype(np.uint8)
+    y = rng.poisson(30 * scene * np.maximum(csum, 1)).astype(np.uint32)
+    sampled = noise_std(y, csum)
+    # the numpy path samples the same rows and gives the same number
+    monkeypatch.setattr(quantize_kernels, "numba", None)
+    assert noise_std(y, csum) == sampled
+    monkeypatch.undo()
+    monkeypatch.setattr(quantize, "NOISE_SAMPLE_PIXELS", y.size)
+    whole = noise_std(y, csum)
+    assert whole != sampled and sampled == pytest.approx(whole, rel=0.01)
