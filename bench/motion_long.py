@@ -13,13 +13,17 @@ weights as ``tcscodec decode --motion off`` and ``--motion auto`` do.  One
 line per movie and B: the estimated speed, dose, roughness and
 non-rigidity, the groups the gate selects and, where it selects any, PSNR
 (dB, against the noise-free movie) decoded still, compensated where the
-gate selects (``--motion auto``, the default) and with the held-out check
+gate selects (``--motion auto``, the default; where it starts any group
+from the rigid-scene solution, :meth:`~tcscodec.motion.MotionPath.rigid_start`,
+also with GAP-TV starts, ``rigid_start=False``) and with the held-out check
 too (``--motion checked``, :meth:`TcsReader.motion_check`; ``--no-check``
 skips it), with the
 groups the check kept in the moving frame and those it decoded as one
 rigid image (:meth:`TcsReader.motion_verdict`).  With ``--movies``,
 the named movies of bench/quality.py instead (compared as it compares them).
-``--checkpoint`` decodes the moving groups with a motion fine-tune's
+``--textures`` moves real micrographs of ../shared/data/real along fresh
+paths instead (one per seed, in turn; ``--speed`` and ``--dose`` draw their
+speed and dose).  ``--checkpoint`` decodes the moving groups with a motion fine-tune's
 checkpoint instead of the shipped ``tcs-unfold-motion`` weights.
 ``--dose LO:HI`` pins each movie's dose (e-/px/frame, drawn log-uniform in
 that range) and ``--speed LO:HI`` rescales its drift (and the drift's
@@ -58,6 +62,9 @@ def _movies(a):
 
         yield from reference_movies(a.movies.split(","), a.shared)
         return
+    if a.textures:
+        yield from _texture_drifts(a)
+        return
     for seed in _seeds(a.seeds):
         pins = np.random.default_rng([seed, 1])
         kw = {}
@@ -72,6 +79,32 @@ def _movies(a):
                                       drift_jitter_px=scale * cfg.drift_jitter_px)
         movie = simulate_movie(cfg)
         yield f"seed {seed}", movie.frames, reference_movie(movie.frames, movie.clean, None)[0]
+
+
+def _texture_drifts(a):
+    """Real micrographs moved along fresh paths: for each seed, one of the
+    2-D micrographs of ../shared/data/real (in turn), a 256² crop moved at
+    a speed uniform in ``--speed`` (default 0.9-3 px/frame) in a random
+    direction with bench/quality.py's jitter (5 % of the speed per frame),
+    at a dose log-uniform in ``--dose`` (default 1-50 e-/px/frame),
+    uint16."""
+    from tcscodec.simulate import texture_movie
+
+    files = sorted(p for p in (a.shared / "data" / "real").glob("*.npy") if np.load(p, mmap_mode="r").ndim == 2)
+    if not files:
+        raise SystemExit(f"no 2-D micrographs in {a.shared / 'data' / 'real'}")
+    lo_s, hi_s = _range(a.speed or "0.9:3")
+    lo_d, hi_d = _range(a.dose or "1:50")
+    for seed in _seeds(a.seeds):
+        rng = np.random.default_rng(seed)
+        path = files[seed % len(files)]
+        speed, angle = rng.uniform(lo_s, hi_s), rng.uniform(0, 2 * np.pi)
+        dose = float(np.exp(rng.uniform(np.log(lo_d), np.log(hi_d))))
+        m = texture_movie(np.load(path), a.frames, rng, dose, shape=(256, 256),
+                          drift_px=(speed * np.sin(angle), speed * np.cos(angle)),
+                          drift_jitter_px=0.05 * speed, dtype="uint16")
+        name = f"seed {seed} ({path.name[:24]}, {speed:.2f} px/frame, dose {dose:.3g})"
+        yield name, m.frames, reference_movie(m.frames, m.clean, None)[0]
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -91,6 +124,8 @@ def main(argv=None) -> None:
     ap.add_argument("--dose", help="LO:HI e-/px/frame, log-uniform (with --seeds)")
     ap.add_argument("--speed", help="LO:HI px/frame of drift (with --seeds)")
     ap.add_argument("--movies", help="bench/quality.py movie names instead of --seeds")
+    ap.add_argument("--textures", action="store_true",
+                    help="with --seeds: real micrographs of ../shared moved along fresh paths, not simulator movies")
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--checkpoint", type=Path, help="a motion fine-tune's checkpoint.pt: it decodes the groups "
@@ -124,6 +159,12 @@ def main(argv=None) -> None:
                                        for kw in ({"motion": False}, {}))
                         a0, a1 = _psnr(still, ref), _psnr(gate, ref)
                         line += f": still {a0:.2f}, gate {a1:.2f} ({a1 - a0:+.2f} dB)"
+                        rigid_start = sum(m.compensated(g) is not None and m.rigid_start(g) for g in range(r.n_groups))
+                        if rigid_start:
+                            soft = np.concatenate([r.decode_group(g, decoder=dec, rigid_start=False)
+                                                   for g in range(r.n_groups)])
+                            line += (f" with {rigid_start} rigid start(s), {_psnr(soft, ref) - a0:+.2f} dB with "
+                                     "GAP-TV starts")
                         if not a.no_check:
                             checked = np.concatenate([r.decode_group(g, decoder=dec, motion_check=True)
                                                       for g in range(r.n_groups)])

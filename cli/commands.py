@@ -20,7 +20,7 @@ import numpy as np
 
 from tcscodec import TcsError
 from tcscodec.format import CODECS
-from tcscodec.motion import MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_SPEED
+from tcscodec.motion import MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_SPEED, RIGID_START_FRAMES
 
 from .common import CONTEXT, GroupSize, check_output, parse_quant_step, safe_text
 
@@ -222,7 +222,7 @@ def info(file, as_json, with_motion):
         mo = m["motion"]
         click.echo(f"motion      drift {mo['speed_median_px']:.2f} px/frame (median; max {mo['speed_max_px']:.2f}), "
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
-                   f"{mo['groups']} groups")
+                   f"{mo['groups']} groups ({mo['groups_rigid_start']} from a rigid start)")
         dose, rough, rigid = mo["dose"], mo["roughness"], mo["non_rigidity"]
         click.echo(f"dose        {dose if isinstance(dose, str) else format(dose, '.3g')} e-/px/frame "
                    f"(from the shot noise); path roughness {'-' if rough is None else format(rough, '.2f')}, "
@@ -281,6 +281,11 @@ def _parse_region(spec: str | None):
                    f"central window, to check; smaller losses, smaller gains, and large gains on a specimen "
                    f"that only drifts). off: decode every group as still, and skip the estimate "
                    f"(which reads every group once).")
+@click.option("--rigid-start/--no-rigid-start", default=True, show_default=True,
+              help=f"With --motion auto or checked and the learned decoder: start groups of up to "
+                   f"{RIGID_START_FRAMES} frames in a movie whose path is smooth and whose scene moves as one "
+                   "from the rigid-scene solution (the group as one image moved along the path) instead of "
+                   "GAP-TV in the moving frame (README, 'Motion').")
 @click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
               help="Groups decoded at once on this machine, each on one torch thread.")
 @click.option("--workers", type=click.IntRange(1, 4096),
@@ -292,8 +297,8 @@ def _parse_region(spec: str | None):
                    "written as NaN (0 for integer output), with a warning naming the groups.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, motion, threads, workers,
-           scheduler, skip_damaged, force, quiet):
+def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, motion, rigid_start, threads,
+           workers, scheduler, skip_damaged, force, quiet):
     """Decode a .tcs file into a TIFF stack or .npy movie.
 
     Groups are decoded in parallel (--threads on this machine, --workers or
@@ -315,6 +320,8 @@ def decode(file, output, decoder, device, frames, region, dtype, tile, overlap, 
     opts = {k: v for k, v in (("tile", tile), ("overlap", overlap)) if v is not None}
     opts["motion"] = motion != "off"
     opts["motion_check"] = motion == "checked"
+    if not rigid_start:
+        opts["rigid_start"] = False
     if skip_damaged:
         opts["skip_damaged"] = True
     with warnings.catch_warnings(), tcscodec.open(file, decoder=decoder, device=device, dtype=dtype, **opts) as r:

@@ -62,6 +62,9 @@ __all__ = [
     "MIN_SPEED",
     "MAX_DOSE",
     "MAX_ROUGHNESS",
+    "RIGID_START_ROUGHNESS",
+    "RIGID_START_NON_RIGIDITY",
+    "RIGID_START_FRAMES",
     "MIN_GROUPS",
     "MAX_NON_RIGIDITY",
     "MAX_SIDE",
@@ -89,6 +92,24 @@ MAX_DOSE = 50.0
 #: path is linear between group centres, so drift that jitters within a
 #: group, or particles moving on their own, put each frame where it is not
 MAX_ROUGHNESS = 0.15
+#: a compensated group of at most RIGID_START_FRAMES frames in a movie whose
+#: path is this smooth and whose scene moves as one (non-rigidity at most
+#: RIGID_START_NON_RIGIDITY; :meth:`MotionPath.rigid_start`) most likely
+#: shows a specimen that only drifts: the learned decoder then starts from
+#: the rigid-scene solution.  Set on the 16 drifting bench movies at B = 10,
+#: where the rough ones (0.116-0.144: particles that move on their own)
+#: lost 1.3-3.9 dB from a rigid start and the smooth ones (0.029-0.085)
+#: gained up to 11.7, and on two fresh simulator movies, smooth (0.090,
+#: 0.0997) but with particles moving on their own (non-rigidity 0.13,
+#: 0.24), that lost 0.5 and 1.5 (bench/results/motion/rigid_start.md)
+RIGID_START_ROUGHNESS = 0.1
+#: see RIGID_START_ROUGHNESS
+RIGID_START_NON_RIGIDITY = 0.1
+#: longer groups keep the GAP-TV start: a drift that jitters from frame to
+#: frame, which the path (linear between group centres) cannot show, turns
+#: a rigid start's gain into a loss (-2.6 dB at 20 frames, -4.0 at 30, on
+#: a jittering HRTEM drift that loses 0.5 at 10)
+RIGID_START_FRAMES = 10
 #: roughness is judged on at least this many groups (two changes of
 #: velocity): on the three 20-frame groups of a 60-frame movie, the one change
 #: measured missed a drift jittering 0.7 px/frame (sim188, -3.8 dB)
@@ -238,6 +259,19 @@ class MotionPath(ConfigDict):
         v = np.diff(pos, axis=0) / np.diff(centres)[:, None]
         return v, float(np.median(np.hypot(*v.T))) if len(v) else 0.0
 
+    def rigid_start(self, group: int) -> bool:
+        """Whether a decoder that can (``Decoder.takes_rigid_start``)
+        should start ``group``, decoded in the moving frame, from the
+        rigid-scene solution: a group of at most :data:`RIGID_START_FRAMES`
+        frames in a movie whose :meth:`roughness` is at most
+        :data:`RIGID_START_ROUGHNESS` and whose :meth:`non_rigidity` is at
+        most :data:`RIGID_START_NON_RIGIDITY` (both measured)."""
+        rough, spread = self.roughness(), self.non_rigidity()
+        starts = list(self.group_starts) + [self.n_frames]
+        return (rough is not None and rough <= RIGID_START_ROUGHNESS
+                and spread is not None and spread <= RIGID_START_NON_RIGIDITY
+                and starts[group + 1] - starts[group] <= RIGID_START_FRAMES)
+
     def roughness(self) -> float | None:
         """How far the drift is from the path's model, linear between group
         centres: the median change of velocity between consecutive pairs of
@@ -294,15 +328,18 @@ class MotionPath(ConfigDict):
 
     def summary(self) -> dict:
         """Speeds in px/frame (median and largest), total travel, how many
-        groups are compensated, and the estimated dose (e⁻/px/frame)."""
+        groups are compensated and how many of those from a rigid start
+        (:meth:`rigid_start`), and the estimated dose (e⁻/px/frame)."""
         speed = np.hypot(*self.velocity().T)
-        moving = sum(self.compensated(g) is not None for g in range(len(self.group_starts)))
+        gated = [g for g in range(len(self.group_starts)) if self.compensated(g) is not None]
+        moving = len(gated)
         travel = float(np.hypot(*(self.frames[-1] - self.frames[0]))) if self.n_frames else 0.0
         return {
             "speed_median_px": float(np.median(speed)) if speed.size else 0.0,
             "speed_max_px": float(speed.max()) if speed.size else 0.0,
             "travel_px": travel,
             "groups_compensated": int(moving),
+            "groups_rigid_start": sum(self.rigid_start(g) for g in gated),
             "groups": len(self.group_starts),
             "confidence_min": float(min(self.confidence)) if self.confidence else None,
             "dose": self._dose_json(),

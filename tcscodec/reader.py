@@ -320,7 +320,13 @@ class TcsReader(MotionDecoding):
         moves the corners unlike the centre).  Every other group decodes as
         still, exactly as with ``motion=False``.  Measured: up to +4 dB on
         smooth drift, but 1-4.6 dB lost on some movies the gate lets
-        through (README, "Motion").  With ``motion_check=True`` a selected
+        through (README, "Motion").  A compensated group of at most 10
+        frames in a movie whose path is smooth and whose scene moves as one
+        (:meth:`~tcscodec.motion.MotionPath.rigid_start`) is decoded by the
+        learned decoder from the rigid-scene solution (the group as one
+        image moved along the path) instead of GAP-TV in the moving frame:
+        on a drifting HAADF micrograph -3.4 -> +8.3 dB against still at
+        B = 10; ``rigid_start=False`` keeps the GAP-TV start.  With ``motion_check=True`` a selected
         group is also checked (:meth:`motion_check`: do its compensated
         frames predict the neighbouring groups' measurements better than
         its still ones?) and decodes as still where they do not, and as
@@ -394,10 +400,13 @@ class TcsReader(MotionDecoding):
                 else np.full((a1 - a0, b1 - b0), np.nan, np.float32)
                 for g in (group - 1, group + 1)])
 
+        # where the path is smooth, the moving-frame decode may start rigid
+        opts = dict(opts)
+        rigid_start = opts.pop("rigid_start", True) and shifts is not None and self.motion().rigid_start(group)
         return decode_tiled(
             _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
             progress=progress, region=region, context_fn=context_fn, shifts=shifts,
-            shift_gradient=gradient, **opts,
+            shift_gradient=gradient, rigid_start=rigid_start, **opts,
         )
 
     def _decode_or_nan(self, group: int, *, region=None, out=None, **options) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 from tcscodec.masks import masks as spec_masks, measured_mean
 from tcscodec.motion import (MAX_DOSE, MAX_NON_RIGIDITY, MAX_ROUGHNESS, MIN_EXCURSION, MIN_GROUPS, MIN_SPEED,
-                             MotionPath,
+                             RIGID_START_FRAMES, RIGID_START_NON_RIGIDITY, RIGID_START_ROUGHNESS, MotionPath,
                              estimate_motion, register)
 from tcscodec.simulate import texture_movie
 
@@ -196,6 +196,26 @@ def test_motion_path_compensates_only_fast_smooth_groups_of_low_dose_movies():
     assert three.roughness() is None and three.compensated(0) is None and MIN_GROUPS == 4
 
 
+
+
+def test_a_rigid_start_needs_a_smooth_path_a_scene_moving_as_one_and_short_groups():
+    starts = (0, 10, 20, 30)
+    frames = np.cumsum(np.full((40, 2), 1.0), axis=0)  # constant drift: roughness 0
+    rigid = MotionPath(frames, starts, (), 5.0, 0.05)  # quarters 0.05 px/frame apart of 1.41
+    assert rigid.roughness() == 0 and rigid.non_rigidity() < RIGID_START_NON_RIGIDITY
+    assert all(rigid.rigid_start(g) for g in range(4)) and RIGID_START_FRAMES == 10
+    # particles moving on their own, or the spread not measured
+    assert not MotionPath(frames, starts, (), 5.0, 0.3).rigid_start(0)
+    assert not MotionPath(frames, starts, (), 5.0).rigid_start(0)
+    # groups longer than RIGID_START_FRAMES, and the short last group of such a movie
+    long = MotionPath(np.cumsum(np.full((50, 2), 1.0), axis=0), (0, 12, 24, 36, 48), (), 5.0, 0.05)
+    assert [long.rigid_start(g) for g in range(5)] == [False] * 4 + [True]
+    # a path whose velocity changes by more than RIGID_START_ROUGHNESS of the speed between groups
+    bent = frames.copy()
+    bent[20:] += np.arange(1, 21)[:, None] * np.array([0.3, -0.3])
+    path = MotionPath(bent, starts, (), 5.0, 0.05)
+    assert RIGID_START_ROUGHNESS < path.roughness() <= MAX_ROUGHNESS and path.compensated(0) is not None
+    assert not path.rigid_start(0)
 
 def test_a_jittery_path_is_rough_and_decoded_as_still():
     # the drift turns by 90 degrees every 20 frames: groups of 10 see their velocity change

@@ -20,6 +20,10 @@ Contract of :meth:`Decoder.decode` (torch tensors, on the decoder's device):
   optional): ``(N, n, 2)`` float32 displacement ``(dy, dx)`` in pixels of
   each frame's content (:mod:`tcscodec.motion`, relative to the group's
   middle); None decodes the group as still;
+* ``rigid_start`` (only for decoders whose ``takes_rigid_start`` is true,
+  keyword, with ``shifts``): True where the path is smooth, so the scene
+  most likely drifts as one (:data:`tcscodec.motion.RIGID_START_ROUGHNESS`);
+  such a decoder may then start from the rigid-scene solution;
 * returns ``(N, n, h, w)`` float32 frames in the input's units.
 
 A decoder must be purely a function of its inputs (no state between
@@ -51,6 +55,8 @@ class Decoder:
     uses_context: bool = False
     #: whether :meth:`decode` takes per-frame ``shifts`` (motion compensation)
     uses_motion: bool = False
+    #: whether :meth:`decode` takes ``rigid_start`` (with ``shifts``)
+    takes_rigid_start: bool = False
 
     def __init__(self, device: str = "cpu", **options):
         self.device = device

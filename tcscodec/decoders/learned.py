@@ -13,7 +13,8 @@ from ..errors import TcsValueError
 from .base import Decoder, register_decoder
 from .unfold_net import UnfoldConfig, UnfoldNet
 
-__all__ = ["UnfoldDecoder", "MODEL_NAME", "MOTION_MODEL_NAME", "LONG_MODEL_NAME", "LONG_GROUP_FRAMES"]
+__all__ = ["UnfoldDecoder", "MODEL_NAME", "MOTION_MODEL_NAME", "LONG_MODEL_NAME", "LONG_GROUP_FRAMES",
+           "RIGID_START_ITERATIONS"]
 
 MODEL_NAME = "tcs-unfold"
 #: weights fine-tuned with motion compensation in the loop: they decode the
@@ -28,6 +29,9 @@ LONG_MODEL_NAME = "tcs-unfold-long"
 #: +3.6, none more than 0.24 dB worse), but -3.4 dB on one movie at 40 and
 #: up to -7.4 at 20 (bench/results/v14_check.md)
 LONG_GROUP_FRAMES = 48
+#: iterations of the rigid-scene solution (:func:`.rigid_tv.rigid_tv`) the
+#: motion network starts from where the path is smooth (``rigid_start``)
+RIGID_START_ITERATIONS = 60
 
 
 @register_decoder(MODEL_NAME)
@@ -62,6 +66,7 @@ class UnfoldDecoder(Decoder):
 
     receptive_margin = 32
     uses_motion = True
+    takes_rigid_start = True
     #: the training checkpoint of the network (:meth:`from_checkpoint`), else None
     checkpoint: str | None = None
     #: the training step that checkpoint records, else None
@@ -135,7 +140,11 @@ class UnfoldDecoder(Decoder):
         return dec
 
     def decode(self, y: torch.Tensor, masks: torch.Tensor, context: torch.Tensor | None = None,
-               shifts: torch.Tensor | None = None) -> torch.Tensor:
+               shifts: torch.Tensor | None = None, rigid_start: bool = False) -> torch.Tensor:
+        """Frames of ``(N, h, w)`` measurements (the contract of
+        :class:`~.base.Decoder`).  With ``shifts`` and ``rigid_start`` the
+        moving-frame network starts from :data:`RIGID_START_ITERATIONS`
+        of the rigid-scene solution instead of GAP-TV in the moving frame."""
         f = self.net.config.factor
         h, w = y.shape[-2:]
         ph, pw = -h % f, -w % f
@@ -153,7 +162,8 @@ class UnfoldDecoder(Decoder):
                 net = self.motion_net
             else:
                 net = self.long_net if masks.shape[1] >= LONG_GROUP_FRAMES else self.net
-            x = net(y.float(), masks.float(), context, shifts=shifts).float()
+            rigid = RIGID_START_ITERATIONS if rigid_start and shifts is not None else None
+            x = net(y.float(), masks.float(), context, shifts=shifts, rigid_start=rigid).float()
         return x[..., :h, :w]
 
 

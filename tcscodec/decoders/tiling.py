@@ -209,12 +209,14 @@ def _as_measurement(measurement):
     return meas
 
 
-def _decode_batch(dec, bands, xb, tw: int, pad, shifts_t, outliers: bool) -> torch.Tensor:
+def _decode_batch(dec, bands, xb, tw: int, pad, shifts_t, outliers: bool, rigid_start: bool = False
+                  ) -> torch.Tensor:
     """Decode the tiles starting at columns ``xb`` of one band: ``bands`` are
     the band's measurement ``(th, Ww)``, masks ``(n, th, Ww)`` and context
     ``(2, th, Ww)`` or None; ``pad`` the rows and columns a tile smaller
     than the decoder's size multiple is padded by; ``shifts_t`` each tile's
-    ``(len(xb), n, 2)`` frame shifts, or None.  Returns ``(len(xb), n,
+    ``(len(xb), n, 2)`` frame shifts, or None, and ``rigid_start`` what
+    the decoder is told with them where it takes it.  Returns ``(len(xb), n,
     th + pad_h, tw + pad_w)``."""
     yband_t, cband_t, xband_t = bands
     pad_h, pad_w = pad
@@ -229,7 +231,9 @@ def _decode_batch(dec, bands, xb, tw: int, pad, shifts_t, outliers: bool) -> tor
         if xt is not None:
             xt = torch.nn.functional.pad(xt, (0, pad_w, 0, pad_h), mode="replicate")
     args = () if xt is None else (xt,)
-    kw = {} if shifts_t is None else {"shifts": shifts_t}
+    kw: dict = {} if shifts_t is None else {"shifts": shifts_t}
+    if shifts_t is not None and getattr(dec, "takes_rigid_start", False):
+        kw["rigid_start"] = bool(rigid_start)
     with torch.no_grad():
         rt = decode_apart(dec.decode, yt, ct, *args, **kw) if outliers else dec.decode(yt, ct, *args, **kw)
     if tuple(rt.shape) != tuple(ct.shape):
@@ -255,6 +259,7 @@ def decode_tiled(
     context_fn: MaskFn | None = None,
     shifts=None,
     shift_gradient=None,
+    rigid_start: bool = False,
     **options,
 ) -> np.ndarray:
     """Decode the frames of one measurement, tile by tile.
@@ -345,6 +350,10 @@ def decode_tiled(
         ``shifts[b] + shift_gradient[b] @ (c - frame centre)``, and the
         overlap along each axis grows by twice the largest shift along it
         that any point of the frame gets.
+    rigid_start : bool, optional
+        With ``shifts``: tell a decoder that takes it
+        (``Decoder.takes_rigid_start``) that the path is smooth, so it may
+        start from the rigid-scene solution (default False).
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
@@ -470,7 +479,7 @@ def decode_tiled(
                 [tile_shifts(y + (th - 1) / 2, wx0 + x + (tw - 1) / 2) for x in xb]).to(dev)
             with autocast:
                 rt = _decode_batch(dec, [yband_t, cband_t, xband_t], xb, tw, (pad_h, pad_w), shifts_t,
-                                   tiling.outliers)
+                                   tiling.outliers, rigid_start)
             rt = rt[..., :th, :tw].float()
             for j, x in enumerate(xb):
                 wt = wy[:, None] * wxs[b0 + j][None, :]

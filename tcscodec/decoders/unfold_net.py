@@ -20,7 +20,9 @@ With ``context`` the denoisers also see the neighbouring groups' Y / sum C
 weights trained without it fine-tune into it.
 
 With ``shifts`` (each frame's displacement, :mod:`tcscodec.motion`) the
-warm start is motion-compensated GAP-TV, and each denoiser runs on the
+warm start is motion-compensated GAP-TV (or, with ``rigid_start``, the
+group solved as one image moved along the shifts: :mod:`.rigid_tv`), and
+each denoiser runs on the
 frames aligned by the shifts, its masks aligned alike and, in place of
 ``Y / sum C``, the mean of the aligned starting frames: it sees a still
 scene.  Its correction is moved back to the detector's frame, where the GAP
@@ -90,6 +92,8 @@ class UnfoldConfig(ConfigDict):
     #: start keeps a compact bright feature whole where GAP-TV smears it
     #: along the path; the stages learn to put back what changes within
     #: the group.  Samples whose shifts are all zero start from GAP-TV.
+    #: The shipped weights start so where the reader finds the path smooth
+    #: (``forward``'s ``rigid_start``, :class:`.learned.UnfoldDecoder`).
     rigid_start: int = 0
 
 
@@ -314,7 +318,7 @@ class UnfoldNet(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def forward(self, y: torch.Tensor, C: torch.Tensor, context: torch.Tensor | None = None, *,
-                shifts: torch.Tensor | None = None, with_start: bool = False):
+                shifts: torch.Tensor | None = None, with_start: bool = False, rigid_start: int | None = None):
         """Frames ``(N, n, h, w)``; with ``with_start`` also the starting
         estimate (GAP-TV or Y / sum C, same units) the stages refined.
 
@@ -325,7 +329,9 @@ class UnfoldNet(nn.Module):
         None as no neighbours.
 
         ``shifts`` (N, n, 2) or (n, 2): displacement (dy, dx) of each
-        frame's content in pixels; None decodes the group as still."""
+        frame's content in pixels; None decodes the group as still.
+        ``rigid_start``: iterations of the rigid-scene start with shifts
+        (None: ``config.rigid_start``; 0: motion-compensated GAP-TV)."""
         csum = C.sum(1)
         if self.config.offset:
             offset, scale, xbar = affine_normalise(y, csum)
@@ -337,11 +343,12 @@ class UnfoldNet(nn.Module):
         sigma = noise_level(xbar)
         ctx = self._context_channels(context, xbar, offset, scale) if self.config.context else None
         inv = 1.0 / csum.clamp(min=1)
+        rigid = self.config.rigid_start if rigid_start is None else int(rigid_start)
         if self.config.warm_start:
             with torch.no_grad():
-                x = gap_tv(y, C, iterations=self.config.warm_start, shifts=shifts)
-                if shifts is not None and self.config.rigid_start:
-                    x = self._rigid_start(x, y, C, shifts)
+                x = self._rigid_start(y, C, shifts, rigid) if shifts is not None and rigid > 0 else None
+                if x is None:
+                    x = gap_tv(y, C, iterations=self.config.warm_start, shifts=shifts)
                 x = (x - offset[:, None]) / scale[:, None]
         else:
             x = xbar[:, None].expand_as(C).contiguous()
@@ -371,18 +378,19 @@ class UnfoldNet(nn.Module):
             return x, start * scale[:, None] + offset[:, None]
         return x
 
-    def _rigid_start(self, x: torch.Tensor, y: torch.Tensor, C: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-        """The warm start ``x`` (input units) with the rigid-scene solution
-        in place of each sample whose shifts are not all zero."""
+    def _rigid_start(self, y: torch.Tensor, C: torch.Tensor, shifts, iterations: int) -> torch.Tensor | None:
+        """The warm start (input units): ``iterations`` of the rigid-scene
+        solution for each sample whose shifts are not all zero, GAP-TV in
+        the moving frame for the others; None where no sample moves."""
         s = torch.as_tensor(shifts, dtype=torch.float32)
         # (n, 2): one path for all samples, which the solver shares
         moving = s.flatten(-2).abs().amax(-1) > 0 if s.dim() == 3 else s.abs().max().gt(0).expand(y.shape[0])
         if not bool(moving.any()):
-            return x
+            return None
         if bool(moving.all()):
-            return rigid_tv(y, C, s, iterations=self.config.rigid_start)
-        x = x.clone()
-        x[moving] = rigid_tv(y[moving], C[moving], s[moving], iterations=self.config.rigid_start)
+            return rigid_tv(y, C, s, iterations=iterations)
+        x = gap_tv(y, C, iterations=self.config.warm_start, shifts=shifts)
+        x[moving] = rigid_tv(y[moving], C[moving], s[moving], iterations=iterations)
         return x
 
     @staticmethod
