@@ -36,7 +36,7 @@ import numpy as np
 import tcscodec
 from tcscodec.encoder import CpuEncoder
 from tcscodec.format import ContainerReader, get_codec
-from tcscodec.masks import mask_sum, tile_mask_sum
+from tcscodec.masks import tile_mask_sum
 from tcscodec.measurement import measurement_dtype
 from tcscodec.quantize import noise_std, quantize
 from tcscodec.writer import AUTO_FRACTION
@@ -166,17 +166,20 @@ def _host_stage(frames: np.ndarray, B: int) -> tuple[float, float]:
     the auto-step estimate), for the default write of ``frames``' first group."""
     y = sum(f.astype(np.uint32) for f in frames[:B])  # any measurement of the right size and range
     H, W = y.shape
-    t_auto = float("inf")
-    for _ in range(3):  # the best of three: the first call may load compiled kernels
-        t0 = time.perf_counter()
-        csum = mask_sum(1, B, H, W)
-        step = AUTO_FRACTION * noise_std(y, csum, (frames[0, :512, :512], frames[1, :512, :512]))
-        t_auto = min(t_auto, time.perf_counter() - t0)
-    step = float(2 * np.floor((step - 1) / 2) + 1) if step >= 1 else 1.0
     codec = get_codec("predict-rice")
     tiles = [(y0, min(H, y0 + 512), x0, min(W, x0 + 512)) for y0 in range(0, H, 512) for x0 in range(0, W, 512)]
     for b in tiles:
-        tile_mask_sum(1, B, H, W, b)  # cached, as in the writer
+        tile_mask_sum(1, B, H, W, b)  # cached, as in the writer: the records need them too
+    t_auto = float("inf")
+    for _ in range(3):  # the best of three: the first call may load compiled kernels
+        t0 = time.perf_counter()
+        # as the writer's _choose_step: the tiles' cached mask sums stitched, the noise estimated
+        csum = np.empty((H, W), np.uint8)
+        for y0, y1, x0, x1 in tiles:
+            csum[y0:y1, x0:x1] = tile_mask_sum(1, B, H, W, (y0, y1, x0, x1))
+        step = AUTO_FRACTION * noise_std(y, csum, (frames[0, :512, :512], frames[1, :512, :512]))
+        t_auto = min(t_auto, time.perf_counter() - t0)
+    step = float(2 * np.floor((step - 1) / 2) + 1) if step >= 1 else 1.0
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
