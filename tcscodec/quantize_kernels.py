@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import TcsTypeError
 from .work_pool import row_bands
 
 __all__ = ["quantize_into", "highpass", "median", "abs_deviation_median", "temporal_gain"]
@@ -265,7 +266,8 @@ def temporal_gain(f0: np.ndarray, f1: np.ndarray) -> float:
     (the mean and variance from them agree with numpy's to rounding)."""
     if (f0.dtype.kind not in "iu" or f1.dtype != f0.dtype or f0.ndim != 2 or f0.shape != f1.shape
             or f0.dtype.itemsize > 2 or f0.size < 2):
-        raise TypeError("two 2-D frames of one 8- or 16-bit integer dtype")
+        raise TcsTypeError(f"temporal_gain needs two 2-D frames of one 8- or 16-bit integer dtype, "
+                           f"got {f0.dtype} {f0.shape} and {f1.dtype} {f1.shape}")
     n = f0.size
     lo, hi = (int(v) for v in _difference_range(f0, f1))
     hist = np.zeros(hi - lo + 1, np.int64)
@@ -273,7 +275,7 @@ def temporal_gain(f0: np.ndarray, f1: np.ndarray) -> float:
     a, b = _order_statistics(hist, (n - 1) // 2)
     # twice the median: an integer either way
     med2 = 2 * (lo + a) if n % 2 else (lo + a) + (lo + b)
-    dev2 = np.zeros(2 * hist.size + abs(med2) + 1, np.int64)
+    dev2 = np.zeros(2 * hist.size, np.int64)  # |2 d - med2| <= 2 (hi - lo): med2 / 2 lies in lo..hi
     _deviation_histogram(hist, lo, med2, dev2)
     # numpy.quantile's linear method: its virtual index and its lerp
     q = 0.999

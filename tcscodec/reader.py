@@ -326,10 +326,11 @@ class TcsReader(MotionDecoding):
         learned decoder from the rigid-scene solution (the group as one
         image moved along the path) instead of GAP-TV in the moving frame:
         on a drifting HAADF micrograph -3.4 -> +8.3 dB against still at
-        B = 10; ``rigid_start=False`` keeps the GAP-TV start.  With ``motion_check=True`` a selected
-        group is also checked (:meth:`motion_check`: do its compensated
-        frames predict the neighbouring groups' measurements better than
-        its still ones?) and decodes as still where they do not, and as
+        B = 10; ``rigid_start=False`` keeps the GAP-TV start.
+
+        With ``motion_check=True`` a selected group is also checked
+        (:meth:`motion_check`: do its compensated frames predict the
+        neighbouring groups' measurements better than its still ones?) and decodes as still where they do not, and as
         one rigid image moved along the path (the ``rigid-tv`` decoder)
         where that predicts them far better (:meth:`motion_verdict`): on
         the 51 (movie, B) of bench/results/motion/rigid.md it lost at most

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tcscodec import TcsValueError
+from tcscodec import TcsTypeError, TcsValueError
 from tcscodec.quantize import spatial_gain, spatial_gain_reference, quantize, quantize_reference
 from tcscodec.quantize import NOISE_SAMPLE_BANDS, NOISE_SAMPLE_PIXELS, noise_rows, noise_std, temporal_gain
 from tcscodec.quantize import temporal_gain_reference
@@ -136,7 +136,7 @@ def test_temporal_gain_of_frames_without_signal_is_zero_and_other_inputs_take_th
     rng = np.random.default_rng(3)
     f0, f1 = (rng.poisson(50, (16, 16)).astype(np.uint32) for _ in range(2))  # 32-bit: numpy's path
     assert temporal_gain(f0, f1) == temporal_gain_reference(f0, f1)
-    with pytest.raises(TypeError, match="8- or 16-bit"):
+    with pytest.raises(TcsTypeError, match="8- or 16-bit integer dtype, got uint32"):
         kernel_temporal_gain(f0, f1)
 
 
