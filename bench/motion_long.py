@@ -159,7 +159,7 @@ def main(argv=None) -> None:
                                        for kw in ({"motion": False}, {}))
                         a0, a1 = _psnr(still, ref), _psnr(gate, ref)
                         line += f": still {a0:.2f}, gate {a1:.2f} ({a1 - a0:+.2f} dB)"
-                        rigid_start = sum(m.compensated(g) is not None and m.rigid_start(g) for g in range(r.n_groups))
+                        rigid_start = s["groups_rigid_start"]
                         if rigid_start:
                             soft = np.concatenate([r.decode_group(g, decoder=dec, rigid_start=False)
                                                    for g in range(r.n_groups)])

@@ -267,10 +267,9 @@ class MotionPath(ConfigDict):
         :data:`RIGID_START_ROUGHNESS` and whose :meth:`non_rigidity` is at
         most :data:`RIGID_START_NON_RIGIDITY` (both measured)."""
         rough, spread = self.roughness(), self.non_rigidity()
-        starts = list(self.group_starts) + [self.n_frames]
         return (rough is not None and rough <= RIGID_START_ROUGHNESS
                 and spread is not None and spread <= RIGID_START_NON_RIGIDITY
-                and starts[group + 1] - starts[group] <= RIGID_START_FRAMES)
+                and len(self.group_shifts(group)) <= RIGID_START_FRAMES)
 
     def roughness(self) -> float | None:
         """How far the drift is from the path's model, linear between group

@@ -197,8 +197,7 @@ def temporal_gain(frame0, frame1) -> float:
     16-bit integers (:func:`tcscodec.quantize_kernels.temporal_gain`: the
     same numbers to rounding, ~20x faster on a 512² probe)."""
     f0, f1 = np.asarray(frame0), np.asarray(frame1)
-    if (quantize_kernels.numba is not None and f0.dtype.kind in "iu" and f0.dtype.itemsize <= 2
-            and f1.dtype == f0.dtype and f0.ndim == 2 and f0.shape == f1.shape and f0.size >= 2):
+    if quantize_kernels.temporal_gain_takes(f0, f1):
         return quantize_kernels.temporal_gain(f0, f1)
     return temporal_gain_reference(f0, f1)
 

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import TcsTypeError
 from .work_pool import row_bands
 
-__all__ = ["quantize_into", "highpass", "median", "abs_deviation_median", "temporal_gain"]
+__all__ = ["quantize_into", "highpass", "median", "abs_deviation_median", "temporal_gain", "temporal_gain_takes"]
 
 #: integer arrays whose values span fewer than this many take a histogram median
 _INT_SPAN = 1 << 22
@@ -257,6 +257,13 @@ if numba is not None:
         return n, s, s1, s2
 
 
+def temporal_gain_takes(f0: np.ndarray, f1: np.ndarray) -> bool:
+    """Whether :func:`temporal_gain` takes these frames: numba present, two
+    2-D frames of one 8- or 16-bit integer dtype and shape, two pixels or more."""
+    return (numba is not None and f0.dtype.kind in "iu" and f0.dtype.itemsize <= 2 and f1.dtype == f0.dtype
+            and f0.ndim == 2 and f0.shape == f1.shape and f0.size >= 2)
+
+
 def temporal_gain(f0: np.ndarray, f1: np.ndarray) -> float:
     """:func:`tcscodec.quantize.temporal_gain_reference` of two 2-D frames
     of 8- or 16-bit integers in four passes over them, no temporaries:
@@ -264,8 +271,7 @@ def temporal_gain(f0: np.ndarray, f1: np.ndarray) -> float:
     from a histogram (exact order statistics, interpolated as
     ``numpy.quantile`` does), then exact integer sums over the kept pixels
     (the mean and variance from them agree with numpy's to rounding)."""
-    if (f0.dtype.kind not in "iu" or f1.dtype != f0.dtype or f0.ndim != 2 or f0.shape != f1.shape
-            or f0.dtype.itemsize > 2 or f0.size < 2):
+    if not temporal_gain_takes(f0, f1):
         raise TcsTypeError(f"temporal_gain needs two 2-D frames of one 8- or 16-bit integer dtype, "
                            f"got {f0.dtype} {f0.shape} and {f1.dtype} {f1.shape}")
     n = f0.size

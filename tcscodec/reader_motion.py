@@ -114,8 +114,9 @@ class MotionDecoding:
         this is positive or None, unless one rigid image moved along the
         path predicts better still.  The check decodes the group still,
         compensated and (with any decoder but ``rigid-tv``) as one rigid
-        image, over a central window :data:`~tcscodec.motion_check.CHECK_SIDE` pixels on
-        a side, or over the whole frame where no side exceeds
+        image, over a central window
+        :data:`~tcscodec.motion_check.CHECK_SIDE` pixels on a side, or
+        over the whole frame where no side exceeds
         :data:`~tcscodec.motion_check.WHOLE_SIDE` (and then the frames of
         the verdict are those :meth:`decode_group` returns), once per
         reader, decoder and options: :meth:`to_dask` tasks check a group
@@ -204,6 +205,7 @@ class MotionDecoding:
         decoder's)."""
         from .decoders.tiling import TilingOptions
 
-        tiling = {k: v for k, v in opts.items() if k == "tiling" or k in TilingOptions.__dataclass_fields__}
+        tiling = TilingOptions.take(opts.get("tiling"), {k: v for k, v in opts.items() if k != "tiling"})
         shifts, gradient = moving
-        return self._decode_tiled(group, region, RIGID_DECODER, device, out, progress, shifts, gradient, tiling)
+        return self._decode_tiled(group, region, RIGID_DECODER, device, out, progress, shifts, gradient,
+                                  {"tiling": tiling})
