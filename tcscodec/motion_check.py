@@ -41,9 +41,9 @@ __all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_s
            "CHECK_SIDE", "WHOLE_SIDE", "RIGID_MARGIN", "MODES"]
 
 #: side of the central window over which :func:`check_group` decodes a
-#: group in each way it compares: wide enough for a neighbour's frames to stay in the field
-#: at 3 px/frame and B = 30 (the prediction moves the scene up to 1.5 B
-#: frames' drift), small beside a detector frame
+#: group in each way it compares: wide enough for a neighbour's frames to
+#: stay in the field at 3 px/frame and B = 30 (the prediction moves the
+#: scene up to 1.5 B frames' drift), small beside a detector frame
 CHECK_SIDE = 512
 #: frames no larger than this are checked whole: the tiles under a central
 #: CHECK_SIDE window would be most of the frame anyway (768²: all 16 of

@@ -330,15 +330,17 @@ class TcsReader(MotionDecoding):
 
         With ``motion_check=True`` a selected group is also checked
         (:meth:`motion_check`: do its compensated frames predict the
-        neighbouring groups' measurements better than its still ones?) and decodes as still where they do not, and as
-        one rigid image moved along the path (the ``rigid-tv`` decoder)
-        where that predicts them far better (:meth:`motion_verdict`): on
-        the 51 (movie, B) of bench/results/motion/rigid.md it lost at most
-        1.9 dB against still, where the gate alone lost up to 4.6, and
-        gained up to 9 dB where the specimen only drifts, but it gave up
-        some gains the gate keeps on fresh simulator movies.  The first
-        compensating decode of a file of 4 groups or more estimates the
-        path, which reads and registers every group once (see
+        neighbouring groups' measurements better than its still ones?) and
+        decodes as still where they do not, and as one rigid image moved
+        along the path (the ``rigid-tv`` decoder) where that predicts them
+        far better (:meth:`motion_verdict`): on the 51 (movie, B) of
+        bench/results/motion/rigid.md it lost at most 1.9 dB against
+        still, where the gate alone lost up to 4.6, and gained up to 9 dB
+        where the specimen only drifts, but it gave up some gains the gate
+        keeps on fresh simulator movies.
+
+        The first compensating decode of a file of 4 groups or more
+        estimates the path, which reads and registers every group once (see
         :meth:`motion`): ``motion=False`` skips it, for quick access to
         single frames of a long file.
 

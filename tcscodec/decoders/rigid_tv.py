@@ -24,9 +24,9 @@ Measured on drifting 256² movies (``python bench/motion_long.py --movies
 ... --also rigid-tv``, bench/results/motion/rigid.md): far ahead of every
 other decoder where the scene really is rigid (a real HAADF micrograph
 moved 2.5 px/frame, B = 10: 48.2 dB against 37.6 for tcs-unfold decoding
-still, 34.3 in the moving frame), behind where the scene changes within a group (particles
-that diffuse, rotate or grow; scan jitter): there the frames are not one
-image and the soft temporal prior of :func:`.gap_tv.gap_tv` or the learned
+still, 34.3 in the moving frame), behind where the scene changes within a
+group (particles that diffuse, rotate or grow; scan jitter): there the
+frames are not one image and the soft temporal prior of :func:`.gap_tv.gap_tv` or the learned
 decoder does better.  Hence a decoder to choose (``decoder="rigid-tv"``),
 not the default.
 """
