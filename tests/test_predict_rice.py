@@ -177,6 +177,26 @@ def test_sparse_counts_keep_the_smaller_stored_payload():
     assert np.array_equal(decode_payload(payload, "predict-rice", y.dtype, y.shape, S), y)
 
 
+def test_dense_tiles_skip_the_stored_trial(monkeypatch):
+    """A tile coded in under 2 bits/px whose values are mostly non-zero
+    (quantised bright counts) keeps its Rice code without a zstd trial;
+    one of mostly zeros is still tried and stored."""
+    from tcscodec.encoder import encode_group
+    from tcscodec.format import codecs
+
+    trials = []
+    real = codecs._zstd_frame
+    monkeypatch.setattr(codecs, "_zstd_frame", lambda *a: trials.append(1) or real(*a))
+    rng = np.random.default_rng(4)
+    S = mask_sum(3, 30, 128, 128)
+    y = np.round(encode_group(rng.poisson(20, (30, 128, 128)).astype(np.uint16), 3, 30) / 50).astype(np.uint32)
+    payload = encode_payload(y, "predict-rice", csum=S)
+    assert payload[0] == 1 and 8 * len(payload) < 2 * y.size and np.count_nonzero(y) > y.size / 2
+    assert trials == [] and np.array_equal(decode_payload(payload, "predict-rice", y.dtype, y.shape, S), y)
+    sparse = encode_group(rng.poisson(0.005, (2, 128, 128)).astype(np.uint8), 3, 2)
+    assert encode_payload(sparse, "predict-rice", csum=mask_sum(3, 2, 128, 128))[0] == 0 and trials == [1]
+
+
 def test_mask_sums_are_required_for_integer_tiles():
     q = np.arange(12, dtype=np.uint16).reshape(3, 4)
     with pytest.raises(ValueError, match="needs the tile's mask sums"):
