@@ -422,6 +422,16 @@ def _usable(tile: np.ndarray, csum: np.ndarray) -> bool:
             and csum.shape == tile.shape)
 
 
+def _residual_dtype(largest: int) -> type:
+    """The dtype that holds every zigzagged residual of a tile whose values
+    are at most ``largest`` in magnitude: a prediction is at most
+    ``4 x 255 x largest + 1`` (four neighbours weighted by uint8 mask sums
+    over theirs, at least 1), so a residual ``2 x 1021 x largest + 3`` once
+    zigzagged.  uint32 where that fits (half the memory traffic of the
+    three passes over it), else uint64."""
+    return np.uint32 if 2 * 1021 * largest + 3 < 2**32 else np.uint64
+
+
 def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     """:func:`tcscodec.format.predictive.encode_predicted`, compiled."""
     if q.dtype.kind not in "iu" or not _usable(q, csum):
@@ -430,11 +440,12 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     if q.dtype.itemsize == 8 and (int(np.max(q)) > MAX_ABS or int(np.min(q)) < -MAX_ABS):
         return None
     counts, bounds = _stage_bounds(q.shape)
-    u = np.empty(q.size, np.uint64)
+    lo, hi = int(np.min(q)), int(np.max(q))
+    u = np.empty(q.size, _residual_dtype(max(-lo, hi)))
     sums = np.zeros(N_STAGES, np.uint64)
     maxes = np.zeros(N_STAGES, np.uint64)
     H, W = q.shape
-    qp = np.zeros((H + 2 * PAD, W + 2 * PAD), q.dtype)
+    qp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint16 if 0 <= lo and hi <= 0xFFFF else q.dtype)
     qp[PAD:PAD + H, PAD:PAD + W] = q
     _residuals(qp.reshape(-1), *_plan(csum), _PARTS, H, W, u, sums, maxes)
     ks, unary_bits, n_esc, rem_bits = [], 0, 0, 0
