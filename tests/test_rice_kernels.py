@@ -72,6 +72,23 @@ def test_escapes_large_rice_parameters_and_values_beyond_2_52():
         assert encode_predicted(tile, S[:4, :5]) is None and encode_predicted_reference(tile, S[:4, :5]) is None
 
 
+@pytest.mark.parametrize("over", [0, 1])
+def test_residuals_at_the_edge_of_uint32(over):
+    """The largest residuals a tile can have: a pixel of mask sum 255 whose
+    four neighbours sum to 1, all at the largest magnitude, next to ones of
+    the opposite sign; at the bound the residuals are kept as uint32, one
+    above it as uint64, and the bytes are the reference's either way."""
+    from tcscodec.rice_kernels import _residual_dtype
+
+    largest = (2**32 - 4) // 2042 + over
+    assert _residual_dtype(largest) == (np.uint64 if over else np.uint32)
+    rng = np.random.default_rng(over)
+    S = rng.choice(np.array([0, 1, 255], np.uint8), (48, 48), p=[0.6, 0.1, 0.3])
+    q = rng.choice(np.array([-largest, largest]), (48, 48))
+    _same(q, S)
+    _same(np.abs(q), S)
+
+
 def test_other_inputs_go_to_the_reference():
     q = np.arange(12, dtype=np.uint16).reshape(3, 4)
     assert encode_predicted(q, np.ones((3, 4), np.int64)) == encode_predicted_reference(q, np.ones((3, 4), np.int64))
