@@ -29,9 +29,10 @@ _SPARSE_BITS = 2
 #: ...when at least this fraction of their values is zero.  Elsewhere the
 #: measurement carries the masks' pattern (a constant scene gives
 #: Y = x sum_b C_b), which the prediction removes and zstd cannot: zstd won
-#: only on tiles with 61 % zeros or more, over 370 tiles below 2 bits/px
-#: (six real micrographs, flat and half-blank scenes, 0.005-200 e-/px,
-#: B = 4-30, lossless and auto steps), and its trial costs twice the Rice code.
+#: only on tiles with 61 % zeros or more, of 186 tiles below 2 bits/px
+#: (bench/stored_trial.py: real micrographs, flat and half-blank scenes,
+#: 0.005-200 e-/px, B = 4-30, lossless and auto steps), and its trial costs
+#: twice the Rice code.
 _SPARSE_ZEROS = 0.5
 
 
