@@ -424,10 +424,11 @@ def _usable(tile: np.ndarray, csum: np.ndarray) -> bool:
 
 def _residual_dtype(largest: int) -> type:
     """The dtype that holds every zigzagged residual of a tile whose values
-    are at most ``largest`` in magnitude: a prediction is at most
-    ``4 x 255 x largest + 1`` (four neighbours weighted by uint8 mask sums
-    over theirs, at least 1), so a residual ``2 x 1021 x largest + 3`` once
-    zigzagged.  uint32 where that fits (half the memory traffic of the
+    are at most ``largest`` in magnitude: a prediction, the pixel's mask
+    sum (at most 255) times its four neighbours' values over their mask
+    sums (at least 1 where it is made), rounded, is at most
+    ``4 x 255 x largest + 1``, so a residual at most
+    ``2 x 1021 x largest + 3`` once zigzagged.  uint32 where that fits (half the memory traffic of the
     three passes over it), else uint64."""
     return np.uint32 if 2 * 1021 * largest + 3 < 2**32 else np.uint64
 
@@ -436,11 +437,10 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     """:func:`tcscodec.format.predictive.encode_predicted`, compiled."""
     if q.dtype.kind not in "iu" or not _usable(q, csum):
         return encode_predicted_reference(q, csum)
-    # values beyond 2^52 are not predicted; only 64-bit dtypes can hold them
-    if q.dtype.itemsize == 8 and (int(np.max(q)) > MAX_ABS or int(np.min(q)) < -MAX_ABS):
+    lo, hi = int(np.min(q)), int(np.max(q))
+    if hi > MAX_ABS or lo < -MAX_ABS:  # values beyond 2^52 (64-bit dtypes only) are not predicted
         return None
     counts, bounds = _stage_bounds(q.shape)
-    lo, hi = int(np.min(q)), int(np.max(q))
     u = np.empty(q.size, _residual_dtype(max(-lo, hi)))
     sums = np.zeros(N_STAGES, np.uint64)
     maxes = np.zeros(N_STAGES, np.uint64)
