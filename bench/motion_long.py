@@ -15,7 +15,9 @@ non-rigidity, the groups the gate selects and, where it selects any, PSNR
 (dB, against the noise-free movie) decoded still, compensated where the
 gate selects (``--motion auto``, the default; where it starts any group
 from the rigid-scene solution, :meth:`~tcscodec.motion.MotionPath.rigid_start`,
-also with GAP-TV starts, ``rigid_start=False``) and with the held-out check
+or leaves a group's start to the measurements,
+:meth:`~tcscodec.motion.MotionPath.rigid_start_open`, also with GAP-TV
+starts, ``rigid_start=False``) and with the held-out check
 too (``--motion checked``, :meth:`TcsReader.motion_check`; ``--no-check``
 skips it), with the
 groups the check kept in the moving frame and those it decoded as one
@@ -159,12 +161,14 @@ def main(argv=None) -> None:
                                        for kw in ({"motion": False}, {}))
                         a0, a1 = _psnr(still, ref), _psnr(gate, ref)
                         line += f": still {a0:.2f}, gate {a1:.2f} ({a1 - a0:+.2f} dB)"
-                        rigid_start = s["groups_rigid_start"]
-                        if rigid_start:
+                        rigid_start, left_open = s["groups_rigid_start"], s["groups_start_open"]
+                        if rigid_start or left_open:
                             soft = np.concatenate([r.decode_group(g, decoder=dec, rigid_start=False)
                                                    for g in range(r.n_groups)])
-                            line += (f" with {rigid_start} rigid start(s), {_psnr(soft, ref) - a0:+.2f} dB with "
-                                     "GAP-TV starts")
+                            starts = f"{rigid_start} rigid start(s)" if rigid_start else ""
+                            if left_open:
+                                starts += f"{', ' if starts else ''}{left_open} start(s) left to the measurements"
+                            line += f" with {starts}, {_psnr(soft, ref) - a0:+.2f} dB with GAP-TV starts"
                         if not a.no_check:
                             checked = np.concatenate([r.decode_group(g, decoder=dec, motion_check=True)
                                                       for g in range(r.n_groups)])

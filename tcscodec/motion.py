@@ -105,10 +105,12 @@ MAX_ROUGHNESS = 0.15
 RIGID_START_ROUGHNESS = 0.1
 #: see RIGID_START_ROUGHNESS
 RIGID_START_NON_RIGIDITY = 0.1
-#: longer groups keep the GAP-TV start: a drift that jitters from frame to
-#: frame, which the path (linear between group centres) cannot show, turns
-#: a rigid start's gain into a loss (-2.6 dB at 20 frames, -4.0 at 30, on
-#: a jittering HRTEM drift that loses 0.5 at 10)
+#: longer groups do not start rigid on the path's word alone: a drift that
+#: jitters from frame to frame, which the path (linear between group
+#: centres) cannot show, turns a rigid start's gain into a loss (-2.6 dB at
+#: 20 frames, -4.0 at 30, on a jittering HRTEM drift that loses 0.5 at 10)
+#: where on others it gains up to 10 dB; the reader asks the measurements
+#: (:meth:`MotionPath.rigid_start_open`, :mod:`tcscodec.motion_check`)
 RIGID_START_FRAMES = 10
 #: roughness is judged on at least this many groups (two changes of
 #: velocity): on the three 20-frame groups of a 60-frame movie, the one change
@@ -266,10 +268,22 @@ class MotionPath(ConfigDict):
         frames in a movie whose :meth:`roughness` is at most
         :data:`RIGID_START_ROUGHNESS` and whose :meth:`non_rigidity` is at
         most :data:`RIGID_START_NON_RIGIDITY` (both measured)."""
+        return self._rigid_path and len(self.group_shifts(group)) <= RIGID_START_FRAMES
+
+    def rigid_start_open(self, group: int) -> bool:
+        """Whether the path leaves ``group``'s start to the measurements: a
+        group longer than :data:`RIGID_START_FRAMES` frames in a movie
+        whose path passes :meth:`rigid_start`'s other limits.  The reader
+        then decodes a few such groups from both starts and keeps the rigid
+        one where it predicts the neighbouring groups' measurements better
+        (:func:`tcscodec.motion_check.start_score`)."""
+        return self._rigid_path and len(self.group_shifts(group)) > RIGID_START_FRAMES
+
+    @cached_property
+    def _rigid_path(self) -> bool:
         rough, spread = self.roughness(), self.non_rigidity()
         return (rough is not None and rough <= RIGID_START_ROUGHNESS
-                and spread is not None and spread <= RIGID_START_NON_RIGIDITY
-                and len(self.group_shifts(group)) <= RIGID_START_FRAMES)
+                and spread is not None and spread <= RIGID_START_NON_RIGIDITY)
 
     def roughness(self) -> float | None:
         """How far the drift is from the path's model, linear between group
@@ -339,6 +353,7 @@ class MotionPath(ConfigDict):
             "travel_px": travel,
             "groups_compensated": int(moving),
             "groups_rigid_start": sum(self.rigid_start(g) for g in gated),
+            "groups_start_open": sum(self.rigid_start_open(g) for g in gated),
             "groups": len(self.group_starts),
             "confidence_min": float(min(self.confidence)) if self.confidence else None,
             "dose": self._dose_json(),

@@ -38,7 +38,8 @@ import numpy as np
 from .errors import TcsFormatError
 
 __all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score", "check_group", "verdict",
-           "CHECK_SIDE", "WHOLE_SIDE", "RIGID_MARGIN", "MODES"]
+           "check_window", "start_groups", "start_score", "CHECK_SIDE", "WHOLE_SIDE", "RIGID_MARGIN",
+           "START_MARGIN", "START_CHECK_GROUPS", "MODES"]
 
 #: side of the central window over which :func:`check_group` decodes a
 #: group in each way it compares: wide enough for a neighbour's frames to
@@ -56,6 +57,17 @@ MIN_SIDE = 16
 #: the rigid-scene decode wins only where it predicts the neighbours at least
 #: this much better (dB) than the still decode (see the module's text)
 RIGID_MARGIN = 1.0
+#: groups longer than the path's rigid-start limit start rigid where their
+#: rigid start predicts the neighbours at least this much better (dB, mean
+#: over the groups compared) than their GAP-TV start: the 64 groups of 11
+#: (movie, B) at B = 20 and 30 compared in session 17 scored from -0.4 to
+#: +10 dB; where the GAP-TV start gave the better frames (by 0.8-4 dB
+#: PSNR) the mean was at most -0.05, where the rigid one did, at least
+#: +0.16 (bench/results/motion/start_check.md)
+START_MARGIN = 0.1
+#: at most this many groups, spread over the movie, decide its long groups'
+#: start: each costs one more decode of the check window
+START_CHECK_GROUPS = 4
 #: the ways a checked group can decode: as still, in the moving frame with
 #: the reader's decoder, or as one rigid image moved along the path
 MODES = ("still", "moving", "rigid")
@@ -158,12 +170,31 @@ def check_group(reader, group: int, decode, rigid: bool = False
     each mode but ``"still"`` against the still decode, the decodes by
     mode, and whether the window is the whole frame.
     """
+    window = check_window(reader)
+    frames = {mode: decode(window, mode) for mode in MODES[:3 if rigid else 2]}
+    d, neighbours = _neighbours(reader, group, window)
+    scores = {mode: prediction_score(frames["still"], x, d, neighbours)
+              for mode, x in frames.items() if mode != "still"}
+    y0, y1, x0, x1 = window
+    return scores, frames, (y1 - y0, x1 - x0) == (reader.header.height, reader.header.width)
+
+
+def check_window(reader) -> tuple[int, int, int, int]:
+    """The window ``(y0, y1, x0, x1)`` a check decodes: the frame's central
+    :data:`CHECK_SIDE` x :data:`CHECK_SIDE` pixels, or the whole frame
+    where no side exceeds :data:`WHOLE_SIDE`."""
     H, W = reader.header.height, reader.header.width
     side = max(H, W) if max(H, W) <= WHOLE_SIDE else CHECK_SIDE
     hc, wc = min(H, side), min(W, side)
     y0, x0 = (H - hc) // 2, (W - wc) // 2
-    window = (y0, y0 + hc, x0, x0 + wc)
-    frames = {mode: decode(window, mode) for mode in MODES[:3 if rigid else 2]}
+    return y0, y0 + hc, x0, x0 + wc
+
+
+def _neighbours(reader, group: int, window) -> tuple[np.ndarray, list]:
+    """``(displacements, neighbours)`` of ``group`` for
+    :func:`prediction_score`: its frames' displacements and, for each
+    neighbouring group that reads without damage, its displacements,
+    measurement and masks over ``window``."""
     path = reader.motion()
     starts = [reader.group_start(g) for g in range(reader.n_groups)] + [reader.n_frames]
     neighbours = []
@@ -174,10 +205,41 @@ def check_group(reader, group: int, decode, rigid: bool = False
             except TcsFormatError:
                 continue
             neighbours.append((path.frames[starts[h]:starts[h + 1]], y, reader.masks(h, window)))
-    d = path.frames[starts[group]:starts[group + 1]]
-    scores = {mode: prediction_score(frames["still"], x, d, neighbours)
-              for mode, x in frames.items() if mode != "still"}
-    return scores, frames, (hc, wc) == (H, W)
+    return path.frames[starts[group]:starts[group + 1]], neighbours
+
+
+def start_groups(candidates: list[int]) -> list[int]:
+    """The groups, of ``candidates`` (in order), whose two starts
+    :func:`start_score` compares: at most :data:`START_CHECK_GROUPS`,
+    spread evenly from the first to the last."""
+    if len(candidates) <= START_CHECK_GROUPS:
+        return list(candidates)
+    at = np.linspace(0, len(candidates) - 1, START_CHECK_GROUPS).round().astype(int)
+    return [candidates[i] for i in at]
+
+
+def start_score(reader, groups: Iterable[int], decode) -> float | None:
+    """How much better the learned decoder's rigid start (the group as one
+    image moved along the path) predicts the neighbouring groups'
+    measurements than its GAP-TV start, in dB, averaged over ``groups``
+    (:func:`start_groups`); None where no group can be scored.
+
+    ``decode(group, window, rigid_start)`` decodes ``group`` in the moving
+    frame over ``window`` (:func:`check_window`) from the rigid start or
+    not.  No still decode is needed: :func:`prediction_score` of the GAP-TV
+    decode against the rigid one is the difference of their scores against
+    it.  The reader starts every group the path leaves open
+    (:meth:`~tcscodec.motion.MotionPath.rigid_start_open`) rigid where this
+    is at least :data:`START_MARGIN`.
+    """
+    window = check_window(reader)
+    scores = []
+    for g in groups:
+        d, neighbours = _neighbours(reader, g, window)
+        score = prediction_score(decode(g, window, False), decode(g, window, True), d, neighbours)
+        if score is not None:
+            scores.append(score)
+    return float(np.mean(scores)) if scores else None
 
 
 def verdict(scores: dict[str, float | None]) -> str:

@@ -137,6 +137,8 @@ class TcsReader(MotionDecoding):
         self._motion: MotionPath | None = None
         #: held-out checks of compensated groups: key -> (scores in dB by mode, verdict)
         self._checks: dict[tuple, tuple[dict, str]] = {}
+        #: whether the groups the path leaves open start rigid: key -> decision
+        self._starts: dict[tuple, bool] = {}
         #: groups found damaged while decoding with ``skip_damaged``: group -> the error
         self.damaged: dict[int, str] = {}
 
@@ -382,10 +384,13 @@ class TcsReader(MotionDecoding):
                 shifts = gradient = None
         return self._decode_tiled(group, (y0, y1, x0, x1), name, device, out, progress, shifts, gradient, opts)
 
-    def _decode_tiled(self, group: int, region, name, device, out, progress, shifts, gradient, opts: dict):
+    def _decode_tiled(self, group: int, region, name, device, out, progress, shifts, gradient, opts: dict,
+                      rigid_start: bool | None = None):
         """:meth:`decode_group`'s decode of ``group`` over ``region`` by
         decoder ``name`` with ``opts`` (its options and the tiling's) along
-        ``shifts`` (None: still) and their ``gradient``."""
+        ``shifts`` (None: still) and their ``gradient``; from the rigid
+        start where ``rigid_start`` says so, or (None) where
+        :meth:`_rigid_start` does and the ``rigid_start`` option allows."""
         from .decoders import decode_tiled
 
         H, W = self.header.height, self.header.width
@@ -405,7 +410,9 @@ class TcsReader(MotionDecoding):
 
         # where the path is smooth, the moving-frame decode may start rigid
         opts = dict(opts)
-        rigid_start = opts.pop("rigid_start", True) and shifts is not None and self.motion().rigid_start(group)
+        allowed = opts.pop("rigid_start", True)
+        if rigid_start is None:
+            rigid_start = bool(allowed) and shifts is not None and self._rigid_start(group, name, device, opts)
         return decode_tiled(
             _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
             progress=progress, region=region, context_fn=context_fn, shifts=shifts,

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import TcsFormatError
 from .motion import MIN_GROUPS, MotionPath, estimate_motion
-from .motion_check import check_group, verdict
+from .motion_check import START_MARGIN, check_group, start_groups, start_score, verdict
 
 __all__ = ["MotionDecoding"]
 
@@ -32,6 +32,8 @@ class MotionDecoding:
     _motion: MotionPath | None
     #: held-out checks of compensated groups: key -> (scores in dB by mode, verdict)
     _checks: dict[tuple, tuple[dict, str]]
+    #: whether the groups the path leaves open start rigid: key -> decision
+    _starts: dict[tuple, bool]
 
     if TYPE_CHECKING:  # what the reader defines
         @property
@@ -48,7 +50,7 @@ class MotionDecoding:
         def decode_group(self, group: int, **options) -> np.ndarray: ...
 
         def _decode_tiled(self, group: int, region, name, device, out, progress, shifts, gradient,
-                          opts: dict) -> np.ndarray: ...
+                          opts: dict, rigid_start: bool | None = None) -> np.ndarray: ...
 
     def _compensates(self, options: dict, decoder=None) -> bool:
         """Whether decoding with ``options`` (``motion``, on by default)
@@ -182,8 +184,7 @@ class MotionDecoding:
         ``moving``, run once per decoder and options; ``frames`` are the
         whole frame's decoded frames of the verdict when this call ran the
         check on the whole frame, else None."""
-        key = (group, name if isinstance(name, str) else id(name), device,
-               tuple(sorted((k, repr(v)) for k, v in opts.items())))
+        key = (group, *_options_key(name, device, opts))
         if key in self._checks:
             return self._checks[key], None
 
@@ -198,6 +199,41 @@ class MotionDecoding:
         result = self._checks[key] = (scores, verdict(scores))
         return result, (frames[result[1]] if whole else None)
 
+    def _rigid_start(self, group: int, name, device, opts: dict) -> bool:
+        """Whether ``group``, decoded in the moving frame by decoder
+        ``name`` with ``opts``, starts from the rigid-scene solution: where
+        the path says so (:meth:`~tcscodec.motion.MotionPath.rigid_start`),
+        or where it leaves the start open
+        (:meth:`~tcscodec.motion.MotionPath.rigid_start_open`) and the rigid
+        start of a few such groups predicts their neighbours' measurements
+        better than the GAP-TV start (:func:`tcscodec.motion_check.start_score`,
+        decided once per decoder and options for the whole movie)."""
+        path = self.motion()
+        if path.rigid_start(group):
+            return True
+        if not path.rigid_start_open(group):
+            return False
+        key = _options_key(name, device, opts)
+        if key not in self._starts:
+            self._starts[key] = self._start_check(name, device, opts)
+        return self._starts[key]
+
+    def _start_check(self, name, device, opts: dict) -> bool:
+        """:meth:`_rigid_start`'s decision for the groups the path leaves open."""
+        path = self.motion()
+        moving = {}
+        for g in range(self.n_groups):
+            if path.rigid_start_open(g):
+                shifts = self._group_shifts(g, name, True, opts)
+                if shifts[0] is not None:
+                    moving[g] = shifts
+
+        def decode(g, window, rigid):
+            return self._decode_tiled(g, window, name, device, None, None, *moving[g], opts, rigid_start=rigid)
+
+        score = start_score(self, start_groups(list(moving)), decode)
+        return score is not None and score >= START_MARGIN
+
     def _decode_rigid(self, group: int, region, device, opts: dict, moving, out=None, progress=None) -> np.ndarray:
         """``group`` decoded by the rigid-scene decoder along its gated
         ``(shifts, gradient)`` ``moving``, with the tiling options of
@@ -209,3 +245,8 @@ class MotionDecoding:
         shifts, gradient = moving
         return self._decode_tiled(group, region, RIGID_DECODER, device, out, progress, shifts, gradient,
                                   {"tiling": tiling})
+
+
+def _options_key(name, device, opts: dict) -> tuple:
+    """A decode's decoder, device and options as a key of the reader's caches."""
+    return (name if isinstance(name, str) else id(name), device, tuple(sorted((k, repr(v)) for k, v in opts.items())))
