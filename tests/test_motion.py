@@ -210,12 +210,27 @@ def test_a_rigid_start_needs_a_smooth_path_a_scene_moving_as_one_and_short_group
     # groups longer than RIGID_START_FRAMES, and the short last group of such a movie
     long = MotionPath(np.cumsum(np.full((50, 2), 1.0), axis=0), (0, 12, 24, 36, 48), (), 5.0, 0.05)
     assert [long.rigid_start(g) for g in range(5)] == [False] * 4 + [True]
+    # ... whose start the path leaves to the measurements (the reader's start check)
+    assert [long.rigid_start_open(g) for g in range(5)] == [True] * 4 + [False]
+    assert long.summary()["groups_rigid_start"] == 1 and long.summary()["groups_start_open"] == 4
+    assert not any(rigid.rigid_start_open(g) for g in range(4))
+    assert not MotionPath(long.frames, long.group_starts, (), 5.0, 0.3).rigid_start_open(0)
     # a path whose velocity changes by more than RIGID_START_ROUGHNESS of the speed between groups
     bent = frames.copy()
     bent[20:] += np.arange(1, 21)[:, None] * np.array([0.3, -0.3])
     path = MotionPath(bent, starts, (), 5.0, 0.05)
     assert RIGID_START_ROUGHNESS < path.roughness() <= MAX_ROUGHNESS and path.compensated(0) is not None
-    assert not path.rigid_start(0)
+    assert not path.rigid_start(0) and not path.rigid_start_open(0)
+
+
+def test_start_groups_spread_over_the_candidates():
+    from tcscodec.motion_check import START_CHECK_GROUPS, start_groups
+
+    assert START_CHECK_GROUPS == 4
+    assert start_groups([3, 5]) == [3, 5] and start_groups([]) == []
+    assert start_groups(list(range(10))) == [0, 3, 6, 9]
+    assert start_groups(list(range(2, 7))) == [2, 3, 5, 6]
+
 
 def test_a_jittery_path_is_rough_and_decoded_as_still():
     # the drift turns by 90 degrees every 20 frames: groups of 10 see their velocity change
