@@ -222,7 +222,9 @@ def info(file, as_json, with_motion):
         mo = m["motion"]
         click.echo(f"motion      drift {mo['speed_median_px']:.2f} px/frame (median; max {mo['speed_max_px']:.2f}), "
                    f"{mo['travel_px']:.1f} px in all; compensated in {mo['groups_compensated']} of "
-                   f"{mo['groups']} groups ({mo['groups_rigid_start']} from a rigid start)")
+                   f"{mo['groups']} groups ({mo['groups_rigid_start']} from a rigid start"
+                   + (f", {mo['groups_start_open']} whose start the decoder picks from the measurements"
+                      if mo["groups_start_open"] else "") + ")")
         dose, rough, rigid = mo["dose"], mo["roughness"], mo["non_rigidity"]
         click.echo(f"dose        {dose if isinstance(dose, str) else format(dose, '.3g')} e-/px/frame "
                    f"(from the shot noise); path roughness {'-' if rough is None else format(rough, '.2f')}, "

@@ -216,3 +216,11 @@ def test_the_measurements_decide_the_start_of_long_groups(tmp_path, monkeypatch)
     monkeypatch.setattr("tcscodec.reader_motion.START_MARGIN", 99.0)
     with tcscodec.open(path, dtype=np.float32) as r:
         assert np.array_equal(r.decode_group(1), soft[12:24]) and list(r._starts.values()) == [False]
+    from click.testing import CliRunner
+
+    from tcscodec.cli.main import main
+
+    res = CliRunner().invoke(main, ["info", str(path), "--motion"])
+    assert res.exit_code == 0, res.output
+    assert ("compensated in 4 of 4 groups (0 from a rigid start, 4 whose start the decoder picks from the "
+            "measurements)") in " ".join(res.output.split()), res.output
