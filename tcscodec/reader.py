@@ -328,7 +328,13 @@ class TcsReader(MotionDecoding):
         learned decoder from the rigid-scene solution (the group as one
         image moved along the path) instead of GAP-TV in the moving frame:
         on a drifting HAADF micrograph -3.4 -> +8.3 dB against still at
-        B = 10; ``rigid_start=False`` keeps the GAP-TV start.
+        B = 10.  Where such a movie's groups are longer
+        (:meth:`~tcscodec.motion.MotionPath.rigid_start_open`), the first
+        decode that meets one decodes up to four of them from both starts
+        over the check window and starts them all rigid where that predicts
+        the neighbouring groups' measurements better
+        (:func:`tcscodec.motion_check.start_score`).  ``rigid_start=False``
+        keeps the GAP-TV start everywhere.
 
         With ``motion_check=True`` a selected group is also checked
         (:meth:`motion_check`: do its compensated frames predict the
