@@ -63,8 +63,8 @@ RIGID_MARGIN = 1.0
 #: (movie, B) at B = 20 and 30 (bench/results/motion/start_check.md): where
 #: the GAP-TV start gave the better frames the mean was at most +0.045, where
 #: the rigid one did it was +0.16 to +9.4, and +0.09 on one movie where both
-#: starts gained (by 0.4-0.5 and 0.9-1.0 dB): a small margin that errs
-#: towards the GAP-TV start, today's default
+#: starts gained over still (0.36-0.51 dB from GAP-TV, 0.93-1.04 rigid): a
+#: small margin that errs towards the GAP-TV start
 START_MARGIN = 0.1
 #: at most this many groups, spread over the movie, decide its long groups'
 #: start: each costs one more decode of the check window
