@@ -153,8 +153,10 @@ class TcsReader(MotionDecoding):
         with the motion path when decoding compensates it: estimated once
         here, not by every task (it reads every group)."""
         state = self.__getstate__()
-        if state["motion"] is None and self._compensates({**self.decode_options, **(options or {})}):
-            state["motion"] = self.motion().to_dict()
+        if self._compensates({**self.decode_options, **(options or {})}):
+            if state["motion"] is None:
+                state["motion"] = self.motion().to_dict()
+            state["starts"] = self._start_decisions(options)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -547,13 +549,15 @@ class TcsReader(MotionDecoding):
         if chunks is None:
             chunks = (tuple(int(n) for n in self.group_lengths()) if self.variable_groups else self.B, th, tw)
         chunks = da.core.normalize_chunks(chunks, self.shape, dtype=self.dtype)
-        state, motion = self.__getstate__(), None
-        if state["motion"] is None and self._compensates(self.decode_options):
+        state, motion, starts = self.__getstate__(), None, None
+        if self._compensates(self.decode_options):
             import dask
 
-            motion = dask.delayed(_motion_task, pure=True)(state)
+            if state["motion"] is None:
+                motion = dask.delayed(_motion_task, pure=True)(state)
+            starts = dask.delayed(_starts_task, pure=True)(state, motion)
         return da.map_blocks(_dask_block, chunks=chunks, dtype=self.dtype, meta=np.empty((0, 0, 0), self.dtype),
-                             state=state, motion=motion, name=f"tcs-{self.path.name}-{id(self):x}")
+                             state=state, motion=motion, starts=starts, name=f"tcs-{self.path.name}-{id(self):x}")
 
     def iter_groups(self, groups=None, *, region=None, executor=None, ahead: int | None = None,
                     **options) -> Iterator[tuple[int, np.ndarray]]:
@@ -620,7 +624,7 @@ def _task_reader(state: dict) -> TcsReader:
     readers = getattr(_task_readers, "readers", None)
     if readers is None:
         readers = _task_readers.readers = {}
-    key = repr(sorted((k, repr(v)) for k, v in state.items() if k != "motion"))
+    key = repr(sorted((k, repr(v)) for k, v in state.items() if k not in ("motion", "starts")))
     reader = readers.get(key)
     if reader is None:
         if len(readers) >= 4:
@@ -629,6 +633,8 @@ def _task_reader(state: dict) -> TcsReader:
         reader.__setstate__(state)
     elif reader._motion is None and state.get("motion") is not None:
         reader._motion = MotionPath.from_dict(state["motion"])
+    for decode, rigid in (state.get("starts") or {}).items():
+        reader._starts.setdefault(decode, rigid)  # decided once, where the task state was made
     return reader
 
 
@@ -638,13 +644,22 @@ def _motion_task(state: dict) -> dict:
     return _task_reader(state).motion().to_dict()
 
 
-def _dask_block(block_info=None, state=None, motion=None) -> np.ndarray:
+def _starts_task(state: dict, motion: dict | None) -> dict:
+    """The start decisions of :meth:`TcsReader.to_dask`'s decode
+    (:meth:`~tcscodec.reader_motion.MotionDecoding._start_decisions`): one
+    task after :func:`_motion_task`, so no chunk decodes the compared
+    groups again."""
+    return _task_reader(state if motion is None else {**state, "motion": motion})._start_decisions()
+
+
+def _dask_block(block_info=None, state=None, motion=None, starts=None) -> np.ndarray:
     """One chunk of :meth:`TcsReader.to_dask`: the chunk's window, decoded
     by this thread's reader of the file (with ``motion``, the path
-    :func:`_motion_task` estimated)."""
+    :func:`_motion_task` estimated, and ``starts``, the decisions of
+    :func:`_starts_task`)."""
     (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
-    if motion is not None:
-        state = {**state, "motion": motion}
+    if motion is not None or starts is not None:
+        state = {**state, "motion": motion if motion is not None else state["motion"], "starts": starts}
     return _task_reader(state)[t0:t1, y0:y1, x0:x1]
 
 

@@ -218,6 +218,24 @@ class MotionDecoding:
             self._starts[key] = self._start_check(name, device, opts)
         return self._starts[key]
 
+    def _start_decisions(self, options: dict | None = None) -> dict[tuple, bool]:
+        """:meth:`_rigid_start`'s decisions for decoding with ``options``
+        (as :meth:`decode_group` takes them), made here where the movie
+        leaves any group's start open, so that tasks on other threads or
+        processes get them with the reader's state instead of each
+        decoding the compared groups again."""
+        options = dict(options or {})
+        device = options.pop("device", None)
+        name, motion, _, opts = self._decode_setup(options.pop("decoder", None), options)
+        opts = dict(opts)
+        if opts.pop("rigid_start", True) and self._compensates({"motion": motion}, name):
+            path = self.motion()
+            for g in range(self.n_groups):
+                if path.rigid_start_open(g) and self._group_shifts(g, name, True, opts)[0] is not None:
+                    self._rigid_start(g, name, device, opts)
+                    break
+        return dict(self._starts)
+
     def _start_check(self, name, device, opts: dict) -> bool:
         """:meth:`_rigid_start`'s decision for the groups the path leaves open."""
         path = self.motion()

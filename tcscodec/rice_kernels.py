@@ -441,7 +441,7 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     if hi > MAX_ABS or lo < -MAX_ABS:  # values beyond 2^52 (64-bit dtypes only) are not predicted
         return None
     counts, bounds = _stage_bounds(q.shape)
-    u = np.empty(q.size, _residual_dtype(max(-lo, hi)))
+    u: np.ndarray = np.empty(q.size, _residual_dtype(max(-lo, hi)))
     sums = np.zeros(N_STAGES, np.uint64)
     maxes = np.zeros(N_STAGES, np.uint64)
     H, W = q.shape

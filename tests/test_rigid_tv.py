@@ -212,6 +212,16 @@ def test_the_measurements_decide_the_start_of_long_groups(tmp_path, monkeypatch)
         still = r.read(motion=False)
     # measured: 24.13 dB from the rigid start, 22.64 from GAP-TV, 21.89 still
     assert _psnr(rigid, m.clean) > _psnr(soft, m.clean) + 0.5 and _psnr(soft, m.clean) > _psnr(still, m.clean)
+    # lazily: one task decides, the chunks reuse its decision
+    pytest.importorskip("dask")
+    from tcscodec.reader_motion import MotionDecoding
+
+    calls = []
+    real = MotionDecoding._start_check
+    monkeypatch.setattr(MotionDecoding, "_start_check", lambda self, *a: calls.append(1) or real(self, *a))
+    with tcscodec.open(path, dtype=np.float32) as r:
+        lazy = r.to_dask()[12:36].compute(scheduler="threads")
+    assert np.allclose(lazy, rigid[12:36], rtol=1e-5, atol=1e-4) and calls == [1]
     monkeypatch.setattr(motion_check, "START_MARGIN", 99.0)
     monkeypatch.setattr("tcscodec.reader_motion.START_MARGIN", 99.0)
     with tcscodec.open(path, dtype=np.float32) as r:
