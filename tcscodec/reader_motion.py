@@ -208,6 +208,10 @@ class MotionDecoding:
         start of a few such groups predicts their neighbours' measurements
         better than the GAP-TV start (:func:`tcscodec.motion_check.start_score`,
         decided once per decoder and options for the whole movie)."""
+        from .decoders import Decoder, decoder_class
+
+        if not (name if isinstance(name, Decoder) else decoder_class(name)).takes_rigid_start:
+            return False  # (GAP-TV, rigid-tv: one way to start, nothing to decide)
         path = self.motion()
         if path.rigid_start(group):
             return True
