@@ -233,22 +233,21 @@ class MotionDecoding:
         name, motion, _, opts = self._decode_setup(options.pop("decoder", None), options)
         opts = dict(opts)
         if opts.pop("rigid_start", True) and self._compensates({"motion": motion}, name):
-            path = self.motion()
-            for g in range(self.n_groups):
-                if path.rigid_start_open(g) and self._group_shifts(g, name, True, opts)[0] is not None:
-                    self._rigid_start(g, name, device, opts)
-                    break
+            first = next(iter(self._open_groups(name, opts)), None)
+            if first is not None:
+                self._rigid_start(first, name, device, opts)
         return dict(self._starts)
+
+    def _open_groups(self, name, opts: dict) -> dict[int, tuple]:
+        """The gated ``(shifts, gradient)`` of each group whose start the
+        path leaves open, by group."""
+        path = self.motion()
+        groups = (g for g in range(self.n_groups) if path.rigid_start_open(g))
+        return {g: shifts for g in groups if (shifts := self._group_shifts(g, name, True, opts))[0] is not None}
 
     def _start_check(self, name, device, opts: dict) -> bool:
         """:meth:`_rigid_start`'s decision for the groups the path leaves open."""
-        path = self.motion()
-        moving = {}
-        for g in range(self.n_groups):
-            if path.rigid_start_open(g):
-                shifts = self._group_shifts(g, name, True, opts)
-                if shifts[0] is not None:
-                    moving[g] = shifts
+        moving = self._open_groups(name, opts)
 
         def decode(g, window, rigid):
             return self._decode_tiled(g, window, name, device, None, None, *moving[g], opts, rigid_start=rigid)
