@@ -29,7 +29,7 @@ from .masks import GENERATOR_NAME, mask_sum, measured_mean, tile_mask_sum
 from .masks import masks as spec_masks
 from .motion import MotionPath
 from .quantize import cast_frames, dequantize
-from .reader_motion import MotionDecoding
+from .reader_motion import MotionDecoding, _options_key
 
 __all__ = ["TcsReader", "TcsProperties"]
 
@@ -139,6 +139,8 @@ class TcsReader(MotionDecoding):
         self._checks: dict[tuple, tuple[dict, str]] = {}
         #: whether the groups the path leaves open start rigid: key -> decision
         self._starts: dict[tuple, bool] = {}
+        #: whole-frame decodes the start check made: (group, *key) -> (rigid_start, frames), each used once
+        self._start_frames: dict[tuple, tuple[bool, np.ndarray]] = {}
         #: groups found damaged while decoding with ``skip_damaged``: group -> the error
         self.damaged: dict[int, str] = {}
 
@@ -378,13 +380,7 @@ class TcsReader(MotionDecoding):
         if shifts is not None and check:
             (_, mode), frames = self._check(group, name, device, opts, (shifts, gradient))
             if frames is not None:  # the check decoded the whole frame: no more decoding
-                crop = frames[:, y0:y1, x0:x1]
-                if out is None:
-                    return np.ascontiguousarray(crop)
-                if tuple(out.shape) != crop.shape:
-                    raise TcsValueError(f"out has shape {tuple(out.shape)}, expected {crop.shape}")
-                out[...] = cast_frames(crop, out.dtype)
-                return out
+                return _region_of(frames, (y0, y1, x0, x1), out)
             if mode == "rigid":
                 return self._decode_rigid(group, (y0, y1, x0, x1), device, opts, (shifts, gradient), out=out,
                                           progress=progress)
@@ -421,6 +417,10 @@ class TcsReader(MotionDecoding):
         allowed = opts.pop("rigid_start", True)
         if rigid_start is None:
             rigid_start = bool(allowed) and shifts is not None and self._rigid_start(group, name, device, opts)
+            if shifts is not None:
+                kept = self._start_frames.pop((group,) + _options_key(name, device, opts), None)
+                if kept is not None and kept[0] == rigid_start:  # the start check decoded it whole
+                    return _region_of(kept[1], region, out)
         return decode_tiled(
             _GroupMeasurement(self, group), mask_fn, n, decoder=name, device=device or self.device, out=out,
             progress=progress, region=region, context_fn=context_fn, shifts=shifts,
@@ -617,6 +617,19 @@ class TcsReader(MotionDecoding):
 #: one reader per (thread, file state): dask tasks reuse it across chunks,
 #: and threads never share a reader's decoded-group cache
 _task_readers = threading.local()
+
+
+def _region_of(frames: np.ndarray, region, out=None) -> np.ndarray:
+    """``region`` ``(y0, y1, x0, x1)`` of whole-frame decoded ``frames``,
+    as :meth:`TcsReader.decode_group` returns it (into ``out`` if given)."""
+    y0, y1, x0, x1 = region
+    crop = frames[:, y0:y1, x0:x1]
+    if out is None:
+        return np.ascontiguousarray(crop)
+    if tuple(out.shape) != crop.shape:
+        raise TcsValueError(f"out has shape {tuple(out.shape)}, expected {crop.shape}")
+    out[...] = cast_frames(crop, out.dtype)
+    return out
 
 
 def _task_reader(state: dict) -> TcsReader:

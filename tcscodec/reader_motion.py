@@ -13,13 +13,16 @@ import numpy as np
 
 from .errors import TcsFormatError
 from .motion import MIN_GROUPS, MotionPath, estimate_motion
-from .motion_check import START_MARGIN, check_group, start_groups, start_score, verdict
+from .motion_check import START_MARGIN, check_group, check_window, start_groups, start_score, verdict
 
 __all__ = ["MotionDecoding"]
 
 #: the decoder a checked group decodes with where the scene moves as one
 #: rigid image (:func:`tcscodec.motion_check.verdict`)
 RIGID_DECODER = "rigid-tv"
+#: the start check keeps a compared group's whole-frame decode for reuse
+#: only up to this size (it holds both starts' until it decides: 8 at most)
+KEEP_BYTES = 32 << 20
 
 
 class MotionDecoding:
@@ -34,6 +37,8 @@ class MotionDecoding:
     _checks: dict[tuple, tuple[dict, str]]
     #: whether the groups the path leaves open start rigid: key -> decision
     _starts: dict[tuple, bool]
+    #: whole-frame decodes the start check made: (group, *key) -> (rigid_start, frames)
+    _start_frames: dict[tuple, tuple[bool, np.ndarray]]
 
     if TYPE_CHECKING:  # what the reader defines
         @property
@@ -246,14 +251,27 @@ class MotionDecoding:
         return {g: shifts for g in groups if (shifts := self._group_shifts(g, name, True, opts))[0] is not None}
 
     def _start_check(self, name, device, opts: dict) -> bool:
-        """:meth:`_rigid_start`'s decision for the groups the path leaves open."""
+        """:meth:`_rigid_start`'s decision for the groups the path leaves
+        open.  Where the check window is the whole frame, the compared
+        groups' decodes from the chosen start are kept for the decode that
+        asks for them next (each at most :data:`KEEP_BYTES`)."""
         moving = self._open_groups(name, opts)
+        whole = check_window(self) == (0, self.header.height, 0, self.header.width)
+        decoded: dict[tuple[int, bool], np.ndarray] = {}
 
         def decode(g, window, rigid):
-            return self._decode_tiled(g, window, name, device, None, None, *moving[g], opts, rigid_start=rigid)
+            frames = self._decode_tiled(g, window, name, device, None, None, *moving[g], opts, rigid_start=rigid)
+            if whole and frames.nbytes <= KEEP_BYTES:
+                decoded[g, rigid] = frames
+            return frames
 
         score = start_score(self, start_groups(list(moving)), decode)
-        return score is not None and score >= START_MARGIN
+        rigid = score is not None and score >= START_MARGIN
+        key = _options_key(name, device, opts)
+        for (g, start), frames in decoded.items():
+            if start == rigid:
+                self._start_frames[(g,) + key] = (rigid, frames)
+        return rigid
 
     def _decode_rigid(self, group: int, region, device, opts: dict, moving, out=None, progress=None) -> np.ndarray:
         """``group`` decoded by the rigid-scene decoder along its gated

@@ -203,13 +203,24 @@ def test_the_measurements_decide_the_start_of_long_groups(tmp_path, monkeypatch)
     m = _movie(drift=(1.5, 1.0), T=48, dose=5.0)
     path = tmp_path / "long.tcs"
     tcscodec.write(path, m.frames, B=12, seed=11)
+    import tcscodec.decoders as decoders
+
+    decodes = []
+    real_decode = decoders.decode_tiled
+    monkeypatch.setattr(decoders, "decode_tiled", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
     with tcscodec.open(path, dtype=np.float32) as r:
         p = r.motion()
         assert [p.rigid_start_open(g) for g in range(4)] == [True] * 4 and not p.rigid_start(0)
         rigid = r.read()
-        assert list(r._starts.values()) == [True]
+        # the four groups compared from both starts: their rigid decodes are the output
+        assert list(r._starts.values()) == [True] and len(decodes) == 8 and r._start_frames == {}
         soft = r.read(rigid_start=False)
         still = r.read(motion=False)
+    decodes.clear()
+    with tcscodec.open(path, dtype=np.float32) as r:  # told the decision: each group decoded once, the same
+        r._starts[("tcs-unfold", None, ())] = True
+        assert np.array_equal(r.read(), rigid) and len(decodes) == 4
+    monkeypatch.setattr(decoders, "decode_tiled", real_decode)
     # measured: 24.13 dB from the rigid start, 22.64 from GAP-TV, 21.89 still
     assert _psnr(rigid, m.clean) > _psnr(soft, m.clean) + 0.5 and _psnr(soft, m.clean) > _psnr(still, m.clean)
     # lazily: one task decides, the chunks reuse its decision
