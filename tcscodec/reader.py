@@ -29,7 +29,7 @@ from .masks import GENERATOR_NAME, mask_sum, measured_mean, tile_mask_sum
 from .masks import masks as spec_masks
 from .motion import MotionPath
 from .quantize import cast_frames, dequantize
-from .reader_motion import MotionDecoding, _options_key
+from .reader_motion import MotionDecoding, decode_key
 
 __all__ = ["TcsReader", "TcsProperties"]
 
@@ -418,7 +418,7 @@ class TcsReader(MotionDecoding):
         if rigid_start is None:
             rigid_start = bool(allowed) and shifts is not None and self._rigid_start(group, name, device, opts)
             if shifts is not None:
-                kept = self._start_frames.pop((group,) + _options_key(name, device, opts), None)
+                kept = self._start_frames.pop((group,) + decode_key(name, device, opts), None)
                 if kept is not None and kept[0] == rigid_start:  # the start check decoded it whole
                     return _region_of(kept[1], region, out)
         return decode_tiled(

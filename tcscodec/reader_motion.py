@@ -15,7 +15,7 @@ from .errors import TcsFormatError
 from .motion import MIN_GROUPS, MotionPath, estimate_motion
 from .motion_check import START_MARGIN, check_group, check_window, start_groups, start_score, verdict
 
-__all__ = ["MotionDecoding"]
+__all__ = ["MotionDecoding", "decode_key"]
 
 #: the decoder a checked group decodes with where the scene moves as one
 #: rigid image (:func:`tcscodec.motion_check.verdict`)
@@ -189,7 +189,7 @@ class MotionDecoding:
         ``moving``, run once per decoder and options; ``frames`` are the
         whole frame's decoded frames of the verdict when this call ran the
         check on the whole frame, else None."""
-        key = (group, *_options_key(name, device, opts))
+        key = (group, *decode_key(name, device, opts))
         if key in self._checks:
             return self._checks[key], None
 
@@ -222,7 +222,7 @@ class MotionDecoding:
             return True
         if not path.rigid_start_open(group):
             return False
-        key = _options_key(name, device, opts)
+        key = decode_key(name, device, opts)
         if key not in self._starts:
             self._starts[key] = self._start_check(name, device, opts)
         return self._starts[key]
@@ -267,7 +267,7 @@ class MotionDecoding:
 
         score = start_score(self, start_groups(list(moving)), decode)
         rigid = score is not None and score >= START_MARGIN
-        key = _options_key(name, device, opts)
+        key = decode_key(name, device, opts)
         for (g, start), frames in decoded.items():
             if start == rigid:
                 self._start_frames[(g,) + key] = (rigid, frames)
@@ -286,6 +286,6 @@ class MotionDecoding:
                                   {"tiling": tiling})
 
 
-def _options_key(name, device, opts: dict) -> tuple:
+def decode_key(name, device, opts: dict) -> tuple:
     """A decode's decoder, device and options as a key of the reader's caches."""
     return (name if isinstance(name, str) else id(name), device, tuple(sorted((k, repr(v)) for k, v in opts.items())))
