@@ -287,7 +287,8 @@ def _parse_region(spec: str | None):
               help=f"With --motion auto or checked and the learned decoder: start groups of up to "
                    f"{RIGID_START_FRAMES} frames in a movie whose path is smooth and whose scene moves as one "
                    "from the rigid-scene solution (the group as one image moved along the path) instead of "
-                   "GAP-TV in the moving frame (README, 'Motion').")
+                   "GAP-TV in the moving frame, and longer groups of such a movie where a few of them decoded "
+                   "both ways say it predicts the measurements better (README, 'Motion').")
 @click.option("--threads", type=click.IntRange(1, 4096), default=os.cpu_count() or 1, show_default="all cores",
               help="Groups decoded at once on this machine, each on one torch thread.")
 @click.option("--workers", type=click.IntRange(1, 4096),

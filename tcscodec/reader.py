@@ -152,8 +152,9 @@ class TcsReader(MotionDecoding):
 
     def _task_state(self, options: dict | None = None) -> dict:
         """:meth:`__getstate__` for tasks on other threads or processes,
-        with the motion path when decoding compensates it: estimated once
-        here, not by every task (it reads every group)."""
+        with the motion path and the start of long groups when decoding
+        compensates: estimated and decided once here, not by every task
+        (the path reads every group; the start decodes a few twice)."""
         state = self.__getstate__()
         if self._compensates({**self.decode_options, **(options or {})}):
             if state["motion"] is None:

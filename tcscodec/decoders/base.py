@@ -21,9 +21,11 @@ Contract of :meth:`Decoder.decode` (torch tensors, on the decoder's device):
   each frame's content (:mod:`tcscodec.motion`, relative to the group's
   middle); None decodes the group as still;
 * ``rigid_start`` (only for decoders whose ``takes_rigid_start`` is true,
-  keyword, with ``shifts``): True where the path is smooth, so the scene
-  most likely drifts as one (:data:`tcscodec.motion.RIGID_START_ROUGHNESS`);
-  such a decoder may then start from the rigid-scene solution;
+  keyword, with ``shifts``): True where the reader chose the rigid-scene
+  start, the scene most likely drifting as one (a smooth, rigid path:
+  :meth:`tcscodec.motion.MotionPath.rigid_start`, or for longer groups the
+  measurements: :func:`tcscodec.motion_check.start_score`); such a decoder
+  then starts from the rigid-scene solution;
 * returns ``(N, n, h, w)`` float32 frames in the input's units.
 
 A decoder must be purely a function of its inputs (no state between

@@ -352,8 +352,8 @@ def decode_tiled(
         that any point of the frame gets.
     rigid_start : bool, optional
         With ``shifts``: tell a decoder that takes it
-        (``Decoder.takes_rigid_start``) that the path is smooth, so it may
-        start from the rigid-scene solution (default False).
+        (``Decoder.takes_rigid_start``) to start from the rigid-scene
+        solution, as the reader decides (default False).
     **options
         Options of the decoder when ``decoder`` is a name (e.g.
         ``iterations=40`` for ``"gap-tv"``).
