@@ -418,7 +418,7 @@ class TcsReader(MotionDecoding):
         allowed = opts.pop("rigid_start", True)
         if rigid_start is None:
             rigid_start = bool(allowed) and shifts is not None and self._rigid_start(group, name, device, opts)
-            if shifts is not None:
+            if shifts is not None and self._start_frames:
                 kept = self._start_frames.pop((group,) + decode_key(name, device, opts), None)
                 if kept is not None and kept[0] == rigid_start:  # the start check decoded it whole
                     return _region_of(kept[1], region, out)
@@ -672,8 +672,10 @@ def _dask_block(block_info=None, state=None, motion=None, starts=None) -> np.nda
     :func:`_motion_task` estimated, and ``starts``, the decisions of
     :func:`_starts_task`)."""
     (t0, t1), (y0, y1), (x0, x1) = block_info[None]["array-location"]
-    if motion is not None or starts is not None:
-        state = {**state, "motion": motion if motion is not None else state["motion"], "starts": starts}
+    if motion is not None:
+        state = {**state, "motion": motion}
+    if starts is not None:
+        state = {**state, "starts": starts}
     return _task_reader(state)[t0:t1, y0:y1, x0:x1]
 
 

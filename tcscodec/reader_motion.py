@@ -239,8 +239,11 @@ class MotionDecoding:
         opts = dict(opts)
         if opts.pop("rigid_start", True) and self._compensates({"motion": motion}, name):
             first = next(iter(self._open_groups(name, opts)), None)
-            if first is not None:
+            if first is not None and decode_key(name, device, opts) not in self._starts:
                 self._rigid_start(first, name, device, opts)
+                # the decision goes to the readers that decode; the frames
+                # the check kept for this one would be held unused
+                self._start_frames.clear()
         return dict(self._starts)
 
     def _open_groups(self, name, opts: dict) -> dict[int, tuple]:

@@ -233,9 +233,11 @@ def test_the_measurements_decide_the_start_of_long_groups(tmp_path, monkeypatch)
     with tcscodec.open(path, dtype=np.float32) as r:
         lazy = r.to_dask()[12:36].compute(scheduler="threads")
     assert np.allclose(lazy, rigid[12:36], rtol=1e-5, atol=1e-4) and calls == [1]
+    with tcscodec.open(path, dtype=np.float32) as r:  # the task state carries the decision, no frames stay
+        assert list(r._task_state()["starts"].values()) == [True] and r._start_frames == {}
     with tcscodec.open(path, dtype=np.float32) as r:  # GAP-TV has one start: nothing to decide
         r.decode_group(0, decoder="gap-tv")
-        assert calls == [1] and r._starts == {}
+        assert calls == [1, 1] and r._starts == {}  # (the second: the task state's decision above)
     monkeypatch.setattr(motion_check, "START_MARGIN", 99.0)
     monkeypatch.setattr("tcscodec.reader_motion.START_MARGIN", 99.0)
     with tcscodec.open(path, dtype=np.float32) as r:
