@@ -39,7 +39,7 @@ from .errors import TcsFormatError
 
 __all__ = ["shift_image", "aligned_mean", "predicted_measurement", "prediction_score", "check_group", "verdict",
            "check_window", "start_groups", "start_score", "CHECK_SIDE", "WHOLE_SIDE", "RIGID_MARGIN",
-           "START_MARGIN", "START_CHECK_GROUPS", "MODES"]
+           "START_MARGIN", "START_CHECK_GROUPS", "START_CLEAR", "MODES"]
 
 #: side of the central window over which :func:`check_group` decodes a
 #: group in each way it compares: wide enough for a neighbour's frames to
@@ -69,6 +69,10 @@ START_MARGIN = 0.1
 #: at most this many groups, spread over the movie, decide its long groups'
 #: start: each costs one more decode of the check window
 START_CHECK_GROUPS = 4
+#: the start check stops after the first two groups where their mean score
+#: is this far from START_MARGIN: on 18 drifting (movie, B) the remaining
+#: groups changed no such decision (bench/results/motion/start_check.md)
+START_CLEAR = 0.5
 #: the ways a checked group can decode: as still, in the moving frame with
 #: the reader's decoder, or as one rigid image moved along the path
 MODES = ("still", "moving", "rigid")
@@ -212,11 +216,12 @@ def _neighbours(reader, group: int, window) -> tuple[np.ndarray, list]:
 def start_groups(candidates: list[int]) -> list[int]:
     """The groups, of ``candidates`` (in order), whose two starts
     :func:`start_score` compares: at most :data:`START_CHECK_GROUPS`,
-    spread evenly from the first to the last."""
-    if len(candidates) <= START_CHECK_GROUPS:
-        return list(candidates)
-    at = np.linspace(0, len(candidates) - 1, START_CHECK_GROUPS).round().astype(int)
-    return [candidates[i] for i in at]
+    spread evenly from the first to the last, in the order they are
+    compared: the first and the last, then those between."""
+    if len(candidates) > START_CHECK_GROUPS:
+        at = np.linspace(0, len(candidates) - 1, START_CHECK_GROUPS).round().astype(int)
+        candidates = [candidates[i] for i in at]
+    return candidates[:1] + candidates[-1:] + candidates[1:-1] if len(candidates) > 2 else list(candidates)
 
 
 def start_score(reader, groups: Iterable[int], decode) -> float | None:
@@ -231,11 +236,14 @@ def start_score(reader, groups: Iterable[int], decode) -> float | None:
     decode against the rigid one is the difference of their scores against
     it.  The reader starts every group the path leaves open
     (:meth:`~tcscodec.motion.MotionPath.rigid_start_open`) rigid where this
-    is at least :data:`START_MARGIN`.
+    is at least :data:`START_MARGIN`.  Two scores at least
+    :data:`START_CLEAR` from that margin on average end the check.
     """
     window = check_window(reader)
-    scores = []
+    scores: list[float] = []
     for g in groups:
+        if len(scores) >= 2 and abs(np.mean(scores) - START_MARGIN) >= START_CLEAR:
+            break
         d, neighbours = _neighbours(reader, g, window)
         score = prediction_score(decode(g, window, False), decode(g, window, True), d, neighbours)
         if score is not None:

@@ -228,8 +228,31 @@ def test_start_groups_spread_over_the_candidates():
 
     assert START_CHECK_GROUPS == 4
     assert start_groups([3, 5]) == [3, 5] and start_groups([]) == []
-    assert start_groups(list(range(10))) == [0, 3, 6, 9]
-    assert start_groups(list(range(2, 7))) == [2, 3, 5, 6]
+    assert start_groups(list(range(10))) == [0, 9, 3, 6]  # the outer two first
+    assert start_groups(list(range(2, 7))) == [2, 6, 3, 5]
+    assert start_groups([4, 7, 8]) == [4, 8, 7]
+
+
+def test_the_start_check_stops_when_two_groups_are_clear(monkeypatch):
+    from tcscodec import motion_check as mc
+
+    monkeypatch.setattr(mc, "check_window", lambda reader: None)
+    monkeypatch.setattr(mc, "_neighbours", lambda reader, g, window: (None, None))
+    scores = {0: 2.0, 9: 1.0, 3: -5.0, 6: -5.0}  # by group (the fake decodes below are the group)
+    monkeypatch.setattr(mc, "prediction_score", lambda soft, rigid, d, neighbours: scores[rigid])
+    seen = []
+
+    def decode(g, window, rigid):
+        seen.append(g)
+        return g
+
+    assert mc.start_score(None, [0, 9, 3, 6], decode) == 1.5 and seen == [0, 0, 9, 9]
+    scores.update({0: 0.3, 9: 0.2, 3: 0.0})  # means 0.25, then 0.17: within START_CLEAR of the margin
+    seen.clear()
+    assert mc.start_score(None, [0, 9, 3, 6], decode) == pytest.approx((0.3 + 0.2 - 5) / 4) and len(seen) == 8
+    scores.update({0: 0.1 - mc.START_CLEAR, 9: 0.1 - mc.START_CLEAR})  # clear below the margin
+    seen.clear()
+    assert mc.start_score(None, [0, 9, 3, 6], decode) == pytest.approx(0.1 - mc.START_CLEAR) and len(seen) == 4
 
 
 def test_a_jittery_path_is_rough_and_decoded_as_still():
