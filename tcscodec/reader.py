@@ -335,9 +335,10 @@ class TcsReader(MotionDecoding):
         on a drifting HAADF micrograph -3.4 -> +8.3 dB against still at
         B = 10.  Where such a movie's groups are longer
         (:meth:`~tcscodec.motion.MotionPath.rigid_start_open`), the first
-        decode that meets one decodes up to four of them from both starts
-        over the check window and starts them all rigid where that predicts
-        the neighbouring groups' measurements better
+        decode that meets one decodes up to four of them (two where those
+        are clear) from both starts over the check window and starts them
+        all rigid where that predicts the neighbouring groups' measurements
+        better
         (:func:`tcscodec.motion_check.start_score`).  ``rigid_start=False``
         keeps the GAP-TV start everywhere.
 
