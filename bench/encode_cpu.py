@@ -36,9 +36,9 @@ import numpy as np
 import tcscodec
 from tcscodec.encoder import CpuEncoder
 from tcscodec.format import ContainerReader, get_codec
-from tcscodec.masks import tile_mask_sum
+from tcscodec.masks import stitched_mask_sum, tile_mask_sum
 from tcscodec.measurement import measurement_dtype
-from tcscodec.quantize import noise_std, quantize
+from tcscodec.quantize import noise_rows, noise_std, quantize
 from tcscodec.writer import AUTO_FRACTION
 
 #: the stream the CUDA encoder's host stage must keep up with: 4096^2 uint16 at 400 frames/s
@@ -174,9 +174,7 @@ def _host_stage(frames: np.ndarray, B: int) -> tuple[float, float]:
     for _ in range(3):  # the best of three: the first call may load compiled kernels
         t0 = time.perf_counter()
         # as the writer's _choose_step: the tiles' cached mask sums stitched, the noise estimated
-        csum = np.empty((H, W), np.uint8)
-        for y0, y1, x0, x1 in tiles:
-            csum[y0:y1, x0:x1] = tile_mask_sum(1, B, H, W, (y0, y1, x0, x1))
+        csum = stitched_mask_sum(1, B, H, W, tiles, noise_rows((H, W)))
         step = AUTO_FRACTION * noise_std(y, csum, (frames[0, :512, :512], frames[1, :512, :512]))
         t_auto = min(t_auto, time.perf_counter() - t0)
     step = float(2 * np.floor((step - 1) / 2) + 1) if step >= 1 else 1.0

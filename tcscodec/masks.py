@@ -43,6 +43,7 @@ __all__ = [
     "mask_frame",
     "mask_sum",
     "measured_mean",
+    "stitched_mask_sum",
     "tile_mask_sum",
 ]
 
@@ -196,4 +197,21 @@ def tile_mask_sum(seed: int, n: int, height: int, width: int, region: tuple[int,
     holds 256 tiles: 64 MiB at most with the default 512 x 512 tiles."""
     out = mask_sum(seed, n, height, width, region=region)
     out.flags.writeable = False
+    return out
+
+
+def stitched_mask_sum(seed: int, n: int, height: int, width: int, tiles, rows=None) -> np.ndarray:
+    """``sum_{b < n} C_b`` over the whole frame (uint8) from the ``tiles``'
+    cached sums (:func:`tile_mask_sum`; ``tiles`` their ``(y0, y1, x0, x1)``
+    bounds, covering the frame), filled only in the ``(start, stop)`` row
+    ranges ``rows`` (all rows where None) and zero elsewhere: the writer's
+    auto step reads a few bands of rows of a large frame
+    (:func:`tcscodec.quantize.noise_rows`), and the tiles' sums are cached
+    for its records anyway."""
+    out = np.zeros((height, width), np.uint8)
+    for y0, y1, x0, x1 in tiles:
+        for a, b in rows if rows is not None else [(y0, y1)]:
+            a, b = max(a, y0), min(b, y1)
+            if a < b:
+                out[a:b, x0:x1] = tile_mask_sum(seed, n, height, width, (y0, y1, x0, x1))[a - y0:b - y0]
     return out

@@ -32,7 +32,7 @@ from .format import ContainerWriter, TcsHeader
 from .format.codecs import get_codec
 from .format.header import metadata_bytes
 from .grouping import AUTO_MAX_B, AUTO_MIN_B, AutoGroups, AutoGroupsConfig, GroupPolicy, ListedGroups
-from .masks import random_seed, tile_mask_sum
+from .masks import random_seed, stitched_mask_sum, tile_mask_sum
 from .measurement import INPUT_DTYPES, Measurement, check_B, check_frame, measurement_dtype
 from .quantize import quantize, stored_dtype
 from .work_pool import WorkPool
@@ -381,15 +381,13 @@ class TcsWriter:
         the header (so a killed writer's file always has the right step)."""
         from dataclasses import replace
 
-        from .quantize import noise_std
+        from .quantize import noise_rows, noise_std
 
-        # the tiles' mask sums: cached, and the records of this group need them too
-        csum = np.empty(m.data.shape, np.uint8)
-        rows, cols = self.header.grid
-        for r in range(rows):
-            for c in range(cols):
-                y0, y1, x0, x1 = b = self.header.tile_bounds(r, c)
-                csum[y0:y1, x0:x1] = tile_mask_sum(self.seed, m.n_frames, self.header.height, self.header.width, b)
+        # the tiles' mask sums (cached: the records of this group need them
+        # too), over the rows the estimate reads
+        h = self.header
+        tiles = [h.tile_bounds(r, c) for r in range(h.grid[0]) for c in range(h.grid[1])]
+        csum = stitched_mask_sum(self.seed, m.n_frames, h.height, h.width, tiles, noise_rows(m.data.shape))
         assert self._pool is not None  # groups are submitted between _start and close
         step = self.auto_fraction * noise_std(m.data, csum, self._probe if len(self._probe) == 2 else None,
                                               run=self._pool.run, bands=self._threads)

@@ -78,6 +78,21 @@ def test_mask_sum_in_bands_equals_sum_of_masks():
     assert np.array_equal(mask_sum(5, 7, 70, 90, band=16), masks(5, 7, 70, 90).sum(0))
 
 
+def test_stitched_mask_sum_fills_the_rows_asked_for():
+    from tcscodec.masks import stitched_mask_sum
+
+    H, W = 70, 90
+    tiles = [(y0, min(H, y0 + 32), x0, min(W, x0 + 48)) for y0 in range(0, H, 32) for x0 in range(0, W, 48)]
+    whole = mask_sum(5, 7, H, W)
+    assert np.array_equal(stitched_mask_sum(5, 7, H, W, tiles), whole)
+    rows = [(0, 3), (30, 35), (64, 70)]  # within a tile, across two tiles' border, at the bottom
+    part = stitched_mask_sum(5, 7, H, W, tiles, rows)
+    inside = np.zeros(H, bool)
+    for a, b in rows:
+        inside[a:b] = True
+    assert np.array_equal(part[inside], whole[inside]) and not part[~inside].any() and whole[~inside].any()
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**64 - 1), n=st.integers(0, 300), H=st.integers(1, 40), W=st.integers(1, 300),
        data=st.data())
