@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tcscodec.evaluation.rd import _integral, bd_psnr, bd_rate, psnr_over_curve, rd_curve
+from tcscodec.evaluation.rd import _integral, bd_psnr, bd_rate, psnr_over_curve, rd_curve, rd_frontier
 
 RATES = [1000.0, 2000.0, 4000.0, 8000.0]
 PSNRS = [24.0, 27.5, 30.2, 32.0]
@@ -52,7 +52,7 @@ def test_the_integral_matches_scipys_pchip():
 def test_curves_that_do_not_overlap_have_no_delta_and_bad_curves_are_refused():
     assert math.isnan(bd_psnr([1e3, 2e3], [20, 25], [4e3, 8e3], [26, 30]))  # rates apart
     assert math.isnan(bd_rate(RATES, PSNRS, RATES, [p + 20 for p in PSNRS]))  # PSNRs apart
-    assert math.isnan(bd_rate(RATES, [24, 27, 26, 30], RATES, PSNRS))  # PSNR not monotone in rate
+    assert math.isnan(bd_rate(RATES, [30, 27, 26, 25], RATES, PSNRS))  # the frontier is one point
     with pytest.raises(ValueError, match="two points"):
         bd_psnr(RATES, PSNRS, [1e3, 2e3], [20, float("nan")])
     with pytest.raises(ValueError, match="positive"):
@@ -72,3 +72,16 @@ def test_points_of_one_rate_are_merged():
 def test_one_point_over_a_curve():
     assert psnr_over_curve(RATES, PSNRS, RATES[1], PSNRS[1] + 0.5) == pytest.approx(0.5, abs=0.01)
     assert math.isnan(psnr_over_curve(RATES, PSNRS, RATES[-1] * 3, 40.0))  # beyond the curve's bytes
+
+
+def test_bd_rate_reads_each_curve_on_its_frontier():
+    # the second point is beaten by the first (fewer bytes, higher PSNR): nobody would pick it
+    rates, psnrs = [1000.0, 2000.0, 4000.0, 8000.0], [27.0, 26.0, 30.2, 32.0]
+    x, y = rd_frontier(rates, psnrs)
+    assert (10**x).tolist() == pytest.approx([1000.0, 4000.0, 8000.0]) and y.tolist() == [27.0, 30.2, 32.0]
+    assert rd_frontier(RATES, PSNRS)[1].tolist() == PSNRS  # a rising curve is its own frontier
+    assert rd_frontier([1e3, 2e3], [25.0, 25.0])[1].tolist() == [25.0]  # equal PSNR for more bytes: left out
+    want = bd_rate(RATES, PSNRS, [1000.0, 4000.0, 8000.0], [27.0, 30.2, 32.0])
+    assert math.isfinite(want) and bd_rate(RATES, PSNRS, rates, psnrs) == pytest.approx(want, abs=1e-12)
+    assert bd_rate(rates, psnrs, RATES, PSNRS) == pytest.approx(bd_rate([1000.0, 4000.0, 8000.0],
+                                                                        [27.0, 30.2, 32.0], RATES, PSNRS))

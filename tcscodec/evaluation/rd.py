@@ -10,6 +10,10 @@ curves compare by their Bjøntegaard deltas (G. Bjøntegaard, VCEG-M33,
   span, the curves interpolated in log-rate;
 * **BD-rate**: the mean rate difference (%) over the PSNRs both curves
   span, at equal PSNR; negative means fewer bytes for the same quality.
+  It reads each curve's **frontier** (:func:`rd_frontier`): a point that
+  one of fewer bytes matches or beats in PSNR is left out, as nobody would
+  choose it (a learned decoder can be better at B = 8 than at B = 4, with
+  half the bytes), so that rate is a function of PSNR.
 
 Curves are interpolated with monotone piecewise cubics (Fritsch-Carlson,
 as PCHIP), which neither overshoot between points nor need four of them:
@@ -26,7 +30,7 @@ import numpy as np
 
 from ..errors import TcsValueError
 
-__all__ = ["bd_psnr", "bd_rate", "rd_curve", "psnr_over_curve"]
+__all__ = ["bd_psnr", "bd_rate", "rd_curve", "rd_frontier", "psnr_over_curve"]
 
 
 def rd_curve(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +51,15 @@ def rd_curve(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray
     if r.size < 2:
         raise TcsValueError(f"a rate-distortion curve needs two points or more, got {r.size}")
     return np.log10(r), p
+
+
+def rd_frontier(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rd_curve`'s points (log10 rate, PSNR) less those that a point
+    of fewer bytes matches or beats in PSNR: the curve's operational
+    frontier, its PSNR rising with rate.  It may hold a single point."""
+    x, y = rd_curve(rates, psnrs)
+    keep = y > np.concatenate([[-np.inf], np.maximum.accumulate(y)[:-1]])
+    return x[keep], y[keep]
 
 
 def _pchip_slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -114,12 +127,12 @@ def psnr_over_curve(anchor_rates, anchor_psnrs, rate: float, psnr: float) -> flo
 
 def bd_rate(anchor_rates, anchor_psnrs, test_rates, test_psnrs) -> float:
     """Mean rate change (%) of the test curve against the anchor at equal
-    PSNR: -30 means 30 % fewer bytes for the same quality.  NaN where the
-    PSNR ranges do not overlap, or a curve's PSNR is not monotone in rate
-    (it cannot be read as rate of PSNR)."""
-    la, pa = rd_curve(anchor_rates, anchor_psnrs)
-    lt, pt = rd_curve(test_rates, test_psnrs)
-    if np.any(np.diff(pa) <= 0) or np.any(np.diff(pt) <= 0):
+    PSNR: -30 means 30 % fewer bytes for the same quality, each curve read
+    on its frontier (:func:`rd_frontier`).  NaN where the frontiers' PSNR
+    ranges do not overlap, or a frontier has a single point."""
+    la, pa = rd_frontier(anchor_rates, anchor_psnrs)
+    lt, pt = rd_frontier(test_rates, test_psnrs)
+    if la.size < 2 or lt.size < 2:
         return math.nan
     gap = _mean_gap(pa, la, pt, lt)  # mean log10-rate difference at equal PSNR
     return math.nan if math.isnan(gap) else (10**gap - 1) * 100

@@ -149,8 +149,10 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
     Each method's points over the B of a movie (its stored bytes, its PSNR)
     make its rate-distortion curve (:mod:`.rd`).  A cell gives BD-PSNR (dB,
     > 0: the decoder is better at equal bytes) and BD-rate (%, < 0: the
-    decoder needs fewer bytes for equal PSNR; "—" where the PSNR ranges do
-    not overlap).  A movie or method with fewer than two points is "—".
+    decoder needs fewer bytes for equal PSNR; each curve read on its
+    frontier, :func:`~.rd.rd_frontier`; "—" where the frontiers' PSNR
+    ranges do not overlap or one has a single point).  A movie or method
+    with fewer than two points is "—".
 
     Where ``rows`` hold ``-B auto`` files (:func:`~.run.grouping`), the
     decoder on them is a curve of its own, "<decoder> (auto)", one line
