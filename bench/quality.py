@@ -212,8 +212,9 @@ def report(rows: list[ev.EvalRow], movies: dict, meta: dict, folder: Path | None
         out += ["## Bjøntegaard deltas over the B measured", "",
                 "tcs-unfold's rate-distortion curve (its file bytes and PSNR at each B) against each codec's "
                 "(matched to those bytes): BD-PSNR > 0 and BD-rate < 0 favour tcs-unfold; BD-rate reads each "
-                "curve on its frontier (a point that one of fewer bytes matches in PSNR left out); '—' where "
-                "the PSNR ranges do not overlap.", "", ev.bd_table(rows, "tcs-unfold"), ""]
+                "curve on its frontier (a point that one of fewer bytes matches in PSNR left out); where the "
+                "PSNR ranges do not overlap, a bound ('< -60 %': the cheaper curve's cheapest point beats "
+                "the other's every point).", "", ev.bd_table(rows, "tcs-unfold"), ""]
     out += ["## All rows", "", ev.markdown_table(rows)]
     return "\n".join(out)
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tcscodec.evaluation.rd import _integral, bd_psnr, bd_rate, psnr_over_curve, rd_curve, rd_frontier
+from tcscodec.evaluation.rd import (_integral, bd_psnr, bd_rate, bd_rate_bound, psnr_over_curve, rd_curve,
+                                    rd_frontier)
 
 RATES = [1000.0, 2000.0, 4000.0, 8000.0]
 PSNRS = [24.0, 27.5, 30.2, 32.0]
@@ -85,3 +86,18 @@ def test_bd_rate_reads_each_curve_on_its_frontier():
     assert math.isfinite(want) and bd_rate(RATES, PSNRS, rates, psnrs) == pytest.approx(want, abs=1e-12)
     assert bd_rate(rates, psnrs, RATES, PSNRS) == pytest.approx(bd_rate([1000.0, 4000.0, 8000.0],
                                                                         [27.0, 30.2, 32.0], RATES, PSNRS))
+
+
+def test_curves_apart_in_psnr_get_a_bound_on_the_bd_rate():
+    anchor = ([1000.0, 2000.0, 4000.0], [20.0, 22.0, 24.0])  # log-rate linear in PSNR: its mean rate is 2000
+    above = ([500.0, 1000.0], [25.0, 26.0])  # its cheapest point beats the anchor's best
+    assert math.isnan(bd_rate(*anchor, *above))
+    sign, bound = bd_rate_bound(*anchor, *above)
+    assert sign == "<" and bound == pytest.approx(500 / 2000 * 100 - 100)
+    # seen from the other side: the curve below needs more than its mean rate over the cheapest point above
+    sign, bound = bd_rate_bound(*above, *anchor)
+    assert sign == ">" and bound == pytest.approx(2000 / 500 * 100 - 100)
+    assert bd_rate_bound(RATES, PSNRS, RATES, [p + 1 for p in PSNRS]) is None  # overlapping: bd_rate has it
+    # a dominated point does not widen the range: the frontier of the anchor here ends at 24
+    sign, _ = bd_rate_bound([1000.0, 2000.0, 4000.0, 8000.0], [20.0, 22.0, 24.0, 23.0], *above)
+    assert sign == "<"

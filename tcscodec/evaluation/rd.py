@@ -18,7 +18,10 @@ curves compare by their Bjøntegaard deltas (G. Bjøntegaard, VCEG-M33,
 Curves are interpolated with monotone piecewise cubics (Fritsch-Carlson,
 as PCHIP), which neither overshoot between points nor need four of them:
 two points give a line.  A delta whose common range is empty is NaN (the
-curves do not overlap; extrapolating them would be a guess).
+curves do not overlap; extrapolating them would be a guess).  Where one
+curve lies wholly above the other in PSNR, :func:`bd_rate_bound` still
+bounds the BD-rate: the better curve's cheapest point reaches every PSNR
+of the other one.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 from ..errors import TcsValueError
 
-__all__ = ["bd_psnr", "bd_rate", "rd_curve", "rd_frontier", "psnr_over_curve"]
+__all__ = ["bd_psnr", "bd_rate", "bd_rate_bound", "rd_curve", "rd_frontier", "psnr_over_curve"]
 
 
 def rd_curve(rates: Sequence[float], psnrs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -136,3 +139,32 @@ def bd_rate(anchor_rates, anchor_psnrs, test_rates, test_psnrs) -> float:
         return math.nan
     gap = _mean_gap(pa, la, pt, lt)  # mean log10-rate difference at equal PSNR
     return math.nan if math.isnan(gap) else (10**gap - 1) * 100
+
+
+def _mean_log_rate(lr: np.ndarray, p: np.ndarray) -> float:
+    """Mean log10 rate of a frontier over its PSNR range (its one point's
+    where it has one)."""
+    return float(lr[0]) if p.size < 2 else _integral(p, lr, p[0], p[-1]) / (p[-1] - p[0])
+
+
+def bd_rate_bound(anchor_rates, anchor_psnrs, test_rates, test_psnrs) -> tuple[str, float] | None:
+    """A bound on :func:`bd_rate` where the two frontiers' PSNR ranges do
+    not overlap, as ``("<", percent)`` or ``(">", percent)``; None where
+    they overlap (:func:`bd_rate` gives the value).
+
+    Where the test frontier lies wholly above the anchor's, its cheapest
+    point already beats every PSNR of the anchor's range, so at equal
+    PSNR it needs at most that point's bytes (a frontier needs no more
+    bytes for less PSNR): the BD-rate is below ``r_test_min / R - 1``,
+    ``R`` the anchor's rate averaged as :func:`bd_rate` averages (in log
+    rate over its PSNR range).  Where it lies wholly below, the anchor's
+    cheapest point beats it all, and the BD-rate is above ``R_test /
+    r_anchor_min - 1``.
+    """
+    la, pa = rd_frontier(anchor_rates, anchor_psnrs)
+    lt, pt = rd_frontier(test_rates, test_psnrs)
+    if pt[0] >= pa[-1] and pt[-1] > pa[-1]:
+        return "<", (10 ** (lt[0] - _mean_log_rate(la, pa)) - 1) * 100
+    if pt[-1] <= pa[0] and pt[0] < pa[0]:
+        return ">", (10 ** (_mean_log_rate(lt, pt) - la[0]) - 1) * 100
+    return None

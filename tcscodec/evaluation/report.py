@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .codecs import CODECS
-from .rd import bd_psnr, bd_rate, psnr_over_curve
+from .rd import bd_psnr, bd_rate, bd_rate_bound, psnr_over_curve
 from .run import AUTO_CURVE, B_order, EvalRow, curve_name
 
 __all__ = ["sort_rows", "markdown_table", "summary_table", "margin_table", "bd_table", "rows_to_json", "TV_NOTE"]
@@ -150,9 +150,10 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
     make its rate-distortion curve (:mod:`.rd`).  A cell gives BD-PSNR (dB,
     > 0: the decoder is better at equal bytes) and BD-rate (%, < 0: the
     decoder needs fewer bytes for equal PSNR; each curve read on its
-    frontier, :func:`~.rd.rd_frontier`; "—" where the frontiers' PSNR
-    ranges do not overlap or one has a single point).  A movie or method
-    with fewer than two points is "—".
+    frontier, :func:`~.rd.rd_frontier`; where the frontiers' PSNR ranges
+    do not overlap, the bound of :func:`~.rd.bd_rate_bound`, "< -60 %" or
+    "> +40 %"; "—" where a frontier of one point lies inside the other's
+    range).  A movie or method with fewer than two points is "—".
 
     Where ``rows`` hold ``-B auto`` files (:func:`~.run.grouping`), the
     decoder on them is a curve of its own, "<decoder> (auto)", one line
@@ -190,7 +191,9 @@ def bd_table(rows: Iterable[EvalRow], decoder: str | None = None, against: Itera
                     cells.append("—")
                     continue
                 rate = bd_rate(*other, *own)
-                rate_cell = "—" if math.isnan(rate) else f"{rate:+.0f} %"
+                bound = bd_rate_bound(*other, *own) if math.isnan(rate) else None
+                rate_cell = (f"{rate:+.0f} %" if not math.isnan(rate)
+                             else f"{bound[0]} {bound[1]:+.0f} %" if bound else "—")
                 cells.append(f"{_fmt(bd_psnr(*other, *own), '+.2f')} dB / {rate_cell}")
             if with_auto:
                 gap = math.nan
