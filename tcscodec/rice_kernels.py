@@ -192,6 +192,90 @@ if numba is not None:
             maxes[st] = max(maxes[st], mx)
 
     @numba.njit(cache=True, nogil=True)
+    def _fill_coded(plan, shift, parts, H, W, out):
+        """Per pixel in coding order, all its prediction needs of the mask
+        sums as one uint64: the divisor's magic number (32 bits), its shift
+        (8), the pixel's own mask sum ``s`` (8) and its neighbours' ``den``
+        (16), from the padded ``plan`` (:func:`_fill_plan`)."""
+        P = W + 2 * PAD
+        low = (1 << shift) - 1
+        i = 0
+        for p in range(parts.shape[0]):
+            s, oy, ox = parts[p, 1], parts[p, 2], parts[p, 3]
+            n = (W - ox + s - 1) // s if ox < W else 0
+            for y in range(oy, H, s):
+                at = (y + PAD) * P + PAD + ox
+                for kx in range(n):
+                    e = np.int64(plan[_u(at + kx * s)])
+                    den = e >> shift
+                    out[_u(i)] = (_MAGIC[den] | (_SHIFT[den] << np.uint64(32)) | (np.uint64(e & low) << np.uint64(40))
+                                  | (np.uint64(den) << np.uint64(48)))
+                    i += 1
+
+    @numba.njit(inline="always")
+    def _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, stride):
+        """:func:`_residuals`' inner loop over one row of a predicted part,
+        from the coding-order plan: no table lookups and no test, so with
+        ``stride`` a constant (each call site passes one) it vectorises."""
+        m8 = np.uint64(0xFF)
+        for kx in range(n):
+            c = at + kx * stride
+            num = ((np.uint64(qp[_u(c + o0)]) + np.uint64(qp[_u(c + o1)]))
+                   + (np.uint64(qp[_u(c + o2)]) + np.uint64(qp[_u(c + o3)])))
+            e = coded[_u(i + kx)]
+            dividend = np.uint64(2) * ((e >> np.uint64(40)) & m8) * num + (e >> np.uint64(48))
+            r = np.int64(qp[_u(c)]) - np.int64((dividend * (e & np.uint64(0xFFFFFFFF))) >> ((e >> np.uint64(32)) & m8))
+            z = np.uint64((r << 1) ^ (r >> 63))
+            u[_u(i + kx)] = z
+            tot += z
+            mx = max(mx, z)
+        return tot, mx
+
+    @numba.njit(cache=True, nogil=True)
+    def _residuals_coded(qp, coded, parts, H, W, u, sums, maxes):
+        """:func:`_residuals` for a tile whose values are all >= 0 and small
+        enough that every prediction's dividend is below 2^31 (where the
+        reference's division is the multiplication by the magic number),
+        with the coding-order plan ``coded`` (:func:`_fill_coded`)."""
+        P = W + 2 * PAD
+        i = 0
+        for p in range(parts.shape[0]):
+            st, s, oy, ox, nn = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
+            o0, o1, o2, o3 = _offsets(parts, p, P)
+            n = (W - ox + s - 1) // s if ox < W else 0
+            tot = mx = np.uint64(0)
+            for y in range(oy, H, s):
+                at = (y + PAD) * P + PAD + ox
+                if not nn:  # the base stage has no prediction
+                    for kx in range(n):
+                        z = np.uint64(qp[_u(at + kx * s)]) << np.uint64(1)
+                        u[_u(i + kx)] = z
+                        tot += z
+                        mx = max(mx, z)
+                elif s == 2:  # the spacings of the stages, each a constant to its loop
+                    tot, mx = _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, 2)
+                elif s == 4:
+                    tot, mx = _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, 4)
+                elif s == 8:
+                    tot, mx = _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, 8)
+                else:
+                    tot, mx = _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, s)
+                i += n
+            sums[st] += tot
+            maxes[st] = max(maxes[st], mx)
+
+    @numba.njit(cache=True, nogil=True)
+    def _value_range(a):
+        """``(min, max)`` of a 2-D integer array in one pass."""
+        lo = hi = np.int64(a[0, 0])
+        for y in range(a.shape[0]):
+            for x in range(a.shape[1]):
+                v = np.int64(a[y, x])
+                lo = min(lo, v)
+                hi = max(hi, v)
+        return lo, hi
+
+    @numba.njit(cache=True, nogil=True)
     def _trial_bits(u, klo):
         """Per k in ``klo .. klo + 4``: sum of min(u >> k, ESCAPE) and the
         number of escapes (u >> k >= ESCAPE), in one pass.  u >> klo is
@@ -379,6 +463,17 @@ if numba is not None:
 _PLANS: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
 #: bytes of plans kept at most: 64 default 512 x 512 tiles (a 4096^2 frame)
 _PLANS_BYTES = 64 * 528 * 528 * 2
+#: coding-order plans (:func:`_fill_coded`) of the mask sums in _PLANS, by
+#: the same identity; each goes with its _PLANS entry
+_CODED: dict[int, np.ndarray] = {}
+#: bytes of them kept at most: 32 default tiles (a 2048 x 4096 frame).  A
+#: tile beyond is coded from the padded plan: rebuilding its coding-order
+#: plan costs more than it saves
+_CODED_BYTES = 32 * 512 * 512 * 8
+#: the largest value the coding-order plan's residuals take: every
+#: dividend 2 s num + den (s <= 255, num <= 4 values, den <= 1020) is
+#: then below 2^31
+_CODED_MAX = (_FITS - 1 - 1020) // (2 * 255 * 4)
 
 
 def _plan(csum: np.ndarray) -> tuple[np.ndarray, int]:
@@ -400,12 +495,34 @@ def _plan(csum: np.ndarray) -> tuple[np.ndarray, int]:
     if not csum.flags.writeable and csum.base is None and plan.nbytes <= _PLANS_BYTES:
         plan.flags.writeable = False
         while _PLANS and sum(p.nbytes for _, p, _ in list(_PLANS.values())) + plan.nbytes > _PLANS_BYTES:
-            try:  # the oldest goes first
-                _PLANS.pop(next(iter(_PLANS)))
+            try:  # the oldest goes first, with its coding-order plan
+                oldest = next(iter(_PLANS))
+                _PLANS.pop(oldest)
+                _CODED.pop(oldest, None)
             except (KeyError, RuntimeError, StopIteration):  # another thread changed it first
                 break
         _PLANS[id(csum)] = (csum, plan, shift)
     return plan, shift
+
+
+def _coded_plan(csum: np.ndarray, plan: np.ndarray, shift: int) -> np.ndarray | None:
+    """The coding-order plan of a ``csum`` whose padded ``plan`` is kept in
+    _PLANS, made once (within :data:`_CODED_BYTES`); None where it is not
+    kept (the padded plan serves)."""
+    key = id(csum)
+    entry = _PLANS.get(key)
+    if entry is None or entry[0] is not csum or entry[1] is not plan:
+        return None
+    coded = _CODED.get(key)
+    if coded is not None:
+        return coded
+    if sum(c.nbytes for c in list(_CODED.values())) + 8 * csum.size > _CODED_BYTES:
+        return None
+    coded = np.empty(csum.size, np.uint64)
+    _fill_coded(plan, shift, _PARTS, *csum.shape, coded)
+    coded.flags.writeable = False
+    _CODED[key] = coded
+    return coded
 
 
 def _words(stream: np.ndarray) -> np.ndarray:
@@ -437,7 +554,7 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     """:func:`tcscodec.format.predictive.encode_predicted`, compiled."""
     if q.dtype.kind not in "iu" or not _usable(q, csum):
         return encode_predicted_reference(q, csum)
-    lo, hi = int(np.min(q)), int(np.max(q))
+    lo, hi = (int(v) for v in _value_range(q)) if q.dtype.itemsize <= 4 else (int(np.min(q)), int(np.max(q)))
     if hi > MAX_ABS or lo < -MAX_ABS:  # values beyond 2^52 (64-bit dtypes only) are not predicted
         return None
     counts, bounds = _stage_bounds(q.shape)
@@ -447,7 +564,12 @@ def encode_predicted(q: np.ndarray, csum: np.ndarray) -> bytes | None:
     H, W = q.shape
     qp = np.zeros((H + 2 * PAD, W + 2 * PAD), np.uint16 if 0 <= lo and hi <= 0xFFFF else q.dtype)
     qp[PAD:PAD + H, PAD:PAD + W] = q
-    _residuals(qp.reshape(-1), *_plan(csum), _PARTS, H, W, u, sums, maxes)
+    plan, shift = _plan(csum)
+    coded = _coded_plan(csum, plan, shift) if 0 <= lo and hi <= _CODED_MAX else None
+    if coded is not None:
+        _residuals_coded(qp.reshape(-1), coded, _PARTS, H, W, u, sums, maxes)
+    else:
+        _residuals(qp.reshape(-1), plan, shift, _PARTS, H, W, u, sums, maxes)
     ks, unary_bits, n_esc, rem_bits = [], 0, 0, 0
     for st, count in enumerate(counts):
         if count == 0:

@@ -32,10 +32,19 @@ def _tile(rng, dtype, shape, B, kind):
     return q.astype(dtype), S
 
 
+def _read_only(S):
+    R = S.copy()
+    R.flags.writeable = False
+    return R
+
+
 def _same(q, S):
     expected = encode_predicted_reference(q, S)
     content = encode_predicted(q, S)
     assert content == expected
+    # read-only mask sums (the writer's cached tiles) are planned once, and
+    # tiles of small non-negative values coded from their coding-order plan
+    assert encode_predicted(q, _read_only(S)) == expected
     if content is not None:
         got = decode_predicted(content, S)
         assert got.dtype == np.int64 and np.array_equal(got, decode_predicted_reference(content, S))
@@ -251,3 +260,49 @@ def test_plans_kept_stay_within_their_bytes(monkeypatch):
         rice_kernels._plan(S)
         assert sum(p.nbytes for _, p, _ in rice_kernels._PLANS.values()) <= rice_kernels._PLANS_BYTES
     assert [entry[0] for entry in rice_kernels._PLANS.values()] == sums[3:]  # the newest three
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32", "int64"])
+def test_the_coding_order_plan_up_to_its_largest_value(monkeypatch, dtype):
+    """Tiles of non-negative values up to _CODED_MAX go through the
+    coding-order plan (every dividend below 2^31 with mask sums of 255),
+    one past it through the padded plan: the reference's bytes either way."""
+    from tcscodec import rice_kernels
+
+    calls = []
+    real = rice_kernels._residuals_coded
+    monkeypatch.setattr(rice_kernels, "_residuals_coded", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(5)
+    S = rng.integers(0, 255, (70, 90), endpoint=True).astype(np.uint8)
+    S[:8, :8] = 0  # unmeasured pixels: predictions of 0 from no neighbour
+    R = _read_only(S)
+    top = rice_kernels._CODED_MAX
+    for hi, coded in ((min(top, np.iinfo(dtype).max), True), (top + 1, False)):
+        if hi > np.iinfo(dtype).max:
+            continue
+        q = rng.integers(0, hi, S.shape, endpoint=True).astype(dtype)
+        q[-1, -1] = hi
+        calls.clear()
+        assert encode_predicted(q, R) == encode_predicted_reference(q, S)
+        assert bool(calls) == coded
+        assert np.array_equal(decode_predicted(encode_predicted(q, R), R), q.astype(np.int64))
+    negative = rng.integers(-5, 50, S.shape).astype(np.int64)
+    calls.clear()
+    assert encode_predicted(negative, R) == encode_predicted_reference(negative, S) and not calls
+
+
+def test_coding_order_plans_stay_within_their_bytes_and_go_with_their_plans(monkeypatch):
+    from tcscodec import rice_kernels
+
+    monkeypatch.setattr(rice_kernels, "_PLANS", {})
+    monkeypatch.setattr(rice_kernels, "_CODED", {})
+    monkeypatch.setattr(rice_kernels, "_PLANS_BYTES", 3 * (64 + 16) ** 2 * 2)
+    monkeypatch.setattr(rice_kernels, "_CODED_BYTES", 2 * 64 * 64 * 8)
+    q = np.random.default_rng(1).integers(0, 100, (64, 64)).astype(np.uint16)
+    sums = [_read_only(np.full((64, 64), 1 + i, np.uint8)) for i in range(6)]
+    for i, S in enumerate(sums):
+        assert encode_predicted(q, S) == encode_predicted_reference(q, S)
+        assert sum(c.nbytes for c in rice_kernels._CODED.values()) <= rice_kernels._CODED_BYTES
+        assert set(rice_kernels._CODED) <= set(rice_kernels._PLANS)  # a coding-order plan goes with its plan
+    # the first two got coding-order plans; when their plans were dropped the next ones took their place
+    assert [id(S) for S in sums[3:]] == list(rice_kernels._PLANS) and len(rice_kernels._CODED) == 2
