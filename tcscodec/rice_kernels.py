@@ -7,7 +7,12 @@ pixel in the coding order, in three compiled passes per tile (residuals and
 their sums; the trial bit counts of each stage; the unary, escape and
 remainder streams together, as 64-bit words), and decoding in one (each
 value read from the streams and predicted as it comes).  Both work on the
-tile padded with zeros, so that no neighbour needs a bounds test.
+tile padded with zeros, so that no neighbour needs a bounds test.  The
+mask sums' part of each prediction is planned once per tile (the masks are
+the same for every group): padded (:func:`_plan`), and for coding tiles of
+small non-negative values, the writer's usual case, also in coding order
+with each pixel's divisor as its magic number (:func:`_coded_plan`), a
+residual pass without table lookups or tests that vectorises.
 
 The bytes, values and errors are the reference's exactly:
 
