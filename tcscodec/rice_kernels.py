@@ -241,23 +241,19 @@ if numba is not None:
         """:func:`_residuals` for a tile whose values are all >= 0 and small
         enough that every prediction's dividend is below 2^31 (where the
         reference's division is the multiplication by the magic number),
-        with the coding-order plan ``coded`` (:func:`_fill_coded`)."""
+        with the coding-order plan ``coded`` (:func:`_fill_coded`).  The
+        base stage needs no case of its own: its pixels have no neighbours
+        (``den`` 0, magic number 0), so their prediction is 0."""
         P = W + 2 * PAD
         i = 0
         for p in range(parts.shape[0]):
-            st, s, oy, ox, nn = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3], parts[p, 4]
+            st, s, oy, ox = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3]
             o0, o1, o2, o3 = _offsets(parts, p, P)
             n = (W - ox + s - 1) // s if ox < W else 0
             tot = mx = np.uint64(0)
             for y in range(oy, H, s):
                 at = (y + PAD) * P + PAD + ox
-                if not nn:  # the base stage has no prediction
-                    for kx in range(n):
-                        z = np.uint64(qp[_u(at + kx * s)]) << np.uint64(1)
-                        u[_u(i + kx)] = z
-                        tot += z
-                        mx = max(mx, z)
-                elif s == 2:  # the spacings of the stages, each a constant to its loop
+                if s == 2:  # the spacings of the stages, each a constant to its loop
                     tot, mx = _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, 2)
                 elif s == 4:
                     tot, mx = _coded_run(qp, coded, u, i, at, n, o0, o1, o2, o3, tot, mx, 4)
